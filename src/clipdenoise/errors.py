@@ -1,0 +1,27 @@
+"""Exceptions the package raises for problems a user can fix.
+
+The CLI prints these as a single clear line (no traceback) and exits with status 2. Every error
+about a file names the file and says what is wrong with it.
+"""
+
+from __future__ import annotations
+
+
+class ClipDenoiseError(Exception):
+    """Base class of every user-facing error of clipdenoise."""
+
+
+class ConfigError(ClipDenoiseError, ValueError):
+    """A config file, key, value or override is invalid."""
+
+
+class WeightsNotFoundError(ClipDenoiseError, FileNotFoundError):
+    """Model or CLIP weights were not found; the message says where we looked and how to fix it."""
+
+
+class WeightsMismatchError(ClipDenoiseError, ValueError):
+    """A weights file is corrupt, has the wrong hash, or lacks / mis-shapes tensors."""
+
+
+class ImageReadError(ClipDenoiseError, OSError):
+    """An image file could not be read (missing, empty, truncated, unsupported mode, ...)."""

@@ -1,0 +1,236 @@
+"""CLIPDenoiser: frozen CLIP ResNet encoder + progressive feature augmentation + learnable decoder.
+
+Paper Sec. 3.2 (architecture, Fig. 4) and Sec. 3.3 (progressive feature augmentation, Eq. 2).
+``model(noisy)`` maps a ``(B, C, H, W)`` float image in [0, 1] (C = ``in_channels``) to the
+restored image of the same shape (not clamped; clamp to [0, 1] for display and metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+from torch import nn
+
+from clipdenoise.decoder import CLIPDecoder
+from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES, CLIPResNetEncoder, arch_layers_width
+from clipdenoise.inference import pad_to_multiple
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and ablation switches of a CLIPDenoiser.
+
+    Attributes:
+        arch: CLIP ResNet size (``RN50``, ``RN101``, ``RN50x4``, ``RN50x16``, ``RN50x64``) or
+            ``custom`` with ``layers`` and ``width`` (tests use tiny custom encoders).
+        layers: Blocks per stage; overrides ``arch``'s when given.
+        width: Base width; overrides ``arch``'s when given.
+        in_channels: 3 for RGB, 1 for single-channel data (CT), which passes through a learnable
+            1×1 conv to 3 channels before the encoder (paper Sec. 4.1).
+        out_channels: Channels of the output; ``None`` means ``in_channels``.
+        encoder_weights: Where the encoder's initial weights come from: ``"openai"`` (CLIP's
+            released weights for ``arch``, found by :mod:`clipdenoise.weights`), a file path, or
+            ``None`` for random initialisation (a control, and the "from scratch" ablation).
+        encoder_trainable: ``False`` keeps the encoder frozen (paper); ``True`` fine-tunes it
+            (Table 4 "+finetune", or "+random" with ``encoder_weights=None``).
+        encoder_batchnorm: ``"eval"`` keeps encoder BatchNorm statistics fixed (default for a
+            frozen encoder); ``"train"`` lets them follow the module mode and drift, as in the
+            reference's training; ``"auto"`` = eval when frozen, train when trainable.
+        normalize_input: Apply CLIP's mean/std normalisation before the encoder (the reference
+            does not).
+        use_noisy_input: Concatenate the noisy image at decoder level 1 (Table 4 ablation).
+        use_f5: Also use F5 (stride 32); the decoder gains a level (Table 4 ablation).
+        aug_gamma: γ of progressive feature augmentation, α_i ~ N(1, (γ·i)²); 0 disables it.
+        conv_bias: Bias in decoder convs and the 1×1 adapter (released models: none).
+        leaky_slope: Negative slope of the decoder's LeakyReLUs.
+        init_seed: Seed of the random initialisation of every learnable (and random-init) layer.
+    """
+
+    arch: str = "RN50"
+    layers: tuple[int, ...] | None = None
+    width: int | None = None
+    in_channels: int = 3
+    out_channels: int | None = None
+    encoder_weights: str | None = "openai"
+    encoder_trainable: bool = False
+    encoder_batchnorm: Literal["auto", "eval", "train"] = "auto"
+    normalize_input: bool = False
+    use_noisy_input: bool = True
+    use_f5: bool = False
+    aug_gamma: float = 0.025
+    conv_bias: bool = False
+    leaky_slope: float = 0.2
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch != "custom" and self.arch not in CLIP_ARCHS:
+            valid = ", ".join([*CLIP_ARCHS, "custom"])
+            raise ValueError(f"model.arch: unknown {self.arch!r}; valid values are: {valid}")
+        if self.arch == "custom" and (self.layers is None or self.width is None):
+            raise ValueError("model.arch 'custom' needs both model.layers and model.width")
+        if self.layers is not None and len(self.layers) != 4:
+            raise ValueError(f"model.layers needs 4 block counts, got {self.layers}")
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"model.in_channels must be 1 or 3, got {self.in_channels}")
+        if self.aug_gamma < 0:
+            raise ValueError(f"model.aug_gamma must be >= 0, got {self.aug_gamma}")
+
+    @property
+    def resolved_layers(self) -> tuple[int, ...]:
+        return tuple(self.layers) if self.layers is not None else arch_layers_width(self.arch)[0]
+
+    @property
+    def resolved_width(self) -> int:
+        return int(self.width) if self.width is not None else arch_layers_width(self.arch)[1]
+
+    @property
+    def resolved_out_channels(self) -> int:
+        return self.out_channels if self.out_channels is not None else self.in_channels
+
+    @property
+    def resolved_batchnorm(self) -> Literal["eval", "train"]:
+        if self.encoder_batchnorm == "auto":
+            return "train" if self.encoder_trainable else "eval"
+        return self.encoder_batchnorm
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return FEATURE_NAMES if self.use_f5 else FEATURE_NAMES[:4]
+
+    @property
+    def pad_multiple(self) -> int:
+        """Input sides are padded to this multiple: twice the deepest feature's stride."""
+        return 64 if self.use_f5 else 32
+
+
+def augment_features(
+    features: Sequence[torch.Tensor], gamma: float, generator: torch.Generator | None = None
+) -> list[torch.Tensor]:
+    """Progressive feature augmentation (paper Eq. 2): ``F_i * α_i``, ``α_i ~ N(1, (γ·i)²)``.
+
+    ``features`` are F1, F2, ... in order (i = 1, 2, ...); α_i has the shape of F_i and is drawn
+    element-wise from ``generator`` (which must live on the features' device).
+    """
+    augmented = []
+    for scale, feature in enumerate(features, start=1):
+        noise = torch.randn(
+            feature.shape, generator=generator, device=feature.device, dtype=feature.dtype
+        )
+        augmented.append(feature * (1.0 + gamma * scale * noise))
+    return augmented
+
+
+class CLIPDenoiser(nn.Module):
+    """The CLIPDenoising network (paper Fig. 4).
+
+    Args:
+        config: Architecture and ablations. The encoder is built with random weights here; use
+            :func:`build_model` (which loads CLIP weights) or
+            :func:`clipdenoise.checkpoints.load_model` for a usable model.
+
+    Attributes:
+        aug_generator: Optional ``torch.Generator`` for the feature augmentation; set it (on the
+            model's device) to make training reproducible.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)
+            self.input_adapter: nn.Conv2d | None = None
+            if config.in_channels == 1:
+                self.input_adapter = nn.Conv2d(1, 3, kernel_size=1, bias=config.conv_bias)
+            self.encoder = CLIPResNetEncoder(
+                config.resolved_layers,
+                config.resolved_width,
+                features=config.feature_names,
+                trainable=config.encoder_trainable,
+                batchnorm=config.resolved_batchnorm,
+                normalize=config.normalize_input,
+            )
+            self.decoder = CLIPDecoder(
+                [info.channels for info in self.encoder.feature_info],
+                image_channels=3,
+                out_channels=config.resolved_out_channels,
+                use_image=config.use_noisy_input,
+                bias=config.conv_bias,
+                slope=config.leaky_slope,
+            )
+        self.aug_generator: torch.Generator | None = None
+
+    @property
+    def feature_info(self):
+        return self.encoder.feature_info
+
+    def train(self, mode: bool = True) -> CLIPDenoiser:
+        super().train(mode)
+        self.encoder.train(mode)  # re-applies the encoder's BatchNorm policy
+        return self
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Restore ``noisy`` ``(B, in_channels, H, W)`` in [0, 1]; returns the same shape.
+
+        Sides that are not multiples of :attr:`ModelConfig.pad_multiple` are reflect-padded at
+        the bottom/right (the reference protocol) and the output is cropped back.
+        """
+        if noisy.dim() != 4 or noisy.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"expected a (B, {self.config.in_channels}, H, W) tensor, got {tuple(noisy.shape)}"
+            )
+        padded, (height, width) = pad_to_multiple(noisy, self.config.pad_multiple)
+        image = padded if self.input_adapter is None else self.input_adapter(padded)
+        features = self.encoder(image)
+        if self.training and self.config.aug_gamma > 0:
+            features = augment_features(features, self.config.aug_gamma, self.aug_generator)
+        restored = self.decoder(features, image)
+        return restored[..., :height, :width]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters an optimizer should see (the frozen encoder's are excluded)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def build_model(
+    config: ModelConfig | str = "RN50", *, load_encoder_weights: bool = True, **overrides
+) -> CLIPDenoiser:
+    """Build a CLIPDenoiser and load its encoder's initial weights.
+
+    Args:
+        config: A :class:`ModelConfig`, or a CLIP ResNet name (``"RN50"``...).
+        load_encoder_weights: Load ``config.encoder_weights`` into the encoder (skip this when a
+            full checkpoint will overwrite every weight anyway).
+        **overrides: Fields of :class:`ModelConfig` to replace.
+
+    Raises:
+        clipdenoise.errors.WeightsNotFoundError: CLIP weights were asked for but not found; the
+            message says where we looked and how to provide them.
+    """
+    if isinstance(config, str):
+        config = ModelConfig(arch=config)
+    if overrides:
+        config = replace(config, **overrides)
+    model = CLIPDenoiser(config)
+    if load_encoder_weights and config.encoder_weights is not None:
+        from clipdenoise.weights import load_clip_encoder_weights
+
+        load_clip_encoder_weights(model.encoder, config.encoder_weights, arch=config.arch)
+    return model
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A tiny random-init configuration (width 8, one block per stage) for tests and demos."""
+    base = ModelConfig(arch="custom", layers=(1, 1, 1, 1), width=8, encoder_weights=None)
+    return replace(base, **overrides)
+
+
+__all__ = [
+    "CLIPDenoiser",
+    "ModelConfig",
+    "augment_features",
+    "build_model",
+    "tiny_config",
+]

@@ -1,0 +1,68 @@
+"""Shared test fixtures: tiny random models, generated images, and ``../shared`` (skipped cleanly
+when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipdenoise.model import CLIPDenoiser, tiny_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("CLIPDENOISE_SHARED", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repository (fixtures, benchmark data); skips when absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DIR}")
+    return SHARED_DIR
+
+
+@pytest.fixture
+def tiny_model() -> CLIPDenoiser:
+    """A tiny RGB CLIPDenoiser (width 8, one block per stage, random weights), in eval mode."""
+    return CLIPDenoiser(tiny_config()).eval()
+
+
+@pytest.fixture
+def tiny_gray_model() -> CLIPDenoiser:
+    """A tiny single-channel CLIPDenoiser (the CT variant), in eval mode."""
+    return CLIPDenoiser(tiny_config(in_channels=1)).eval()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A deterministic smooth test image ``(H, W, C)`` float32 in [0, 1] (gradients + blobs)."""
+    generator = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    planes = []
+    for _ in range(channels):
+        fx, fy, phase = (
+            generator.uniform(0.5, 3.0),
+            generator.uniform(0.5, 3.0),
+            generator.uniform(0, 6),
+        )
+        plane = 0.5 + 0.35 * np.sin(2 * np.pi * fx * xx / width + phase) * np.cos(
+            2 * np.pi * fy * yy / height
+        )
+        planes.append(plane)
+    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+@pytest.fixture
+def make_image():
+    """Factory fixture: ``make_image(h, w, c=3, seed=0)`` -> smooth float32 HWC image in [0, 1]."""
+    return smooth_image
+
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
