@@ -1,0 +1,457 @@
+"""Denoiser checkpoints: our safetensors format, the reference's released ``.pth`` files, names.
+
+Our format is a single ``.safetensors`` file (no pickle) whose metadata holds:
+
+- ``format = "clipdenoise-checkpoint"``, ``format_version``;
+- ``model_config``: the :class:`~clipdenoise.model.ModelConfig` as JSON;
+- ``contents``: ``"partial"`` or ``"full"``;
+- ``encoder_source``: JSON identity (name, sha256, file name) of the CLIP weights the encoder
+  was loaded from, for partial checkpoints;
+- anything the caller adds (e.g. the resolved training config, iteration).
+
+A *partial* checkpoint (the default) stores every trainable tensor plus the encoder tensors that
+differ from the CLIP weights they came from (e.g. BatchNorm statistics that drifted in the
+reference's training mode, or a fine-tuned encoder); loading it needs those CLIP weights, whose
+SHA-256 is checked. A *full* checkpoint is self-contained. Encoders without a known CLIP source
+(random init) are always stored in full.
+
+The reference implementation (github alwaysuu/CLIPDenoising) releases ``{'params': state_dict}``
+files (``net_g_latest.pth``) holding the whole model, encoder included: they load directly with
+:func:`load_reference_checkpoint` (no CLIP file needed) and convert with
+:func:`convert_reference_checkpoint`. Every file is read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from clipdenoise import config as config_io
+from clipdenoise.encoder import CLIP_ARCHS
+from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.model import CLIPDenoiser, ModelConfig
+from clipdenoise.weights import (
+    ResolvedWeights,
+    default_cache_dir,
+    extract_visual_trunk,
+    read_state_dict,
+    resolve_clip_weights,
+    sha256_of,
+)
+
+FORMAT_NAME = "clipdenoise-checkpoint"
+FORMAT_VERSION = "1"
+
+_REFERENCE_RENAMES = (
+    (re.compile(r"^up_path\.(\d+)\.conv_block\.block\.(\d+)\."), r"decoder.blocks.\1.\2."),
+    (re.compile(r"^last\."), "decoder.head."),
+    (re.compile(r"^first\."), "input_adapter."),
+)
+
+
+@dataclass(frozen=True)
+class PretrainedSpec:
+    """A released denoiser, named ``architecture.recipe``; its file must be imported once."""
+
+    name: str
+    description: str
+    in_channels: int
+    source: str
+
+
+#: The reference's released models (Google Drive folder of github alwaysuu/CLIPDenoising).
+REFERENCE_RELEASE = "https://drive.google.com/drive/folders/1F8md2zen0iPlhGnI5-VdjdBOLY8DBIiF"
+PRETRAINED: dict[str, PretrainedSpec] = {
+    spec.name: spec
+    for spec in (
+        PretrainedSpec(
+            "rn50.synthetic-gaussian15",
+            "RGB, trained on CBSD432 with Gaussian σ=15 (paper Table 1)",
+            3,
+            f"{REFERENCE_RELEASE} → synthetic/net_g_latest.pth",
+        ),
+        PretrainedSpec(
+            "rn50.srgb-poissongaussian",
+            "RGB, trained on DIV2K through the camera pipeline (paper Table 2)",
+            3,
+            f"{REFERENCE_RELEASE} → sRGB/net_g_latest.pth",
+        ),
+        PretrainedSpec(
+            "rn50.ldct-gaussian5",
+            "1-channel CT, trained on Mayo normal-dose + Gaussian σ=5 (paper Table 3)",
+            1,
+            f"{REFERENCE_RELEASE} → CT/net_g_latest.pth",
+        ),
+    )
+}
+DEFAULT_MODEL = "rn50.synthetic-gaussian15"
+
+
+# ---------------------------------------------------------------------------- saving
+def save_checkpoint(
+    model: CLIPDenoiser,
+    path: str | Path,
+    *,
+    full: bool = False,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Save ``model`` as a safetensors checkpoint, atomically (temp file + fsync + rename).
+
+    Args:
+        model: The denoiser.
+        path: Destination (``.safetensors`` recommended).
+        full: Store every tensor (self-contained) instead of a partial checkpoint.
+        metadata: Extra string metadata (e.g. ``{"train_config": ...}``).
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = model.state_dict()
+    identity: ResolvedWeights | None = getattr(model.encoder, "weights_identity", None)
+    source_trunk = None if full or identity is None else _try_read_trunk(identity.path)
+    if source_trunk is None:
+        tensors, contents, source = dict(state), "full", ""
+    else:
+        tensors = {k: v for k, v in state.items() if _must_store(k, v, source_trunk)}
+        contents = "partial"
+        source = json.dumps(
+            {
+                "name": identity.name,
+                "sha256": identity.sha256,
+                "file": identity.path.name,
+                "path": str(identity.path.resolve()),
+            }
+        )
+    info = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model_config": config_io.dumps_json(model.config),
+        "contents": contents,
+        "encoder_source": source,
+        **{str(k): str(v) for k, v in (metadata or {}).items()},
+    }
+    payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(descriptor)
+    try:
+        save_file(payload, temporary, metadata=info)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def _try_read_trunk(path: Path) -> dict[str, torch.Tensor] | None:
+    try:
+        return extract_visual_trunk(read_state_dict(path))
+    except (OSError, WeightsMismatchError):
+        return None
+
+
+def _must_store(key: str, value: torch.Tensor, source_trunk: Mapping[str, torch.Tensor]) -> bool:
+    if not key.startswith("encoder."):
+        return True
+    original = source_trunk.get(key[len("encoder.") :])
+    if original is None or original.shape != value.shape:
+        return True
+    return not torch.equal(original.to(value.dtype), value.cpu())
+
+
+# ---------------------------------------------------------------------------- loading ours
+def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of one of our checkpoints (raises if the file is not one)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # noqa: BLE001 - safetensors raises several error types
+        raise WeightsMismatchError(f"{path}: not a safetensors checkpoint ({error})") from error
+    if metadata.get("format") != FORMAT_NAME:
+        raise WeightsMismatchError(f"{path}: not a clipdenoise checkpoint (no format metadata)")
+    return metadata
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    clip_weights: str | Path | None = None,
+) -> CLIPDenoiser:
+    """Load one of our safetensors checkpoints as a model in eval mode.
+
+    ``clip_weights`` overrides where a partial checkpoint's CLIP weights are looked for.
+
+    Raises:
+        WeightsNotFoundError: the file, or the CLIP weights a partial checkpoint needs, is missing.
+        WeightsMismatchError: the file is corrupt, incomplete, or its CLIP weights differ.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    metadata = read_checkpoint_metadata(path)
+    model_config = config_io.from_dict(ModelConfig, json.loads(metadata["model_config"]))
+    model = CLIPDenoiser(model_config)
+    tensors = load_file(str(path))
+    state = model.state_dict()
+    filled: set[str] = set()
+    if metadata.get("contents") == "partial":
+        identity = _resolve_source(
+            json.loads(metadata["encoder_source"]), model_config, path, clip_weights
+        )
+        trunk = extract_visual_trunk(read_state_dict(identity.path))
+        for key in state:
+            if key.startswith("encoder.") and key[len("encoder.") :] in trunk:
+                state[key] = trunk[key[len("encoder.") :]]
+                filled.add(key)
+        model.encoder.weights_identity = identity
+    state.update(tensors)
+    _load_strict(model, state, tensors, source=path, filled=filled)
+    return model.to(map_location).eval()
+
+
+def _resolve_source(
+    source: Mapping[str, str],
+    model_config: ModelConfig,
+    path: Path,
+    clip_weights: str | Path | None,
+) -> ResolvedWeights:
+    """Find the CLIP weights a partial checkpoint refers to and check their SHA-256."""
+    name, expected, file_name = source.get("name"), source.get("sha256"), source.get("file", "")
+    if clip_weights is not None:
+        candidates = [str(clip_weights)]
+    elif name:
+        candidates = [name]
+    else:  # a file given by path when the model was built: where it was, or beside the checkpoint
+        candidates = [source.get("path", ""), str(path.parent / file_name)]
+    last_error: Exception | None = None
+    for candidate in filter(None, candidates):
+        try:
+            resolved = resolve_clip_weights(candidate, arch=model_config.arch)
+            break
+        except WeightsNotFoundError as error:
+            last_error = error
+    else:
+        raise WeightsNotFoundError(
+            f"{path}: this partial checkpoint needs the CLIP weights {name or file_name} "
+            f"(sha256 {expected}); pass them with clip_weights=... / --clip-weights.\n{last_error}"
+        )
+    if expected and resolved.sha256 != expected:
+        raise WeightsMismatchError(
+            f"{path}: needs CLIP weights with sha256 {expected}, but {resolved.path} has "
+            f"{resolved.sha256}"
+        )
+    return resolved
+
+
+def _load_strict(
+    model: CLIPDenoiser,
+    state: Mapping[str, torch.Tensor],
+    provided: Mapping[str, torch.Tensor],
+    *,
+    source: Path | str,
+    filled: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Load ``state`` into ``model`` after checking ``provided`` (+ ``filled`` keys) covers it."""
+    expected = model.state_dict()
+    unknown = sorted(set(provided) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in provided.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    missing = sorted(
+        k
+        for k in expected
+        if k not in provided and k not in filled and not k.endswith("num_batches_tracked")
+    )
+    if unknown or mismatched or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        if unknown:
+            parts.append(
+                f"unexpected: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}"
+            )
+        if mismatched:
+            parts.append("wrong shape: " + "; ".join(mismatched[:6]))
+        raise WeightsMismatchError(
+            f"{source}: checkpoint does not fit the model — " + " | ".join(parts)
+        )
+    model.load_state_dict(dict(state), strict=False)
+
+
+# ---------------------------------------------------------------------------- the reference's
+def read_reference_state_dict(path: str | Path, *, key: str = "params") -> dict[str, torch.Tensor]:
+    """The state dict inside a reference checkpoint (``{'params': ...}``; ``params_ema`` too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: checkpoint not found")
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many error types for bad files
+        raise WeightsMismatchError(
+            f"{path}: not a readable PyTorch checkpoint ({error})"
+        ) from error
+    if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+        return dict(loaded[key])
+    if isinstance(loaded, Mapping) and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        return dict(loaded)
+    keys = list(loaded)[:5] if isinstance(loaded, Mapping) else type(loaded).__name__
+    raise WeightsMismatchError(f"{path}: no {key!r} state dict found (top level: {keys})")
+
+
+def reference_config(
+    state: Mapping[str, torch.Tensor], *, source: str = "checkpoint"
+) -> ModelConfig:
+    """Infer the :class:`ModelConfig` of a reference state dict from its keys and shapes."""
+    try:
+        width = int(state["encoder.conv3.weight"].shape[0])
+        out_channels = int(state["last.weight"].shape[0])
+    except KeyError as error:
+        raise WeightsMismatchError(
+            f"{source}: not a CLIPDenoising checkpoint (missing {error.args[0]})"
+        ) from error
+    layers = []
+    for stage in range(1, 5):
+        blocks = {
+            int(m.group(1)) for k in state if (m := re.match(rf"encoder\.layer{stage}\.(\d+)\.", k))
+        }
+        layers.append(max(blocks) + 1 if blocks else 1)
+    arch = next(
+        (
+            name
+            for name, (arch_layers, arch_width) in CLIP_ARCHS.items()
+            if arch_width == width and tuple(arch_layers[:3]) == tuple(layers[:3])
+        ),
+        "custom",
+    )
+    return ModelConfig(
+        arch=arch,
+        layers=None if arch != "custom" else tuple(layers),
+        width=None if arch != "custom" else width,
+        in_channels=1 if "first.weight" in state else 3,
+        out_channels=out_channels,
+        conv_bias="last.bias" in state,
+    )
+
+
+def reference_to_ours(
+    state: Mapping[str, torch.Tensor], model: CLIPDenoiser
+) -> dict[str, torch.Tensor]:
+    """Rename a reference state dict to our keys, dropping stages our model does not build."""
+    built = set(model.state_dict())
+    renamed = {}
+    for key, value in state.items():
+        new_key = key
+        for pattern, replacement in _REFERENCE_RENAMES:
+            new_key = pattern.sub(replacement, new_key)
+        if new_key.startswith("encoder.layer") and new_key not in built:
+            continue  # stage 4: the reference computes it and throws it away
+        renamed[new_key] = value
+    return renamed
+
+
+def load_reference_checkpoint(
+    path: str | Path, *, map_location: str | torch.device = "cpu", key: str = "params"
+) -> CLIPDenoiser:
+    """Load a reference ``{'params': state_dict}`` checkpoint (no CLIP file needed), eval mode.
+
+    The released models' encoder BatchNorm statistics drifted during the reference's training;
+    they are loaded as saved so outputs match the reference exactly.
+    """
+    state = read_reference_state_dict(path, key=key)
+    model = CLIPDenoiser(reference_config(state, source=str(path)))
+    renamed = reference_to_ours(state, model)
+    _load_strict(model, renamed, renamed, source=path)
+    return model.to(map_location).eval()
+
+
+def convert_reference_checkpoint(src: str | Path, dst: str | Path, *, key: str = "params") -> Path:
+    """Convert a reference checkpoint to a self-contained (full) checkpoint of ours."""
+    model = load_reference_checkpoint(src, key=key)
+    return save_checkpoint(
+        model,
+        dst,
+        full=True,
+        metadata={"converted_from": Path(src).name, "source_sha256": sha256_of(src)},
+    )
+
+
+# ---------------------------------------------------------------------------- by name
+def models_dir() -> Path:
+    """Where imported denoisers are kept: ``<cache>/models``."""
+    return default_cache_dir() / "models"
+
+
+def import_checkpoint(src: str | Path, name: str) -> Path:
+    """Import a checkpoint (reference ``.pth`` or ours) into the cache under ``name``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise WeightsMismatchError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_', '-'"
+        )
+    destination = models_dir() / f"{name}.safetensors"
+    model = load_model(src)
+    save_checkpoint(
+        model, destination, full=True, metadata={"imported_from": Path(src).name, "name": name}
+    )
+    return destination
+
+
+def imported_models() -> list[str]:
+    """Names of the denoisers imported into the cache."""
+    folder = models_dir()
+    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def load_model(spec: str | Path, *, map_location: str | torch.device = "cpu") -> CLIPDenoiser:
+    """Load a denoiser from a file (ours or the reference's) or an imported/known name.
+
+    Raises:
+        WeightsNotFoundError: with instructions to obtain and import the named weights.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return load_checkpoint(path, map_location=map_location)
+        return load_reference_checkpoint(path, map_location=map_location)
+    text = str(spec)
+    cached = models_dir() / f"{text}.safetensors"
+    if cached.is_file():
+        return load_checkpoint(cached, map_location=map_location)
+    if text in PRETRAINED:
+        info = PRETRAINED[text]
+        raise WeightsNotFoundError(
+            f"model {text!r} ({info.description}) is not available offline: it was not found at "
+            f"{cached}.\nTo use it:\n"
+            f"  1. download the reference's released checkpoint: {info.source}\n"
+            f"  2. import it once: clipdenoise weights import net_g_latest.pth --name {text}\n"
+            f"  (or pass the downloaded file directly: --weights /path/to/net_g_latest.pth)\n"
+            f"To train your own instead: clipdenoise train --help"
+        )
+    if path.suffix in (".pth", ".pt", ".safetensors") or os.sep in text:
+        raise WeightsNotFoundError(f"{path}: checkpoint file not found")
+    known = ", ".join([*PRETRAINED, *imported_models()])
+    raise WeightsNotFoundError(f"unknown model {text!r}: not a file; known names: {known}")
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """SHA-256 of a checkpoint file (recorded in evaluation results)."""
+    return sha256_of(path)

@@ -1,0 +1,142 @@
+"""``clipdenoise weights``: where weights are looked for, importing, converting and verifying."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        help="show where weights are looked for; import, convert or verify weight files",
+        description=(
+            "Manage CLIP encoder weights and denoiser checkpoints. CLIP weights are looked for in "
+            "$CLIPDENOISE_CLIP_DIR, ~/.cache/clip (OpenAI's clip package), the clipdenoise cache "
+            "and the Hugging Face hub cache; released denoisers of the reference implementation "
+            "are imported once into the clipdenoise cache and then used by name."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    where = actions.add_parser(
+        "where", help="list every place weights are looked for, and what is there"
+    )
+    where.add_argument(
+        "--arch", default="RN50", help="CLIP ResNet size to look for (default: RN50)"
+    )
+    where.set_defaults(func=_where)
+
+    listing = actions.add_parser("list", help="list known and imported denoiser names")
+    listing.set_defaults(func=_list)
+
+    imp = actions.add_parser(
+        "import",
+        help="import a denoiser checkpoint (the reference's net_g_latest.pth or ours) under a name",
+    )
+    imp.add_argument("source", type=Path, help="checkpoint file to import")
+    imp.add_argument(
+        "--name", required=True, help="name to use it by, e.g. rn50.synthetic-gaussian15"
+    )
+    imp.set_defaults(func=_import)
+
+    convert = actions.add_parser(
+        "convert",
+        help="convert a reference checkpoint ({'params': ...} .pth) to our safetensors format",
+    )
+    convert.add_argument("source", type=Path, help="reference checkpoint (.pth)")
+    convert.add_argument("destination", type=Path, help="output file (.safetensors)")
+    convert.add_argument(
+        "--key", default="params", help="state-dict key inside the file (default: params)"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing destination")
+    convert.set_defaults(func=_convert)
+
+    verify = actions.add_parser(
+        "verify", help="check a weights file: hash (OpenAI archives, or --sha256) and that it loads"
+    )
+    verify.add_argument(
+        "file", type=Path, help="CLIP weights, reference checkpoint or our checkpoint"
+    )
+    verify.add_argument("--sha256", help="expected SHA-256 (hex)")
+    verify.set_defaults(func=_verify)
+
+
+def _where(args: argparse.Namespace) -> int:
+    from clipdenoise.checkpoints import imported_models, models_dir
+    from clipdenoise.weights import CLIP_WEIGHTS, HF_FILENAMES, candidate_paths
+
+    print(f"CLIP {args.arch} weights are looked for, in order:")
+    for path in candidate_paths(args.arch):
+        print(f"  [{'found' if path.is_file() else 'missing'}] {path}")
+    spec = CLIP_WEIGHTS.get(args.arch)
+    if spec is not None:
+        print(f"  [hub] Hugging Face {spec.hf_repo} ({' or '.join(HF_FILENAMES)})")
+        print(f"Official archive: {spec.url}\n  sha256 {spec.sha256}")
+    print(f"Imported denoisers ({models_dir()}): {', '.join(imported_models()) or 'none'}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from clipdenoise.checkpoints import PRETRAINED, imported_models
+
+    imported = set(imported_models())
+    for name, spec in PRETRAINED.items():
+        state = "imported" if name in imported else "not imported"
+        print(f"{name:28s} {state:13s} {spec.description}\n{'':42s} source: {spec.source}")
+    for name in sorted(imported - set(PRETRAINED)):
+        print(f"{name:28s} imported")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from clipdenoise.checkpoints import import_checkpoint
+
+    destination = import_checkpoint(args.source, args.name)
+    print(f"imported {args.source} as {args.name!r} -> {destination}")
+    print(f"use it with: clipdenoise denoise INPUT -o OUTPUT --weights {args.name}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from clipdenoise.checkpoints import convert_reference_checkpoint
+    from clipdenoise.errors import ClipDenoiseError
+
+    if args.destination.exists() and not args.overwrite:
+        raise ClipDenoiseError(
+            f"{args.destination}: already exists (use --overwrite to replace it)"
+        )
+    convert_reference_checkpoint(args.source, args.destination, key=args.key)
+    print(f"converted {args.source} -> {args.destination}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from clipdenoise.checkpoints import load_model
+    from clipdenoise.errors import WeightsMismatchError
+    from clipdenoise.weights import CLIP_WEIGHTS, extract_visual_trunk, read_state_dict, sha256_of
+
+    digest = sha256_of(args.file)
+    print(f"{args.file}: sha256 {digest}")
+    official = {spec.filename: spec for spec in CLIP_WEIGHTS.values()}.get(args.file.name)
+    expected = args.sha256 or (official.sha256 if official else None)
+    if expected:
+        if digest != expected.lower():
+            raise WeightsMismatchError(
+                f"{args.file}: sha256 {digest} does not match expected {expected}"
+            )
+        print(
+            "  hash: OK"
+            + (
+                f" (OpenAI's published hash for {official.name})"
+                if official and not args.sha256
+                else ""
+            )
+        )
+    try:
+        model = load_model(args.file)
+        print(f"  loads as a denoiser: {model.config.arch}, {model.config.in_channels} channel(s)")
+    except Exception:  # noqa: BLE001 - not a denoiser: maybe CLIP weights
+        trunk = extract_visual_trunk(read_state_dict(args.file))
+        print(f"  loads as CLIP weights: {len(trunk)} visual trunk tensors")
+    return 0
