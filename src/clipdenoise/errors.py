@@ -25,3 +25,15 @@ class WeightsMismatchError(ClipDenoiseError, ValueError):
 
 class ImageReadError(ClipDenoiseError, OSError):
     """An image file could not be read (missing, empty, truncated, unsupported mode, ...)."""
+
+
+class NoiseSpecError(ConfigError):
+    """A noise spec (``kind:level``) names an unknown kind or a bad level; lists the valid ones."""
+
+
+class DatasetError(ClipDenoiseError, ValueError):
+    """A dataset folder is unusable: unpaired files, unknown layout, no images, ..."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A benchmark set or data root was not found; says where we looked and where to get it."""
