@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -237,7 +238,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             return dict(load_file(str(path)))
         if _is_torchscript(path):
-            module = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # OpenAI ships TorchScript; its deprecation is moot
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
             return {k: v.detach() for k, v in module.state_dict().items()}
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except WeightsMismatchError:

@@ -1,0 +1,196 @@
+"""Checkpoints: the reference's released format (exact parity), ours (partial/full), names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clipdenoise.checkpoints import (
+    PRETRAINED,
+    convert_reference_checkpoint,
+    import_checkpoint,
+    load_checkpoint,
+    load_model,
+    load_reference_checkpoint,
+    read_checkpoint_metadata,
+    reference_config,
+    reference_to_ours,
+    save_checkpoint,
+)
+from clipdenoise.cli import main
+from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.model import CLIPDenoiser, build_model, tiny_config
+
+
+def official(shared_dir, name):
+    return shared_dir / "fixtures" / "official" / name
+
+
+@pytest.mark.parametrize("kind", ["rgb", "gray"])
+def test_reference_checkpoint_parity(shared_dir, kind):
+    model = load_reference_checkpoint(official(shared_dir, f"official_tiny_{kind}_checkpoint.pth"))
+    io = torch.load(official(shared_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
+    assert model.config.in_channels == io["config"]["inp_channels"]
+    assert model.config.resolved_width == io["config"]["wf"]
+    assert not model.training
+    with torch.no_grad():
+        output = model(io["input"])
+    assert (output - io["output"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["rgb", "gray"])
+def test_converter_round_trip(shared_dir, tmp_path, kind):
+    source = official(shared_dir, f"official_tiny_{kind}_checkpoint.pth")
+    io = torch.load(official(shared_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
+    converted = convert_reference_checkpoint(source, tmp_path / "converted.safetensors")
+    metadata = read_checkpoint_metadata(converted)
+    assert metadata["contents"] == "full"
+    assert metadata["converted_from"] == source.name
+    model = load_model(converted)
+    with torch.no_grad():
+        assert (model(io["input"]) - io["output"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["rgb", "gray"])
+def test_every_released_rn50_key_is_accepted(shared_dir, kind):
+    shapes = json.loads(official(shared_dir, f"official_rn50_{kind}_keys.json").read_text())
+    state = {k: torch.zeros(shape) for k, shape in shapes.items()}
+    config = reference_config(state)
+    assert config.arch == "RN50"
+    assert config.in_channels == (1 if kind == "gray" else 3)
+    model = CLIPDenoiser(config)
+    renamed = reference_to_ours(state, model)
+    dropped = {k for k in state if k.startswith("encoder.layer4.")}
+    assert len(renamed) == len(state) - len(dropped)
+    assert set(renamed) == set(model.state_dict())
+
+
+def test_reference_checkpoint_errors(tmp_path):
+    torch.save({"params": {"encoder.conv1.weight": torch.zeros(4, 3, 3, 3)}}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsMismatchError, match=r"bad\.pth.*not a CLIPDenoising checkpoint"):
+        load_reference_checkpoint(tmp_path / "bad.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(WeightsMismatchError, match=r"list\.pth"):
+        load_reference_checkpoint(tmp_path / "list.pth")
+
+
+def _clip_file(tmp_path, seed=3):
+    donor = CLIPDenoiser(tiny_config(init_seed=seed))
+    path = tmp_path / "clip_tiny.pt"
+    torch.save({f"visual.{k}": v for k, v in donor.encoder.state_dict().items()}, path)
+    return path
+
+
+def _same_state(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_partial_checkpoint_stores_only_what_differs(tmp_path):
+    clip = _clip_file(tmp_path)
+    model = build_model(tiny_config(encoder_weights=str(clip)))
+    path = save_checkpoint(model, tmp_path / "partial.safetensors", metadata={"iteration": "7"})
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert not any(
+        k.startswith("encoder.") for k in stored
+    )  # frozen, eval-mode BN: nothing differs
+    assert {p for p, t in model.named_parameters() if t.requires_grad} <= set(stored)
+    metadata = read_checkpoint_metadata(path)
+    assert metadata["contents"] == "partial" and metadata["iteration"] == "7"
+    assert json.loads(metadata["encoder_source"])["sha256"]
+    assert _same_state(model, load_checkpoint(path))
+
+
+def test_partial_checkpoint_keeps_drifted_batchnorm(tmp_path):
+    clip = _clip_file(tmp_path)
+    model = build_model(tiny_config(encoder_weights=str(clip), encoder_batchnorm="train"))
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 32, 32))  # the reference's drift of "frozen" statistics
+    path = save_checkpoint(model, tmp_path / "drift.safetensors")
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert "encoder.bn1.running_mean" in stored
+    assert "encoder.conv1.weight" not in stored
+    assert _same_state(model, load_checkpoint(path))
+
+
+def test_partial_checkpoint_needs_matching_clip_weights(tmp_path):
+    clip = _clip_file(tmp_path)
+    model = build_model(tiny_config(encoder_weights=str(clip)))
+    path = save_checkpoint(model, tmp_path / "partial.safetensors")
+    _clip_file(tmp_path, seed=99)  # replace the CLIP file with different weights
+    with pytest.raises(WeightsMismatchError, match="needs CLIP weights with sha256"):
+        load_checkpoint(path)
+    clip.unlink()
+    with pytest.raises(WeightsNotFoundError, match="partial checkpoint needs the CLIP weights"):
+        load_checkpoint(path)
+
+
+def test_full_checkpoint_is_self_contained(tmp_path):
+    clip = _clip_file(tmp_path)
+    model = build_model(tiny_config(encoder_weights=str(clip)))
+    path = save_checkpoint(model, tmp_path / "full.safetensors", full=True)
+    clip.unlink()
+    assert _same_state(model, load_checkpoint(path))
+    random_init = CLIPDenoiser(tiny_config(init_seed=11))
+    path = save_checkpoint(random_init, tmp_path / "random.safetensors")
+    assert read_checkpoint_metadata(path)["contents"] == "full"
+    assert _same_state(random_init, load_model(path))
+
+
+def test_no_temp_files_left_and_corrupt_file_named(tmp_path):
+    save_checkpoint(CLIPDenoiser(tiny_config()), tmp_path / "a.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(WeightsMismatchError, match=r"corrupt\.safetensors"):
+        load_checkpoint(tmp_path / "corrupt.safetensors")
+
+
+def test_named_models(tmp_path, monkeypatch, shared_dir):
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(WeightsNotFoundError, match="clipdenoise weights import net_g_latest.pth"):
+        load_model("rn50.synthetic-gaussian15")
+    with pytest.raises(WeightsNotFoundError, match="known names: rn50.synthetic-gaussian15"):
+        load_model("no-such-model")
+    with pytest.raises(WeightsNotFoundError, match="missing.pth: checkpoint file not found"):
+        load_model(tmp_path / "missing.pth")
+    source = official(shared_dir, "official_tiny_rgb_checkpoint.pth")
+    import_checkpoint(source, "tiny.reference")
+    model = load_model("tiny.reference")
+    assert _same_state(model, load_reference_checkpoint(source))
+    assert set(PRETRAINED) >= {"rn50.synthetic-gaussian15", "rn50.ldct-gaussian5"}
+
+
+def test_weights_cli(tmp_path, monkeypatch, capsys, shared_dir):
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    source = official(shared_dir, "official_tiny_gray_checkpoint.pth")
+    assert main(["weights", "convert", str(source), str(tmp_path / "g.safetensors")]) == 0
+    assert main(["weights", "convert", str(source), str(tmp_path / "g.safetensors")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["weights", "import", str(source), "--name", "ct.tiny"]) == 0
+    assert main(["weights", "list"]) == 0
+    assert "ct.tiny" in capsys.readouterr().out
+    assert main(["weights", "verify", str(tmp_path / "g.safetensors")]) == 0
+    assert "loads as a denoiser: custom, 1 channel(s)" in capsys.readouterr().out
+    assert main(["weights", "verify", str(source), "--sha256", "0" * 64]) == 2
+    assert "does not match expected" in capsys.readouterr().err
+    assert main(["weights", "where"]) == 0
+    assert str(tmp_path / "xdg" / "clip" / "RN50.pt") in capsys.readouterr().out
+
+
+def test_cli_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "weights" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["weights", "--help"])
+    out = capsys.readouterr().out
+    for action in ("where", "list", "import", "convert", "verify"):
+        assert action in out
