@@ -37,3 +37,19 @@ class DatasetError(ClipDenoiseError, ValueError):
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A benchmark set or data root was not found; says where we looked and where to get it."""
+
+
+class ImageWriteError(ClipDenoiseError, OSError):
+    """An output file could not be written (format cannot hold the image, disk error, ...)."""
+
+
+class OutputExistsError(ClipDenoiseError, FileExistsError):
+    """An output already exists (or is an input) and overwriting was not allowed."""
+
+
+class ChannelMismatchError(ClipDenoiseError, ValueError):
+    """The image's channels do not match the model's and no conversion was asked for."""
+
+
+class ImageTooSmallError(ClipDenoiseError, ValueError):
+    """The image is too small to denoise meaningfully."""
