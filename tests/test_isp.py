@@ -1,0 +1,291 @@
+"""Tests of the camera (ISP) pipeline: every stage, its inverse, the raw noise statistics, the
+Malvar demosaicing and the end-to-end sRGB noise synthesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clipdenoise import isp
+from clipdenoise.errors import ConfigError
+
+ZERO_NOISE = isp.CameraNoiseConfig(sigma_s=0.0, sigma_c=0.0)
+
+
+def _params(pattern: str = "RGGB", crf_index: int = 37) -> isp.CameraParams:
+    return isp.CameraParams(
+        crf_index=crf_index,
+        matrix_weights=(0.1, 0.2, 0.3, 0.4),
+        bayer_pattern=pattern,
+        red_gain=0.8,
+        blue_gain=0.9,
+        sigma_s=0.0,
+        sigma_c=0.0,
+    )
+
+
+def test_curves_resource_shapes_and_monotonicity():
+    curves = isp.load_camera_response_curves()
+    assert curves.grid.shape == (1024,)
+    assert curves.crf.shape == curves.inverse_crf.shape == (201, 1024)
+    np.testing.assert_allclose(curves.grid, np.linspace(0, 1, 1024), atol=1e-6)
+    assert np.all(np.diff(curves.crf, axis=1) >= 0)
+    assert np.all(np.diff(curves.inverse_crf, axis=1) >= 0)
+    np.testing.assert_array_equal(curves.crf[:, [0, -1]], np.tile([0.0, 1.0], (201, 1)))
+    assert "CBDNet" in curves.source
+
+
+def test_curves_resource_matches_the_mat_files(shared_dir, tmp_path):
+    out = isp.convert_dorf_curves(
+        shared_dir / "data/camera/201_CRF_data.mat",
+        shared_dir / "data/camera/dorfCurvesInv.mat",
+        tmp_path / "curves.npz",
+    )
+    curves = isp.load_camera_response_curves()
+    with np.load(out) as converted:
+        np.testing.assert_array_equal(converted["crf"], curves.crf.astype(np.float32))
+        np.testing.assert_array_equal(
+            converted["inverse_crf"], curves.inverse_crf.astype(np.float32)
+        )
+        assert str(converted["source"]) == curves.source
+    # The provenance names the source files by hash.
+    assert "45d7b6467f147b6dd99875652bef2d36f0a6ef5cebbd5b8ed33759ee6a4c1fc1" in curves.source
+
+
+def test_inverse_camera_response_inverts_every_curve():
+    brightness = np.linspace(0.0, 1.0, 2001)
+    worst = 0.0
+    for index in range(isp.NUM_CRF_CURVES):
+        irradiance = isp.apply_inverse_camera_response(brightness, index)
+        back = isp.apply_camera_response(irradiance, index)
+        worst = max(worst, float(np.abs(back - brightness).max()))
+    assert worst < 1e-6
+
+
+def test_tabulated_inverse_is_the_dorf_table_and_only_approximate():
+    curves = isp.load_camera_response_curves()
+    tabulated = isp.apply_inverse_camera_response(curves.grid, 5, method="tabulated")
+    np.testing.assert_allclose(tabulated, curves.inverse_crf[5])
+    brightness = np.linspace(0, 1, 1001)
+    errors = [
+        np.abs(
+            isp.apply_camera_response(
+                isp.apply_inverse_camera_response(brightness, k, method="tabulated"), k
+            )
+            - brightness
+        ).max()
+        for k in range(isp.NUM_CRF_CURVES)
+    ]
+    # The DoRF invI table is off by up to ~0.12: why the exact inverse is the default.
+    assert 0.05 < max(errors) < 0.2
+
+
+def test_srgb_transfer_and_xyz_round_trip():
+    rng = np.random.default_rng(0)
+    rgb = rng.random((16, 16, 3))
+    np.testing.assert_allclose(isp.srgb_encode(isp.srgb_decode(rgb)), rgb, atol=1e-12)
+    for transfer in (True, False):
+        xyz = isp.srgb_to_xyz(rgb, transfer=transfer)
+        np.testing.assert_allclose(isp.xyz_to_srgb(xyz, transfer=transfer), rgb, atol=1e-12)
+    # D65 white: sRGB (1, 1, 1) -> XYZ (0.9505, 1.0, 1.089).
+    np.testing.assert_allclose(isp.srgb_to_xyz(np.ones(3)), [0.950456, 1.0, 1.088754], atol=1e-5)
+
+
+def test_camera_matrix_is_row_normalised_and_inverted():
+    matrix = isp.mix_xyz_to_camera(np.array([0.25, 0.25, 0.25, 0.25]))
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
+    np.testing.assert_allclose(
+        isp.mix_xyz_to_camera(np.array([1.0, 0, 0, 0]))[0],
+        np.array([1.0234, -0.2969, -0.2266]) / (1.0234 - 0.2969 - 0.2266),
+    )
+    xyz = np.random.default_rng(1).random((8, 8, 3)) * 0.5
+    camera = isp.xyz_to_camera(xyz, matrix, clip=False)
+    np.testing.assert_allclose(isp.camera_to_xyz(camera, matrix), xyz, atol=1e-12)
+
+
+@pytest.mark.parametrize("pattern", isp.BAYER_PATTERNS)
+def test_mosaic_layout(pattern):
+    rgb = np.zeros((4, 6, 3))
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 1.0, 2.0, 3.0
+    raw = isp.mosaic_bayer(rgb, pattern)
+    expected_cell = [[1 + "RGB".index(pattern[0]), 1 + "RGB".index(pattern[1])],
+                     [1 + "RGB".index(pattern[2]), 1 + "RGB".index(pattern[3])]]  # fmt: skip
+    np.testing.assert_array_equal(raw, np.tile(expected_cell, (2, 3)))
+
+
+@pytest.mark.parametrize("pattern", isp.BAYER_PATTERNS)
+@pytest.mark.parametrize("shape", [(8, 8), (7, 9), (5, 6)])
+def test_demosaic_of_constant_colour_is_constant(pattern, shape):
+    colour = np.array([0.2, 0.55, 0.85])
+    rgb = np.broadcast_to(colour, (*shape, 3))
+    restored = isp.demosaic_malvar2004(isp.mosaic_bayer(rgb, pattern), pattern)
+    np.testing.assert_allclose(restored, rgb, atol=1e-12)
+
+
+@pytest.mark.parametrize("pattern", isp.BAYER_PATTERNS)
+def test_demosaic_reproduces_linear_ramps_in_the_interior(pattern):
+    # Bilinear interpolation is exact on planes and the Laplacian correction vanishes on them.
+    yy, xx = np.mgrid[0:20, 0:24].astype(np.float64)
+    rgb = np.stack([0.1 + 0.01 * xx, 0.2 + 0.02 * yy, 0.05 + 0.01 * xx + 0.015 * yy], -1)
+    restored = isp.demosaic_malvar2004(isp.mosaic_bayer(rgb, pattern), pattern)
+    np.testing.assert_allclose(restored[2:-2, 2:-2], rgb[2:-2, 2:-2], atol=1e-12)
+
+
+def _bilinear_demosaic(raw: np.ndarray, pattern: str) -> np.ndarray:
+    from scipy import ndimage
+
+    channels = isp.bayer_channel_map(raw.shape, pattern)
+    planes = []
+    for channel in range(3):
+        mask = (channels == channel).astype(np.float64)
+        kernel = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float64)
+        total = ndimage.correlate(raw * mask, kernel, mode="mirror")
+        weight = ndimage.correlate(mask, kernel, mode="mirror")
+        planes.append(total / weight)
+    return np.stack(planes, axis=-1)
+
+
+def test_demosaic_quality_on_kodak(shared_dir):
+    from PIL import Image
+
+    def psnr(restored, clean):
+        mse = np.mean((np.clip(restored, 0, 1) - clean)[10:-10, 10:-10] ** 2)
+        return 10 * np.log10(1.0 / mse)
+
+    for name, floor in (("kodim03.png", 38.0), ("kodim19.png", 32.0)):
+        with Image.open(shared_dir / "data/Kodak24" / name) as image:
+            clean = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        raw = isp.mosaic_bayer(clean, "RGGB")
+        malvar = psnr(isp.demosaic_malvar2004(raw, "RGGB"), clean)
+        bilinear = psnr(_bilinear_demosaic(raw, "RGGB"), clean)
+        # Measured: kodim03 39.6 dB, kodim19 33.7 dB; Malvar's gain over bilinear is ~4-5 dB.
+        assert malvar > floor, (name, malvar)
+        assert malvar > bilinear + 3.0, (name, malvar, bilinear)
+
+
+def test_white_balance_mask_inverts():
+    mask = isp.white_balance_mask((4, 4), "BGGR", 0.8, 0.9)
+    np.testing.assert_allclose(mask[0::2, 0::2], 0.9)
+    np.testing.assert_allclose(mask[1::2, 1::2], 0.8)
+    np.testing.assert_allclose(mask[0::2, 1::2], 1.0)
+    inverse = isp.white_balance_mask((4, 4), "BGGR", 1 / 0.8, 1 / 0.9)
+    np.testing.assert_allclose(mask * inverse, 1.0)
+
+
+@pytest.mark.parametrize("pattern", isp.BAYER_PATTERNS)
+def test_zero_noise_pipeline_returns_constant_colour_images(pattern):
+    for colour in ([0.5, 0.5, 0.5], [0.3, 0.6, 0.45], [0.9, 0.85, 0.8]):
+        clean = np.broadcast_to(np.array(colour), (9, 10, 3))
+        raw = isp.unprocess(clean, _params(pattern), ZERO_NOISE)
+        restored = isp.process(raw, _params(pattern), ZERO_NOISE)
+        np.testing.assert_allclose(restored, clean, atol=1e-6)
+
+
+def test_zero_noise_pipeline_round_trip_on_smooth_image(make_image):
+    # A smooth, moderately saturated image: the round-trip error is Malvar's residual amplified
+    # in the shadows (see the module docstring for the Kodak figures).
+    clean = 0.25 + 0.6 * make_image(64, 64, seed=3) * 0.5 + 0.15 * make_image(64, 64, seed=4)
+    errors = []
+    for seed in range(6):
+        result = isp.simulate_camera_noise(clean, np.random.default_rng(seed), ZERO_NOISE)
+        errors.append(np.abs(result.noisy - clean))
+    errors = np.stack(errors)
+    assert errors.mean() < 2e-3
+    assert np.median(errors) < 1e-3
+
+
+def test_zero_noise_pipeline_round_trip_on_kodak(shared_dir):
+    from PIL import Image
+
+    with Image.open(shared_dir / "data/Kodak24/kodim23.png") as image:
+        clean = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    restored = isp.simulate_camera_noise(clean, np.random.default_rng(23), ZERO_NOISE).noisy
+    error = np.abs(restored.astype(np.float64) - clean)
+    assert error.mean() < 0.03
+    assert np.median(error) < 0.01
+
+
+@pytest.mark.parametrize("level", [0.05, 0.3, 0.7])
+def test_heteroscedastic_raw_noise_variance(level):
+    rng = np.random.default_rng(7)
+    raw = np.full(400_000, level)
+    noisy = isp.add_raw_noise(raw, 0.04, 0.03, rng, clip=False)
+    expected = 0.04**2 * level + 0.03**2
+    assert abs(noisy.mean() - level) < 4 * np.sqrt(expected / raw.size)
+    # The sample variance of n normals has relative std sqrt(2/n) = 0.22%; allow 1%.
+    assert noisy.var() == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("level", [0.1, 0.8])
+def test_reference_raw_noise_variance(level):
+    rng = np.random.default_rng(8)
+    noisy = isp.add_raw_noise(
+        np.full(400_000, level), 0.04, 0.03, rng, form="reference", clip=False
+    )
+    assert noisy.var() == pytest.approx((0.04 * level) ** 2 + 0.03**2, rel=0.01)
+
+
+def test_raw_noise_is_clipped_to_the_sensor_range():
+    noisy = isp.add_raw_noise(np.full(10_000, 0.01), 0.04, 0.03, np.random.default_rng(0))
+    assert noisy.min() == 0.0 and noisy.max() <= 1.0
+
+
+def test_sample_camera_params_ranges_and_reproducibility():
+    config = isp.CameraNoiseConfig(sigma_s_range=(1e-4, 0.16), sigma_c_range=(1e-4, 0.06))
+    draws = [isp.sample_camera_params(np.random.default_rng(seed), config) for seed in range(200)]
+    assert draws[0] == isp.sample_camera_params(np.random.default_rng(0), config)
+    assert {p.bayer_pattern for p in draws} == set(isp.BAYER_PATTERNS)
+    for params in draws:
+        assert 0 <= params.crf_index < 201
+        assert sum(params.matrix_weights) == pytest.approx(1.0)
+        assert min(params.matrix_weights) >= 0
+        assert 0.75 <= params.red_gain <= 1 and 0.75 <= params.blue_gain <= 1
+        assert 1e-4 <= params.sigma_s <= 0.16 and 1e-4 <= params.sigma_c <= 0.06
+    log_sigma = np.log([p.sigma_s for p in draws])
+    # Log-uniform: the log is uniform, its mean sits mid-range.
+    assert np.mean(log_sigma) == pytest.approx(np.mean(np.log([1e-4, 0.16])), abs=0.4)
+    fixed = isp.sample_camera_params(np.random.default_rng(0))
+    assert (fixed.sigma_s, fixed.sigma_c) == (0.04, 0.03)
+    assert fixed.to_dict()["bayer_pattern"] == fixed.bayer_pattern
+
+
+def test_simulate_camera_noise_is_seeded_and_replayable(make_image):
+    clean = make_image(32, 40)
+    first = isp.simulate_camera_noise(clean, np.random.default_rng(11))
+    second = isp.simulate_camera_noise(clean, np.random.default_rng(11))
+    other = isp.simulate_camera_noise(clean, np.random.default_rng(12))
+    np.testing.assert_array_equal(first.noisy, second.noisy)
+    assert first.params == second.params
+    assert not np.array_equal(first.noisy, other.noisy)
+    # Replaying the recorded camera with the same noise stream gives the same image.
+    rng = np.random.default_rng(11)
+    isp.sample_camera_params(rng)
+    replay = isp.simulate_camera_noise(clean, rng, params=first.params)
+    np.testing.assert_array_equal(replay.noisy, first.noisy)
+
+
+def test_add_camera_noise_contract():
+    clean = np.full((48, 48, 3), 0.5, dtype=np.float32)
+    noisy = isp.add_camera_noise(clean, rng=np.random.default_rng(3))
+    assert noisy.shape == (48, 48, 3) and noisy.dtype == np.float32
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0
+    residual_std = float((noisy - clean).std())
+    # 0.04 / 0.03 raw noise through demosaicing, colour and tone curves: clearly visible noise.
+    assert 0.02 < residual_std < 0.25
+    quiet = isp.add_camera_noise(clean, sigma_s=0.004, sigma_c=0.003, rng=np.random.default_rng(3))
+    assert float((quiet - clean).std()) < residual_std / 4
+    again = isp.add_camera_noise(clean, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(noisy, again)
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown Bayer pattern 'RGBG'.*BGGR"):
+        isp.mosaic_bayer(np.zeros((4, 4, 3)), "RGBG")
+    with pytest.raises(ConfigError, match="sigma_s must be"):
+        isp.CameraNoiseConfig(sigma_s=-1.0)
+    with pytest.raises(ConfigError, match="noise_form"):
+        isp.CameraNoiseConfig(noise_form="poisson")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="crf_index must be in 0..200"):
+        isp.apply_camera_response(np.zeros(3), 201)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        isp.add_camera_noise(np.zeros((4, 4)), rng=np.random.default_rng(0))
