@@ -190,7 +190,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            items = [_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value))]
+            items = [_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
         else:
             item_type = args[0] if args else Any
             items = [_convert(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
