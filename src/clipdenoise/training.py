@@ -1,0 +1,1248 @@
+"""Training CLIPDenoiser: recipes as typed configs, and a robust, resumable, distributed loop.
+
+Paper Sec. 4.1: a frozen CLIP RN50 encoder, a learnable decoder trained with L1 on 128×128
+patches (batch 16) of clean images with online noise (Gaussian σ = 15 for the synthetic
+recipe), AdamW (lr 3e-4, weight decay 1e-4) and cosine decay to 1e-6 over 300k iterations.
+The presets shipped in ``clipdenoise/configs/*.toml`` (:func:`list_presets`) reproduce the
+reference's three recipes and add ``tiny-cpu``, a few-minute CPU demo.
+
+Python::
+
+    from clipdenoise.training import load_experiment_config, train
+    config = load_experiment_config("tiny-cpu", ["train.num_iters=100"])
+    result = train(config, "runs/tiny", data_root="/data")
+
+Command line (the same thing)::
+
+    clipdenoise train --config tiny-cpu --run-dir runs/tiny --data-root /data --set train.num_iters=100
+    torchrun --nproc_per_node 4 -m clipdenoise train --config synthetic-gaussian15 --run-dir runs/g15
+
+A run folder holds ``config.toml`` (the resolved config), ``log.jsonl`` (one JSON record per
+log step / validation / event), ``checkpoints/latest.safetensors`` and ``best.safetensors``
+(weights, in :mod:`clipdenoise.checkpoints` format, with the config in their metadata),
+``states/state_<iteration>.pt`` (the last few resumable training states, see
+:mod:`clipdenoise.training_state`) and ``summary.json`` at the end.
+
+Reproducibility: patches are addressed by their position in the run
+(:mod:`clipdenoise.training_data`), and noise, mixup and feature augmentation draw from
+generators re-seeded from ``(seed, rank, iteration)`` at every iteration; so a run stopped at
+iteration ``k`` and resumed produces exactly the losses of an uninterrupted run (on CPU, or on
+GPU with ``train.deterministic = true``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from clipdenoise import config as config_io
+from clipdenoise.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    init_distributed,
+    mean_over_ranks,
+    parameters_in_sync,
+    shutdown_distributed,
+)
+from clipdenoise.errors import ClipDenoiseError, ConfigError, DatasetError, DatasetNotFoundError
+from clipdenoise.model import CLIPDenoiser, ModelConfig
+from clipdenoise.schedule import LRSchedule
+from clipdenoise.training_state import (
+    atomic_write_text,
+    latest_state,
+    load_training_state,
+    restore_rng_states,
+    save_training_state,
+)
+
+RANDOM_ENCODER_NAMES = ("random", "none")
+"""``model.encoder_weights`` values meaning random initialisation (TOML cannot write None)."""
+
+RUN_CONFIG_NAME = "config.toml"
+LOG_NAME = "log.jsonl"
+SUMMARY_NAME = "summary.json"
+CHECKPOINTS_DIRNAME = "checkpoints"
+
+
+class TrainingError(ClipDenoiseError, RuntimeError):
+    """Training cannot continue (e.g. the loss became NaN/inf); the message says what to do."""
+
+
+# ============================================================================ configuration
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data.
+
+    Attributes:
+        train_dir: Folder of clean training images, relative to the data root (``--data-root``
+            or ``$CLIPDENOISE_DATA``) unless absolute. For ``format = "mayo"``: the folder of
+            the Mayo/AAPM ``*target*.npy`` slices.
+        format: ``images`` (any image files) or ``mayo`` (the reference's preprocessed Mayo
+            LDCT ``.npy`` slices; the ``test_patient`` is held out).
+        test_patient: Mayo patient id excluded from training (reference: ``L506``).
+        channels: 3 (RGB) or 1 (grey/CT); must equal ``model.in_channels``.
+        recursive: Search ``train_dir`` recursively.
+        max_images: Use only the first N images (sorted by path); 0 = all.
+        patch_size: Side of the square training patches (reference ``gt_size``: 128).
+        batch_size: Patches per process per micro-batch (reference ``batch_size_per_gpu``).
+            Global batch = ``batch_size × world_size × train.grad_accum_steps``.
+        geometric_augs: Random flips and 90° rotations (8 modes, reference ``geometric_augs``).
+        cache_images: Decode every image up front and keep it in memory (8-bit images as
+            uint8). Also reports unreadable images before training starts.
+        verify_images: When not caching, decode every image once before training anyway.
+        num_workers: Dataloader worker processes (0 = load in the main process).
+        pin_memory: Pin host memory for faster copies (CUDA only; ignored on CPU).
+        prefetch_factor: Batches each worker prepares ahead.
+    """
+
+    train_dir: str = "CBSD432"
+    format: Literal["images", "mayo"] = "images"
+    test_patient: str = "L506"
+    channels: int = 3
+    recursive: bool = False
+    max_images: int = 0
+    patch_size: int = 128
+    batch_size: int = 16
+    geometric_augs: bool = True
+    cache_images: bool = True
+    verify_images: bool = True
+    num_workers: int = 4
+    pin_memory: bool = True
+    prefetch_factor: int = 2
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"data.channels must be 1 or 3, got {self.channels}")
+        for name in ("patch_size", "batch_size", "prefetch_factor"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"data.{name} must be positive, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.max_images < 0:
+            raise ValueError("data.num_workers and data.max_images must be >= 0")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Online training noise.
+
+    Attributes:
+        train: Noise spec of :func:`clipdenoise.noise.parse_noise_spec` (``gaussian:15``,
+            ``srgb_camera:0.04,0.03``, ...).
+        in_workers: Add the noise in the dataloader workers (CPU) instead of on the training
+            device; use it for CPU-only kinds such as ``srgb_camera``.
+    """
+
+    train: str = "gaussian:15"
+    in_workers: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule, loop and performance switches.
+
+    Attributes:
+        num_iters: Total optimizer steps (reference ``total_iter``).
+        optimizer: ``adamw`` (reference) or ``adam``.
+        lr: Peak learning rate. weight_decay, betas: AdamW's.
+        loss: ``l1`` (reference ``L1Loss``) or ``mse``.
+        schedule: ``cosine`` (paper: ``lr`` → ``min_lr`` over ``num_iters``),
+            ``cosine_restart`` (reference YAML: periods ``restart_periods`` with minima
+            ``restart_min_lrs``) or ``constant``.
+        min_lr: End of the ``cosine`` schedule.
+        restart_periods, restart_min_lrs, restart_weights: The ``cosine_restart`` periods.
+        warmup_iters: Linear warm-up iterations (reference: none).
+        grad_clip_norm: Clip the global gradient norm to this (reference ``use_grad_clip``:
+            0.01); 0 disables clipping.
+        mixup: Reference ``mixing_augs``: mix each batch with a permutation of itself,
+            λ ~ Beta(``mixup_beta``, ``mixup_beta``); with ``mixup_identity`` half the
+            iterations are left unmixed.
+        seed: Run seed (reference ``manual_seed``: 100).
+        deterministic: Deterministic kernels (``torch.use_deterministic_algorithms``); slower
+            on GPU. CPU runs are reproducible either way.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        amp: Mixed precision: ``none`` (fp32, reference), ``bf16`` (``torch.autocast``, CPU or
+            GPU), ``fp16`` (CUDA, with a ``GradScaler``), ``auto`` (bf16 where supported).
+        channels_last: Use the channels-last memory format (faster convolutions on GPUs).
+        compile: ``torch.compile`` the model.
+        grad_accum_steps: Micro-batches accumulated per optimizer step (for small GPUs).
+        log_every: Iterations between log records and progress-bar updates.
+        checkpoint_every: Iterations between saves of ``latest`` weights + training state.
+        keep_states: Training-state files kept (the newest N).
+        nan_policy: On a NaN/inf loss, ``stop`` (save the last good state and raise naming the
+            iteration) or ``skip`` the step.
+        max_skipped_steps: With ``skip``, give up after this many consecutive bad steps.
+        tensorboard: Also log to TensorBoard (``run_dir/tensorboard``; needs ``tensorboard``).
+        progress: Show a progress bar (iteration, loss, lr, it/s, ETA).
+    """
+
+    num_iters: int = 300_000
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    loss: Literal["l1", "mse"] = "l1"
+    schedule: Literal["cosine", "cosine_restart", "constant"] = "cosine"
+    min_lr: float = 1e-6
+    restart_periods: tuple[int, ...] = (92_000, 208_000)
+    restart_min_lrs: tuple[float, ...] = (3e-4, 1e-6)
+    restart_weights: tuple[float, ...] = (1.0, 1.0)
+    warmup_iters: int = 0
+    grad_clip_norm: float = 0.0
+    mixup: bool = False
+    mixup_beta: float = 1.2
+    mixup_identity: bool = True
+    seed: int = 100
+    deterministic: bool = False
+    device: str = "auto"
+    amp: Literal["none", "bf16", "fp16", "auto"] = "none"
+    channels_last: bool = False
+    compile: bool = False
+    grad_accum_steps: int = 1
+    log_every: int = 100
+    checkpoint_every: int = 4000
+    keep_states: int = 3
+    nan_policy: Literal["stop", "skip"] = "stop"
+    max_skipped_steps: int = 100
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_iters", "grad_accum_steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.keep_states < 1:
+            raise ValueError(f"train.keep_states must be >= 1, got {self.keep_states}")
+        if self.lr <= 0 or self.grad_clip_norm < 0 or self.mixup_beta <= 0:
+            raise ValueError("train.lr and train.mixup_beta must be > 0, grad_clip_norm >= 0")
+
+    def lr_schedule(self) -> LRSchedule:
+        """The :class:`~clipdenoise.schedule.LRSchedule` these settings describe."""
+        restart = self.schedule == "cosine_restart"
+        return LRSchedule(
+            kind=self.schedule,
+            lr=self.lr,
+            num_iters=self.num_iters,
+            min_lr=self.min_lr,
+            periods=self.restart_periods if restart else (),
+            period_min_lrs=self.restart_min_lrs if restart else (),
+            restart_weights=self.restart_weights if restart else (),
+            warmup_iters=self.warmup_iters,
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Validation during training.
+
+    Attributes:
+        val_dir: Folder of clean validation images (relative to the data root); ``""`` turns
+            validation off. For ``format = "mayo"``: the Mayo folder (the test patient's
+            quarter-dose/full-dose pairs are used).
+        format: ``images`` (clean images + synthetic ``noise``) or ``mayo``.
+        noise: Synthetic validation noise, added with the reference test protocol
+            (:func:`clipdenoise.noise.add_reference_noise`, numpy seed = ``seed``).
+        every: Iterations between validations (reference ``val_freq``: 4000).
+        max_images: Validate on the first N images only; 0 = all.
+        seed: Seed of the validation noise.
+    """
+
+    val_dir: str = "CBSD68"
+    format: Literal["images", "mayo"] = "images"
+    noise: str = "gaussian:50"
+    every: int = 4000
+    max_images: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every <= 0 or self.max_images < 0:
+            raise ValueError("eval.every must be positive and eval.max_images >= 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole training recipe: ``model``, ``data``, ``noise``, ``train`` and ``eval`` sections.
+
+    ``model.encoder_weights`` takes ``"openai"``, a file path, or ``"random"`` (random
+    initialisation; ``None`` in :class:`~clipdenoise.model.ModelConfig`).
+    """
+
+    name: str = "experiment"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.channels != self.model.in_channels:
+            raise ValueError(
+                f"data.channels ({self.data.channels}) must equal model.in_channels "
+                f"({self.model.in_channels})"
+            )
+        if self.model.encoder_weights is None:  # keep configs TOML-representable
+            object.__setattr__(self, "model", replace(self.model, encoder_weights="random"))
+
+    @property
+    def global_batch_per_process(self) -> int:
+        return self.data.batch_size * self.train.grad_accum_steps
+
+
+def build_model_config(model: ModelConfig) -> ModelConfig:
+    """``model`` with ``encoder_weights = "random"``/``"none"`` mapped to ``None``."""
+    weights = model.encoder_weights
+    if weights is not None and weights.lower() in RANDOM_ENCODER_NAMES:
+        return replace(model, encoder_weights=None)
+    return model
+
+
+def list_presets() -> list[str]:
+    """Names of the recipes shipped in ``clipdenoise/configs``."""
+    folder = resources.files("clipdenoise") / "configs"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def preset_text(name: str) -> str:
+    """The TOML text of preset ``name``."""
+    presets = list_presets()
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r}; presets are: {', '.join(presets)}")
+    return (resources.files("clipdenoise") / "configs" / f"{name}.toml").read_text("utf-8")
+
+
+def load_experiment_config(
+    source: str | Path | ExperimentConfig, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Load a recipe: a preset name, a TOML file, or a config; then apply ``section.key=value``.
+
+    Raises:
+        ConfigError: unknown preset/file, unknown keys (the message lists the valid ones),
+            values of the wrong type or out of range.
+    """
+    if isinstance(source, ExperimentConfig):
+        config = source
+    else:
+        text_source = str(source)
+        if text_source in list_presets():
+            data = config_io.tomllib.loads(preset_text(text_source))
+            config = config_io.from_dict(ExperimentConfig, data, where=f"preset {text_source}")
+        elif Path(text_source).is_file() or text_source.endswith(".toml"):
+            config = config_io.load_toml(ExperimentConfig, text_source)
+        else:
+            raise ConfigError(
+                f"{text_source!r} is neither a preset ({', '.join(list_presets())}) nor a TOML file"
+            )
+    return config_io.apply_overrides(config, list(overrides)) if overrides else config
+
+
+# ============================================================================ data
+def resolve_data_path(value: str, data_root: str | Path | None) -> Path:
+    """A config path: absolute as is, else relative to ``data_root`` (or ``$CLIPDENOISE_DATA``,
+    or the current folder)."""
+    import os
+
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    root = data_root if data_root is not None else os.environ.get("CLIPDENOISE_DATA", ".")
+    return Path(root).expanduser() / path
+
+
+def list_image_files(folder: Path, *, recursive: bool = False, what: str = "data") -> list[Path]:
+    """Image files of ``folder`` sorted by path.
+
+    Raises:
+        DatasetNotFoundError: the folder does not exist.
+        DatasetError: it holds no image.
+    """
+    from clipdenoise.image_io import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{what} folder {folder} does not exist (check --data-root)")
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _mayo_files(folder: Path, patient: str, *, held_out: bool, kind: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"Mayo folder {folder} does not exist (check --data-root)")
+    files = sorted(folder.glob(f"*{kind}*.npy"))
+    files = [f for f in files if (patient in f.name) == held_out]
+    if not files:
+        which = f"patient {patient}" if held_out else f"patients other than {patient}"
+        raise DatasetError(f"Mayo folder {folder} holds no '*{kind}*.npy' slices of {which}")
+    return files
+
+
+def _read_npy_slice(path: Path) -> np.ndarray:
+    from clipdenoise.errors import ImageReadError
+
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read .npy slice ({error})") from error
+    if array.ndim != 2:
+        raise ImageReadError(f"{path}: expected a 2-D slice, got shape {array.shape}")
+    return array.astype(np.float32)[..., None]
+
+
+def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
+    """The clean training images of ``config`` (decoded now when caching)."""
+    from clipdenoise.image_io import read_image
+    from clipdenoise.training_data import ImageStore
+
+    data = config.data
+    folder = resolve_data_path(data.train_dir, data_root)
+    if data.format == "mayo":
+        files = _mayo_files(folder, data.test_patient, held_out=False, kind="target")
+        loader = _read_npy_slice
+    else:
+        files = list_image_files(folder, recursive=data.recursive, what="training data")
+        loader = read_image
+    if data.max_images:
+        files = files[: data.max_images]
+    store = ImageStore(files, loader, channels=data.channels, cache=data.cache_images)
+    if data.verify_images:
+        store.verify()
+    return store
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Validation pairs, ``(H, W, C)`` float32 arrays (noisy not clipped), with their names."""
+
+    names: tuple[str, ...]
+    noisy: tuple[np.ndarray, ...]
+    clean: tuple[np.ndarray, ...]
+    kind: Literal["images", "mayo"] = "images"
+
+
+def build_validation_set(
+    config: ExperimentConfig, data_root: str | Path | None
+) -> ValidationSet | None:
+    """The validation pairs of ``config`` (``None`` when ``eval.val_dir`` is empty)."""
+    from clipdenoise.image_io import read_image
+    from clipdenoise.noise import add_reference_noise, parse_noise_spec
+    from clipdenoise.training_data import match_channels
+
+    settings = config.eval
+    if not settings.val_dir:
+        return None
+    folder = resolve_data_path(settings.val_dir, data_root)
+    if settings.format == "mayo":
+        patient = config.data.test_patient
+        clean_files = _mayo_files(folder, patient, held_out=True, kind="target")
+        noisy_files = _mayo_files(folder, patient, held_out=True, kind="input")
+        if settings.max_images:
+            clean_files, noisy_files = (
+                clean_files[: settings.max_images],
+                noisy_files[: settings.max_images],
+            )
+        return ValidationSet(
+            names=tuple(p.stem for p in clean_files),
+            noisy=tuple(_read_npy_slice(p) for p in noisy_files),
+            clean=tuple(_read_npy_slice(p) for p in clean_files),
+            kind="mayo",
+        )
+    files = list_image_files(folder, what="validation data")
+    if settings.max_images:
+        files = files[: settings.max_images]
+    spec = parse_noise_spec(settings.noise)
+    clean = [match_channels(read_image(p), config.data.channels) for p in files]
+    noisy = [
+        add_reference_noise(image, spec, seed=settings.seed).astype(np.float32) for image in clean
+    ]
+    return ValidationSet(tuple(p.name for p in files), tuple(noisy), tuple(clean))
+
+
+@torch.no_grad()
+def validate(model: CLIPDenoiser, dataset: ValidationSet, device: torch.device) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``model`` on ``dataset`` (reference metrics, model output clipped).
+
+    Photos: :func:`clipdenoise.metrics.psnr`/``ssim`` on the [0, 255] scale. Mayo CT:
+    :func:`clipdenoise.metrics.ct_psnr`/``ct_ssim`` (HU window of the reference).
+    """
+    from clipdenoise import metrics
+
+    was_training = model.training
+    model.eval()
+    psnrs, ssims = [], []
+    try:
+        for noisy, clean in zip(dataset.noisy, dataset.clean):
+            batch = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
+            restored = model(batch.to(device)).float()[0].permute(1, 2, 0).cpu().numpy()
+            if dataset.kind == "mayo":
+                # training-time validation of the reference LDCT YAML: HU window [-1024, 3072]
+                hu = {"norm_range_max": metrics.CT_HU_MAX}
+                psnrs.append(metrics.ct_psnr(clean[..., 0], restored[..., 0], **hu))
+                ssims.append(metrics.ct_ssim(clean[..., 0], restored[..., 0], **hu))
+            else:
+                reference, output = (
+                    metrics.to_metric_scale(clean),
+                    metrics.to_metric_scale(restored),
+                )
+                psnrs.append(metrics.psnr(reference, output))
+                ssims.append(metrics.ssim(reference, output))
+    finally:
+        model.train(was_training)
+    return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}
+
+
+# ============================================================================ run folder
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` did.
+
+    Attributes:
+        run_dir: The run folder.
+        status: ``completed``, ``interrupted`` (SIGINT/SIGTERM) or ``paused`` (``stop_after``).
+        iteration: Completed iterations.
+        losses: ``{iteration: loss}`` of the iterations run by this call (1-based iteration
+            numbers, loss averaged over ranks).
+        summary: The contents of ``summary.json``.
+        signal: The signal number that stopped the run, if any.
+    """
+
+    run_dir: Path
+    status: Literal["completed", "interrupted", "paused"]
+    iteration: int
+    losses: dict[int, float]
+    summary: dict[str, Any]
+    signal: int | None = None
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINTS_DIRNAME / "latest.safetensors"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINTS_DIRNAME / "best.safetensors"
+
+
+def prepare_run_dir(run_dir: Path, *, resuming: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless resuming or ``overwrite`` is given.
+
+    With ``overwrite``, only a folder that looks like a clipdenoise run (has ``config.toml``)
+    or is empty is deleted.
+    """
+    if resuming or not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} exists and is not a folder")
+    if not any(run_dir.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"run folder {run_dir} already exists; pass --resume auto to continue it, "
+            "--overwrite to start it over, or choose another --run-dir"
+        )
+    if not (run_dir / RUN_CONFIG_NAME).is_file():
+        raise ConfigError(
+            f"refusing to overwrite {run_dir}: it is not a clipdenoise run folder (no {RUN_CONFIG_NAME})"
+        )
+    shutil.rmtree(run_dir)
+
+
+def resume_hint(run_dir: Path) -> str:
+    return f"clipdenoise train --run-dir {run_dir} --resume auto"
+
+
+class RunLog:
+    """Append-only JSONL log of rank 0 (each record is one ``write`` of one line)."""
+
+    def __init__(self, path: Path, *, enabled: bool, tensorboard_dir: Path | None = None) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.writer = None
+        if enabled and tensorboard_dir is not None:
+            self.writer = open_tensorboard(tensorboard_dir)
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop records past ``iteration`` (left by a run killed after its last saved state)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if record.get("iteration", 0) <= iteration:
+                kept.append(line)
+        atomic_write_text("".join(f"{line}\n" for line in kept), self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"time": round(time.time(), 3), **record}
+        line = (json.dumps(record, allow_nan=True) + "\n").encode("utf-8")
+        with open(self.path, "ab") as stream:
+            stream.write(line)
+        if self.writer is not None:
+            step = record.get("iteration", 0)
+            for key, value in record.items():
+                if key not in ("time", "iteration", "event") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ConfigError(
+            "train.tensorboard = true needs TensorBoard: pip install 'clipdenoise[tensorboard]'"
+        ) from error
+    return SummaryWriter(log_dir=str(folder))
+
+
+# ============================================================================ the step
+@dataclass
+class StepContext:
+    """What one optimizer step needs (built once by :func:`train`)."""
+
+    forward: nn.Module  # the model as called for training (DDP / compiled wrapper or itself)
+    optimizer: torch.optim.Optimizer
+    parameters: list[nn.Parameter]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    scaler: torch.amp.GradScaler | None
+    grad_clip_norm: float
+    info: DistInfo
+    channels_last: bool = False
+
+
+def train_step(
+    step: StepContext, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[float, bool]:
+    """One optimizer step over ``micro_batches`` of ``(noisy, clean)`` ``(B, C, H, W)`` tensors.
+
+    Gradients of the micro-batches are accumulated (the loss of each is divided by their
+    number); under DDP only the last one synchronises. The step is skipped (gradients
+    discarded) when the loss is not finite on any rank.
+
+    Returns:
+        ``(loss, finite)``: the loss (mean over micro-batches, this rank) and whether the
+        optimizer stepped.
+    """
+    step.optimizer.zero_grad(set_to_none=True)
+    count = len(micro_batches)
+    total = torch.zeros((), device=step.info.device)
+    for index, (noisy, clean) in enumerate(micro_batches):
+        if step.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        last = index == count - 1
+        no_sync = getattr(step.forward, "no_sync", None)
+        sync_context = no_sync() if (no_sync is not None and not last) else contextlib.nullcontext()
+        with sync_context:
+            with step.autocast():
+                restored = step.forward(noisy)
+            loss = step.loss_fn(restored.float(), clean) / count
+            (step.scaler.scale(loss) if step.scaler is not None else loss).backward()
+        total += loss.detach()
+    loss_value = float(total.item())
+    if any_rank(not math.isfinite(loss_value), step.info):
+        step.optimizer.zero_grad(set_to_none=True)
+        if step.scaler is not None:
+            step.scaler.update()
+        return loss_value, False
+    if step.scaler is not None:
+        step.scaler.unscale_(step.optimizer)
+    if step.grad_clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(step.parameters, step.grad_clip_norm)
+    if step.scaler is not None:
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+    else:
+        step.optimizer.step()
+    return loss_value, True
+
+
+def make_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if kind == "l1":
+        return nn.functional.l1_loss
+    if kind == "mse":
+        return nn.functional.mse_loss
+    raise ConfigError(f"train.loss: unknown {kind!r}; valid: l1, mse")
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp`` on ``device`` (``None`` = full fp32)."""
+    if amp == "none":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("train.amp = 'fp16' needs a CUDA device; use 'bf16' on CPU")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        supported = False
+    return torch.bfloat16 if supported else None
+
+
+def iteration_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (for per-iteration generators)."""
+    return int(
+        np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]
+        >> 1
+    )
+
+
+def mix_batch(
+    noisy: torch.Tensor, clean: torch.Tensor, *, beta: float, identity: bool, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's mixup: ``λ·x + (1−λ)·x[perm]`` on both images, λ ~ Beta(β, β).
+
+    With ``identity`` the batch is left as is with probability 1/2 (reference ``use_identity``).
+    """
+    rng = np.random.default_rng(seed)
+    if identity and rng.integers(0, 2) == 1:
+        return noisy, clean
+    lam = float(rng.beta(beta, beta))
+    perm = torch.from_numpy(rng.permutation(noisy.shape[0])).to(noisy.device)
+    return lam * noisy + (1 - lam) * noisy[perm], lam * clean + (1 - lam) * clean[perm]
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop polls; a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # outside the main thread signals cannot be handled: leave them alone
+            with contextlib.suppress(ValueError):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        name = signal.Signals(signum).name
+        print(
+            f"\n{name} received: saving a training state after this iteration...", file=sys.stderr
+        )
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+# ============================================================================ the loop
+def train(
+    config: ExperimentConfig | str | Path,
+    run_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a CLIPDenoiser as ``config`` says, writing the run into ``run_dir``.
+
+    Args:
+        config: An :class:`ExperimentConfig`, a preset name or a TOML path.
+        run_dir: The run folder (created; an existing one is refused unless resuming or
+            ``overwrite``).
+        data_root: Root of relative data paths (default ``$CLIPDENOISE_DATA`` or the current
+            folder).
+        resume: ``"auto"`` (continue from the newest state in ``run_dir`` if there is one,
+            else start) or the path of a state file.
+        overwrite: Delete an existing run folder first.
+        stop_after: Stop (saving a state) once this many iterations are complete; the run is
+            continued later with ``resume``.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ConfigError, DatasetError, WeightsNotFoundError, ImageReadError: before training
+            starts, for bad settings, missing/empty data folders, unreadable images or missing
+            CLIP weights.
+        TrainingError: the loss became NaN/inf with ``nan_policy = "stop"`` (the last good
+            state is saved first).
+    """
+    if not isinstance(config, ExperimentConfig):
+        config = load_experiment_config(config)
+    run_dir = Path(run_dir)
+    info = init_distributed(config.train.device)
+    try:
+        return _train(config, run_dir, info, data_root, resume, overwrite, stop_after)
+    finally:
+        shutdown_distributed(info)
+
+
+def _find_resume_state(run_dir: Path, resume: str | Path | None) -> Path | None:
+    if resume is None:
+        return None
+    if str(resume) == "auto":
+        return latest_state(run_dir)
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"{path}: training state to resume from not found")
+    return path
+
+
+def _configure_determinism(config: TrainConfig) -> None:
+    import os
+    import random
+
+    random.seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    torch.manual_seed(config.seed)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def _build_model(config: ExperimentConfig, state: dict[str, Any] | None) -> CLIPDenoiser:
+    from clipdenoise.model import build_model
+
+    model_config = build_model_config(config.model)
+    # With a state to resume, every tensor comes from it: no need to read CLIP weights now
+    # (they are still looked up when saving partial checkpoints).
+    model = build_model(model_config, load_encoder_weights=True)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    return model
+
+
+def _train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    info: DistInfo,
+    data_root: str | Path | None,
+    resume: str | Path | None,
+    overwrite: bool,
+    stop_after: int | None,
+) -> TrainResult:
+    from clipdenoise.noise import add_noise, parse_noise_spec
+    from clipdenoise.training_data import RunSampler, TrainPatchDataset, seed_worker
+
+    settings = config.train
+    state_file = _find_resume_state(run_dir, resume)
+    state = load_training_state(state_file) if state_file is not None else None
+    if info.is_main:
+        prepare_run_dir(run_dir, resuming=resume is not None, overwrite=overwrite)
+    barrier(info)
+
+    # ---- fail fast: settings, weights, data (before any long work)
+    noise_spec = parse_noise_spec(config.noise.train)
+    if config.eval.val_dir and config.eval.format == "images":
+        parse_noise_spec(config.eval.noise)
+    amp_dtype = resolve_amp(settings.amp, info.device)
+    loss_fn = make_loss(settings.loss)
+    schedule = settings.lr_schedule()
+    _configure_determinism(settings)
+    model = _build_model(config, state).to(info.device)
+    store = build_train_store(config, data_root)
+    val_set = build_validation_set(config, data_root) if info.is_main else None
+
+    # ---- run folder (rank 0 writes)
+    start_iter = int(state["iteration"]) if state is not None else 0
+    config_json = config_io.dumps_json(config)
+    log = RunLog(
+        run_dir / LOG_NAME,
+        enabled=info.is_main,
+        tensorboard_dir=run_dir / "tensorboard" if settings.tensorboard else None,
+    )
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_io.dumps_toml(config), run_dir / RUN_CONFIG_NAME)
+        if state is not None:
+            log.truncate_after(start_iter)
+        log.write(
+            {
+                "event": "resume" if state is not None else "start",
+                "iteration": start_iter,
+                "world_size": info.world_size,
+                "global_batch": config.global_batch_per_process * info.world_size,
+                "device": str(info.device),
+                "train_images": len(store),
+                "val_images": len(val_set.names) if val_set else 0,
+            }
+        )
+    barrier(info)
+
+    # ---- model wrappers, optimizer
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    parameters = model.trainable_parameters()
+    if not parameters:
+        raise ConfigError("the model has no trainable parameters")
+    optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_cls(
+        parameters,
+        lr=schedule.lr_at(start_iter),
+        betas=settings.betas,
+        weight_decay=settings.weight_decay,
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    forward: nn.Module = model
+    if info.is_distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        forward = DistributedDataParallel(model, device_ids=device_ids)
+    if settings.compile:
+        forward = torch.compile(forward)
+
+    def autocast() -> contextlib.AbstractContextManager:
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=info.device.type, dtype=amp_dtype)
+
+    step = StepContext(
+        forward=forward,
+        optimizer=optimizer,
+        parameters=parameters,
+        loss_fn=loss_fn,
+        autocast=autocast,
+        scaler=scaler,
+        grad_clip_norm=settings.grad_clip_norm,
+        info=info,
+        channels_last=settings.channels_last,
+    )
+
+    # ---- data: local sample s of this rank is global index s * world + rank
+    accum = settings.grad_accum_steps
+    per_iter = config.data.batch_size * accum
+    dataset = TrainPatchDataset(
+        store,
+        config.data.patch_size,
+        seed=settings.seed,
+        geometric_augs=config.data.geometric_augs,
+        noise=noise_spec if config.noise.in_workers else None,
+    )
+    sampler = RunSampler(
+        start_iter * per_iter,
+        settings.num_iters * per_iter,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+    workers = config.data.num_workers
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.data.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=config.data.pin_memory and info.device.type == "cuda",
+        worker_init_fn=seed_worker if workers > 0 else None,
+        prefetch_factor=config.data.prefetch_factor if workers > 0 else None,
+        persistent_workers=False,
+        drop_last=False,
+    )
+
+    # ---- loop state
+    extra = dict(state["extra"]) if state is not None else {}
+    best_psnr = float(extra.get("best_psnr", -math.inf))
+    best_iteration = int(extra.get("best_iteration", 0))
+    skipped_total = int(extra.get("skipped_steps", 0))
+    if state is not None:
+        restore_rng_states(state["rng"])
+    del state
+
+    def save_state(iteration: int) -> Path | None:
+        path = None
+        if info.is_main:
+            path = save_training_state(
+                run_dir,
+                iteration=iteration,
+                model_state=model.state_dict(),
+                optimizer_state=optimizer.state_dict(),
+                scaler_state=scaler.state_dict() if scaler is not None else None,
+                extra={
+                    "best_psnr": best_psnr,
+                    "best_iteration": best_iteration,
+                    "skipped_steps": skipped_total,
+                },
+                config_json=config_json,
+                keep_last=settings.keep_states,
+            )
+        barrier(info)
+        return path
+
+    def save_weights(name: str, iteration: int, extra_meta: dict[str, Any] | None = None) -> None:
+        if info.is_main:
+            from clipdenoise.checkpoints import save_checkpoint
+
+            metadata = {"train_config": config_json, "iteration": str(iteration)}
+            metadata.update({k: str(v) for k, v in (extra_meta or {}).items()})
+            save_checkpoint(
+                model, run_dir / CHECKPOINTS_DIRNAME / f"{name}.safetensors", metadata=metadata
+            )
+        barrier(info)
+
+    def run_validation(iteration: int) -> dict[str, float] | None:
+        nonlocal best_psnr, best_iteration
+        scores = None
+        if info.is_main and val_set is not None:
+            started = time.perf_counter()
+            scores = validate(model, val_set, info.device)
+            log.write(
+                {
+                    "event": "validation",
+                    "iteration": iteration,
+                    **scores,
+                    "val_time_s": round(time.perf_counter() - started, 3),
+                }
+            )
+            if scores["val_psnr"] > best_psnr:
+                best_psnr, best_iteration = scores["val_psnr"], iteration
+                from clipdenoise.checkpoints import save_checkpoint
+
+                save_checkpoint(
+                    model,
+                    run_dir / CHECKPOINTS_DIRNAME / "best.safetensors",
+                    metadata={
+                        "train_config": config_json,
+                        "iteration": str(iteration),
+                        "val_psnr": f"{scores['val_psnr']:.4f}",
+                    },
+                )
+        barrier(info)
+        return scores
+
+    progress = _progress_bar(settings, info, start_iter)
+    losses: dict[int, float] = {}
+    window: list[float] = []
+    last_scores: dict[str, float] | None = None
+    consecutive_skips = 0
+    status: Literal["completed", "interrupted", "paused"] = "completed"
+    iteration = start_iter
+    train_seconds = 0.0
+    window_start = time.perf_counter()
+    batches = iter(loader)
+    aug_generator = torch.Generator(device=info.device)
+    noise_generator = torch.Generator(device=info.device)
+    model.aug_generator = aug_generator
+
+    with StopRequest() as stop:
+        while iteration < settings.num_iters:
+            tick = time.perf_counter()
+            lr = schedule.lr_at(iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            micro_batches = []
+            for micro in range(accum):
+                batch = next(batches)
+                clean = batch["clean"].to(info.device, non_blocking=True)
+                if "noisy" in batch:
+                    noisy = batch["noisy"].to(info.device, non_blocking=True)
+                else:
+                    noise_generator.manual_seed(
+                        iteration_seed(settings.seed, 1, info.rank, iteration, micro)
+                    )
+                    noisy = add_noise(clean, noise_spec, noise_generator)
+                if settings.mixup:
+                    noisy, clean = mix_batch(
+                        noisy,
+                        clean,
+                        beta=settings.mixup_beta,
+                        identity=settings.mixup_identity,
+                        seed=iteration_seed(settings.seed, 2, info.rank, iteration, micro),
+                    )
+                micro_batches.append((noisy, clean))
+            aug_generator.manual_seed(iteration_seed(settings.seed, 3, info.rank, iteration))
+            loss, stepped = train_step(step, micro_batches)
+            loss = mean_over_ranks(loss, info)
+            if not stepped:
+                if settings.nan_policy == "stop":
+                    path = save_state(iteration)
+                    log.write({"event": "nan", "iteration": iteration + 1, "loss": loss})
+                    progress.close()
+                    raise TrainingError(
+                        f"loss became {loss} at iteration {iteration + 1}; the last good state "
+                        f"(iteration {iteration}) is saved in {path or run_dir / 'states'}. "
+                        "Lower train.lr, enable train.grad_clip_norm, or set train.nan_policy = 'skip'."
+                    )
+                skipped_total += 1
+                consecutive_skips += 1
+                log.write({"event": "skipped_step", "iteration": iteration + 1, "loss": loss})
+                if consecutive_skips > settings.max_skipped_steps:
+                    save_state(iteration)
+                    progress.close()
+                    raise TrainingError(
+                        f"{consecutive_skips} consecutive non-finite losses up to iteration "
+                        f"{iteration + 1}; training diverged (state saved at iteration {iteration})"
+                    )
+            else:
+                consecutive_skips = 0
+            iteration += 1
+            losses[iteration] = loss
+            if stepped:
+                window.append(loss)
+            train_seconds += time.perf_counter() - tick
+            progress.update(1)
+
+            if iteration % settings.log_every == 0 or iteration == settings.num_iters:
+                elapsed = time.perf_counter() - window_start
+                rate = len(window) / elapsed if elapsed > 0 and window else 0.0
+                mean_loss = float(np.mean(window)) if window else float("nan")
+                log.write(
+                    {
+                        "event": "train",
+                        "iteration": iteration,
+                        "loss": mean_loss,
+                        "lr": lr,
+                        "it_per_s": round(rate, 4),
+                        "train_time_s": round(train_seconds, 3),
+                    }
+                )
+                progress.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.3g}", refresh=False)
+                window, window_start = [], time.perf_counter()
+
+            if iteration % config.eval.every == 0 and iteration < settings.num_iters:
+                last_scores = run_validation(iteration) or last_scores
+            if iteration % settings.checkpoint_every == 0 and iteration < settings.num_iters:
+                save_weights("latest", iteration)
+                save_state(iteration)
+
+            stop_signal = any_rank(stop.signum is not None, info)
+            if stop_signal or (
+                stop_after is not None
+                and iteration >= stop_after
+                and iteration < settings.num_iters
+            ):
+                status = "interrupted" if stop_signal else "paused"
+                break
+        progress.close()
+
+        if status == "completed":
+            last_scores = run_validation(iteration) or last_scores
+        save_weights("latest", iteration)
+        state_written = save_state(iteration)
+
+    in_sync = parameters_in_sync(model, info)
+    summary = {
+        "name": config.name,
+        "status": status,
+        "iteration": iteration,
+        "num_iters": settings.num_iters,
+        "final_loss": _last_train_loss(losses),
+        "best_val_psnr": best_psnr if math.isfinite(best_psnr) else None,
+        "best_iteration": best_iteration or None,
+        "last_val": last_scores,
+        "skipped_steps": skipped_total,
+        "train_time_s": round(train_seconds, 3),
+        "it_per_s": round(len(losses) / train_seconds, 4) if train_seconds > 0 else None,
+        "world_size": info.world_size,
+        "global_batch": config.global_batch_per_process * info.world_size,
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "none",
+        "device": str(info.device),
+        "ranks_in_sync": in_sync,
+        "latest_checkpoint": str(run_dir / CHECKPOINTS_DIRNAME / "latest.safetensors"),
+        "best_checkpoint": str(run_dir / CHECKPOINTS_DIRNAME / "best.safetensors")
+        if best_iteration
+        else None,
+        "state": str(state_written) if state_written else None,
+    }
+    if info.is_main:
+        log.write({"event": status, "iteration": iteration})
+        log.close()
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / SUMMARY_NAME)
+        if status != "completed":
+            why = (
+                f"{signal.Signals(stop.signum).name} received"
+                if stop.signum
+                else f"paused after iteration {iteration}"
+            )
+            print(
+                f"{why}: state saved at iteration {iteration}; resume with: {resume_hint(run_dir)}",
+                file=sys.stderr,
+            )
+    if not in_sync:
+        raise TrainingError("DDP ranks ended with different weights; the run is not trustworthy")
+    return TrainResult(run_dir, status, iteration, losses, summary, stop.signum)
+
+
+def _last_train_loss(losses: dict[int, float]) -> float | None:
+    if not losses:
+        return None
+    tail = [v for _, v in sorted(losses.items())[-50:] if math.isfinite(v)]
+    return float(np.mean(tail)) if tail else None
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress_bar(settings: TrainConfig, info: DistInfo, start: int):
+    if not (settings.progress and info.is_main):
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=settings.num_iters, initial=start, unit="it", dynamic_ncols=True, desc="train"
+    )
+
+
+def describe_config(config: ExperimentConfig) -> str:
+    """The resolved config as TOML (what ``clipdenoise train --print-config`` shows)."""
+    return config_io.dumps_toml(config)
+
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "NoiseConfig",
+    "StepContext",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "ValidationSet",
+    "build_model_config",
+    "build_train_store",
+    "build_validation_set",
+    "describe_config",
+    "list_presets",
+    "load_experiment_config",
+    "mix_batch",
+    "prepare_run_dir",
+    "resolve_data_path",
+    "train",
+    "train_step",
+    "validate",
+]

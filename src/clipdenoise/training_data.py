@@ -1,0 +1,233 @@
+"""Clean training patches indexed by their position in the run: reproducible and resumable.
+
+Every patch a run ever draws has a global index ``g`` (0, 1, 2, ... in training order, ranks
+interleaved: ``g = local_index × world_size + rank``). Which image it comes from, where it is
+cropped and how it is flipped/rotated depend only on ``(seed, g)``:
+
+* images are visited epoch by epoch in a seeded random order (each clean image once per epoch,
+  as the reference's shuffled sampler does; the ranks of a DDP job split each epoch between
+  them, like a ``DistributedSampler``);
+* the crop position and one of the 8 flip/rotation modes (the reference's
+  ``random_augmentation``) come from a generator seeded with ``(seed, g)``.
+
+So the batches are the same whatever the number of dataloader workers, and a run resumed at
+iteration ``k`` continues with exactly the patches the uninterrupted run would have drawn: the
+"dataloader position" is the iteration itself. Noise is added later, on the training device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from clipdenoise.errors import ImageReadError
+from clipdenoise.noise import NoiseSpec, add_noise
+
+ImageLoader = Callable[[Path], np.ndarray]
+
+
+class ImageStore:
+    """Clean training images, read on demand or cached in memory.
+
+    Args:
+        paths: Image files (or other files ``loader`` understands).
+        loader: Reads one file as ``(H, W, C)`` float32 in [0, 1].
+        channels: Expected channels (1 or 3); colour images are converted to grey with the
+            BT.601 weights and grey images replicated to 3 channels when needed.
+        cache: Decode every image now and keep it in memory (8-bit images as uint8, others as
+            float32). Decoding up front also reports unreadable files before training starts.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        loader: ImageLoader,
+        *,
+        channels: int = 3,
+        cache: bool = True,
+    ) -> None:
+        if not paths:
+            raise ImageReadError("no training images given")
+        self.paths = [Path(p) for p in paths]
+        self.loader = loader
+        self.channels = channels
+        self._cache: list[np.ndarray] | None = None
+        if cache:
+            self._cache = [_compact(self._read(path)) for path in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, path: Path) -> np.ndarray:
+        image = self.loader(path)
+        return match_channels(image, self.channels)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Image ``index`` as ``(H, W, C)`` float32 in [0, 1]."""
+        if self._cache is not None:
+            image = self._cache[index]
+            return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+        return self._read(self.paths[index])
+
+    def verify(self) -> None:
+        """Decode every image once (no-op when cached); raises on the first unreadable file."""
+        if self._cache is None:
+            for path in self.paths:
+                self._read(path)
+
+
+def _compact(image: np.ndarray) -> np.ndarray:
+    """uint8 when the float image is exactly 8-bit (4× less memory), else float32."""
+    scaled = image * 255.0
+    rounded = np.round(scaled)
+    if np.abs(scaled - rounded).max(initial=0.0) < 1e-4:
+        return rounded.astype(np.uint8)
+    return image.astype(np.float32)
+
+
+def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Convert an ``(H, W, C)`` image to ``channels`` (1 or 3) channels."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1 and image.shape[-1] == 3:
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return (image @ weights)[..., None].astype(np.float32)
+    if channels == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    raise ImageReadError(f"cannot convert an image with {image.shape[-1]} channels to {channels}")
+
+
+def augment_geometry(patch: np.ndarray, mode: int) -> np.ndarray:
+    """One of the 8 dihedral transforms (mode 0 = identity): rotations by 90° × (mode % 4),
+    preceded by a vertical flip when mode >= 4."""
+    if mode >= 4:
+        patch = patch[::-1]
+    return np.rot90(patch, k=mode % 4, axes=(0, 1))
+
+
+class TrainPatchDataset(Dataset):
+    """Random clean patches addressed by global sample index (see the module docstring).
+
+    Args:
+        store: The clean images.
+        patch_size: Side of the square patches.
+        seed: Run seed.
+        geometric_augs: Random flips/rotations (8 modes).
+
+        noise: Add this noise here, in the dataloader workers (for CPU-heavy kinds such as
+            ``srgb_camera``; seeded by ``(seed, g)``). ``None``: the loop adds noise on the
+            training device.
+
+    Items are dicts with ``"clean"`` (and ``"noisy"`` when ``noise`` is set): ``(C, patch_size,
+    patch_size)`` float32 tensors in [0, 1] (noisy may leave [0, 1]). Images smaller than the
+    patch are reflect-padded first.
+    """
+
+    def __init__(
+        self,
+        store: ImageStore,
+        patch_size: int,
+        *,
+        seed: int,
+        geometric_augs: bool = True,
+        noise: NoiseSpec | None = None,
+    ) -> None:
+        self.store = store
+        self.patch_size = patch_size
+        self.seed = seed
+        self.geometric_augs = geometric_augs
+        self.noise = noise
+        self._epoch_order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return 2**62  # addressed by global index; the sampler bounds what is drawn
+
+    def image_index(self, global_index: int) -> int:
+        """Which image the sample ``global_index`` is cropped from (epoch-wise shuffled)."""
+        count = len(self.store)
+        epoch, position = divmod(global_index, count)
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            order = np.random.default_rng([self.seed, 0x5EED, epoch]).permutation(count)
+            self._epoch_order = (epoch, order)
+        return int(self._epoch_order[1][position])
+
+    def __getitem__(self, global_index: int) -> dict[str, torch.Tensor]:
+        clean = self.clean_patch(global_index)
+        if self.noise is None:
+            return {"clean": clean}
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, 0x4015E, global_index]).generate_state(1)[0])
+        )
+        return {"clean": clean, "noisy": add_noise(clean, self.noise, generator)}
+
+    def clean_patch(self, global_index: int) -> torch.Tensor:
+        """The clean patch of sample ``global_index``, ``(C, p, p)`` float32 in [0, 1]."""
+        image = self.store[self.image_index(global_index)]
+        rng = np.random.default_rng([self.seed, 0xC509, global_index])
+        size = self.patch_size
+        image = pad_to_at_least(image, size)
+        top = int(rng.integers(0, image.shape[0] - size + 1))
+        left = int(rng.integers(0, image.shape[1] - size + 1))
+        patch = image[top : top + size, left : left + size]
+        if self.geometric_augs:
+            patch = augment_geometry(patch, int(rng.integers(0, 8)))
+        return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1), dtype=np.float32))
+
+
+def pad_to_at_least(image: np.ndarray, size: int) -> np.ndarray:
+    """Reflect-pad the bottom/right of ``image`` so both sides are at least ``size``."""
+    pad_h = max(0, size - image.shape[0])
+    pad_w = max(0, size - image.shape[1])
+    if pad_h == 0 and pad_w == 0:
+        return image
+    mode = "reflect" if pad_h < image.shape[0] and pad_w < image.shape[1] else "symmetric"
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+
+
+class RunSampler(Sampler[int]):
+    """Global sample indices of one rank from ``start`` (in local samples) to ``stop``.
+
+    Local sample ``s`` of rank ``r`` in a job of ``world_size`` ranks is global index
+    ``s × world_size + r``.
+    """
+
+    def __init__(self, start: int, stop: int, *, rank: int = 0, world_size: int = 1) -> None:
+        self.start, self.stop = start, stop
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[int]:
+        for local in range(self.start, self.stop):
+            yield local * self.world_size + self.rank
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed Python/NumPy in a dataloader worker from torch's per-worker seed.
+
+    Patches do not depend on it (they are seeded by index), but any user-supplied loader that
+    uses the global generators gets distinct, reproducible streams per worker.
+    """
+    import random
+
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+__all__ = [
+    "ImageStore",
+    "RunSampler",
+    "TrainPatchDataset",
+    "augment_geometry",
+    "match_channels",
+    "pad_to_at_least",
+    "seed_worker",
+]
