@@ -1,0 +1,211 @@
+"""Tests of ``clipdenoise synth srgb`` and :func:`clipdenoise.cli.synth.synthesize_srgb_dataset`."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipdenoise.cli import main
+from clipdenoise.cli.synth import (
+    SynthConfig,
+    crop_origins,
+    file_seed_sequence,
+    synthesize_srgb_dataset,
+)
+from clipdenoise.errors import ConfigError
+from clipdenoise.isp import CameraParams, simulate_camera_noise
+
+
+def _save(path: Path, image: np.ndarray, **kwargs) -> Path:
+    pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels.squeeze()).save(path, **kwargs)
+    return path
+
+
+@pytest.fixture
+def clean_dir(tmp_path, make_image) -> Path:
+    folder = tmp_path / "clean_in"
+    folder.mkdir()
+    _save(folder / "a.png", make_image(24, 32, seed=1))
+    _save(folder / "b.jpg", make_image(20, 20, seed=2), quality=95)
+    _save(folder / "grey.png", make_image(16, 18, channels=1, seed=3))
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_help_works(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "srgb", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--input", "--output", "--seed", "--sigma-s", "--crop-size", "--workers"):
+        assert option in text
+
+
+def test_writes_pairs_manifest_and_is_byte_reproducible(clean_dir, tmp_path, capsys):
+    first, second, other = tmp_path / "out1", tmp_path / "out2", tmp_path / "out3"
+    common = ["synth", "srgb", "--input", str(clean_dir), "--no-progress"]
+    assert main([*common, "--output", str(first), "--seed", "5"]) == 0
+    assert "wrote 3 noisy/clean pairs" in capsys.readouterr().out
+    assert main([*common, "--output", str(second), "--seed", "5", "--workers", "2"]) == 0
+    assert main([*common, "--output", str(other), "--seed", "6"]) == 0
+
+    files = _files(first)
+    assert set(files) == {
+        "manifest.json",
+        *(f"{kind}/{name}.png" for kind in ("clean", "noisy") for name in ("a", "b", "grey")),
+    }
+    # Same seed -> byte-identical files, whatever the number of workers.
+    assert files == _files(second)
+    changed = _files(other)
+    assert changed["clean/a.png"] == files["clean/a.png"]
+    assert changed["noisy/a.png"] != files["noisy/a.png"]
+
+    # The clean image is the input, pixel for pixel; the noisy one is visibly noisy.
+    clean = np.asarray(Image.open(first / "clean/a.png"), dtype=np.float64)
+    noisy = np.asarray(Image.open(first / "noisy/a.png"), dtype=np.float64)
+    np.testing.assert_array_equal(clean, np.asarray(Image.open(clean_dir / "a.png")))
+    assert noisy.shape == clean.shape == (24, 32, 3)
+    assert 3.0 < np.std(noisy - clean) < 60.0
+
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["count"] == 3 and manifest["failed"] == []
+    assert manifest["config"]["seed"] == 5
+    assert manifest["config"]["camera"]["sigma_s"] == 0.04
+    record = {r["name"]: r for r in manifest["files"]}
+    assert record["grey.png"]["grey_to_rgb"] is True
+    assert record["a.png"]["crop"] == [0, 0, 24, 32]
+
+
+def test_noisy_file_is_replayable_from_the_manifest(clean_dir, tmp_path):
+    out = tmp_path / "out"
+    synthesize_srgb_dataset(clean_dir, out, SynthConfig(seed=9))
+    record = next(
+        r for r in json.loads((out / "manifest.json").read_text())["files"] if r["name"] == "a.png"
+    )
+    clean = np.asarray(Image.open(out / "clean/a.png"), dtype=np.float32) / 255.0
+    rng = np.random.default_rng([*file_seed_sequence(9, "a.png").entropy, 1])
+    result = simulate_camera_noise(clean, rng)
+    assert result.params == CameraParams(
+        **{**record["camera"], "matrix_weights": tuple(record["camera"]["matrix_weights"])}
+    )
+    expected = np.round(result.noisy * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "noisy/a.png")), expected)
+
+
+def test_bad_images_are_reported_by_name_and_skipped(clean_dir, tmp_path, capsys):
+    (clean_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (clean_dir / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    status = main(["synth", "srgb", "--input", str(clean_dir), "--output", str(out)])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert "2 image(s) failed" in error
+    assert "broken.png" in error and "empty.jpg" in error and "0 bytes" in error
+    assert sorted(p.name for p in (out / "noisy").iterdir()) == ["a.png", "b.png", "grey.png"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(Path(f["source"]).name for f in manifest["failed"]) == ["broken.png", "empty.jpg"]
+
+
+def test_crop_grid_follows_basicsr():
+    assert crop_origins(40, 16, 8, 0) == [0, 8, 16, 24]
+    assert crop_origins(45, 16, 8, 0) == [0, 8, 16, 24, 29]
+    assert crop_origins(45, 16, 8, 10) == [0, 8, 16, 24]
+    assert crop_origins(10, 16, 8, 0) == []
+
+
+def test_crops_and_too_small_images(clean_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(
+        [
+            *("synth", "srgb", "--input", str(clean_dir), "--output", str(out)),
+            *("--crop-size", "17", "--step", "8", "--no-progress"),
+        ]
+    )
+    assert status == 0  # a too-small image is skipped, not a failure
+    captured = capsys.readouterr()
+    assert "skipped grey.png" in captured.err and "smaller than the crop size 17" in captured.err
+    # a.png is 24x32: rows [0, 7], columns [0, 8, 15] -> 6 crops; b.jpg 20x20 -> [0, 3]^2 = 4.
+    names = sorted(p.name for p in (out / "noisy").iterdir())
+    assert names == [f"a_s{i:03d}.png" for i in range(1, 7)] + [
+        f"b_s{i:03d}.png" for i in range(1, 5)
+    ]
+    crop = np.asarray(Image.open(out / "clean/a_s006.png"))
+    np.testing.assert_array_equal(crop, np.asarray(Image.open(clean_dir / "a.png"))[7:24, 15:32])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {r["name"]: r["crop"] for r in manifest["files"]}["a_s006.png"] == [7, 15, 17, 17]
+    # Every crop has its own camera.
+    cameras = {json.dumps(r["camera"], sort_keys=True) for r in manifest["files"]}
+    assert len(cameras) == 10
+
+
+def test_sixteen_bit_output(clean_dir, tmp_path):
+    out = tmp_path / "out"
+    synthesize_srgb_dataset(clean_dir, out, SynthConfig(bit_depth=16))
+    data = (out / "noisy/a.png").read_bytes()
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    assert (width, height, depth, colour) == (32, 24, 16, 2)
+    idat_length = struct.unpack(">I", data[33:37])[0]
+    raw = zlib.decompress(data[41 : 41 + idat_length])
+    rows = np.frombuffer(raw, np.uint8).reshape(24, 1 + 32 * 6)[:, 1:]
+    pixels = rows.copy().view(">u2").reshape(24, 32, 3)
+    clean = np.asarray(Image.open(clean_dir / "a.png"), dtype=np.float64) / 255
+    assert 0.01 < np.std(pixels / 65535.0 - clean) < 0.25
+    # The 16-bit clean copy holds the 8-bit input exactly (v * 257).
+    clean_data = (out / "clean/a.png").read_bytes()
+    clean_raw = zlib.decompress(clean_data[41 : 41 + struct.unpack(">I", clean_data[33:37])[0]])
+    clean16 = np.frombuffer(clean_raw, np.uint8).reshape(24, -1)[:, 1:].copy().view(">u2")
+    np.testing.assert_array_equal(clean16.reshape(24, 32, 3), (clean * 255).round() * 257)
+
+
+def test_refuses_unsafe_outputs(clean_dir, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="must not be inside the input folder"):
+        synthesize_srgb_dataset(clean_dir, clean_dir / "out")
+    with pytest.raises(ConfigError, match="input folder not found"):
+        synthesize_srgb_dataset(tmp_path / "missing", tmp_path / "out")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no images found"):
+        synthesize_srgb_dataset(empty, tmp_path / "out")
+    out = tmp_path / "out"
+    synthesize_srgb_dataset(clean_dir, out)
+    status = main(["synth", "srgb", "--input", str(clean_dir), "--output", str(out)])
+    assert status == 2
+    assert "already holds a synthesised set" in capsys.readouterr().err
+    assert (
+        main(["synth", "srgb", "--input", str(clean_dir), "--output", str(out), "--overwrite"]) == 0
+    )
+
+
+def test_noise_options_reach_the_manifest(clean_dir, tmp_path):
+    out = tmp_path / "out"
+    status = main(
+        [
+            *("synth", "srgb", "--input", str(clean_dir), "--output", str(out), "--no-progress"),
+            *("--sigma-s-range", "0.001", "0.16", "--sigma-c-range", "0.001", "0.06"),
+            *("--noise-form", "reference", "--inverse-crf", "tabulated", "--no-white-balance"),
+        ]
+    )
+    assert status == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    camera_config = manifest["config"]["camera"]
+    assert camera_config["noise_form"] == "reference"
+    assert camera_config["inverse_crf"] == "tabulated"
+    assert camera_config["sigma_s_range"] == [0.001, 0.16]
+    levels = [(r["camera"]["sigma_s"], r["camera"]["sigma_c"]) for r in manifest["files"]]
+    assert len(set(levels)) == 3
+    assert all(0.001 <= s <= 0.16 and 0.001 <= c <= 0.06 for s, c in levels)
+    assert all(r["camera"]["red_gain"] == 1.0 for r in manifest["files"])
