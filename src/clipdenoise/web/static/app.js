@@ -1,0 +1,479 @@
+// clipdenoise demo page: talks to the JSON API of clipdenoise.web.app (no external resources).
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const POLL_MS = 200;
+  const state = {
+    info: null,
+    source: null, // {kind: "file", file} | {kind: "sample", key}
+    jobId: null,
+    pollTimer: null,
+    result: null,
+    zoom: "fit",
+    fraction: 0.5,
+  };
+
+  // ---------------------------------------------------------------- helpers
+  function showError(message) {
+    const box = $("error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function formatBytes(bytes) {
+    if (bytes >= 1024 * 1024) return (bytes / 1024 / 1024).toFixed(1) + " MB";
+    if (bytes >= 1024) return (bytes / 1024).toFixed(0) + " kB";
+    return bytes + " B";
+  }
+
+  function randomSeed() {
+    const values = new Uint32Array(1);
+    window.crypto.getRandomValues(values);
+    return String(values[0] % 2147483647);
+  }
+
+  async function readError(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error) return body.error;
+    } catch (ignored) { /* not JSON */ }
+    return "the server answered " + response.status + " " + response.statusText;
+  }
+
+  // ---------------------------------------------------------------- setup from /api/info
+  async function loadInfo() {
+    const response = await fetch("/api/info");
+    if (!response.ok) throw new Error(await readError(response));
+    state.info = await response.json();
+    const info = state.info;
+    $("version").textContent = "v" + info.version + " · " + info.device;
+    const limits = info.limits;
+    $("drop-hint").textContent =
+      "PNG, JPEG, TIFF or WebP · up to " + formatBytes(limits.max_upload_bytes) +
+      ", " + (limits.max_pixels / 1e6).toFixed(1) + " megapixels";
+    $("limits").textContent =
+      "Limits: " + limits.max_concurrent + " job(s) at a time, " + limits.max_queue +
+      " waiting, " + limits.job_timeout_s + " s per job; tiles of " + limits.tile_size + " px.";
+    if (info.weights_guidance) {
+      const banner = $("banner-guidance");
+      banner.textContent = info.weights_guidance;
+      banner.hidden = false;
+    }
+    fillModels(info);
+    fillNoiseKinds(info.noise_kinds);
+    fillSamples(info.samples);
+    updateDenoiseButton();
+  }
+
+  function fillModels(info) {
+    const select = $("model-select");
+    select.replaceChildren();
+    const groups = { network: "Networks", baseline: "Classical baselines" };
+    const unavailable = [];
+    for (const family of Object.keys(groups)) {
+      const members = info.models.filter((m) => m.family === family && m.available);
+      if (!members.length) continue;
+      const group = document.createElement("optgroup");
+      group.label = groups[family];
+      for (const model of members) {
+        const option = document.createElement("option");
+        option.value = model.key;
+        option.textContent = model.label;
+        group.appendChild(option);
+      }
+      select.appendChild(group);
+    }
+    for (const model of info.models) if (!model.available) unavailable.push(model);
+    if (info.default) select.value = info.default;
+    const list = $("unavailable-list");
+    list.replaceChildren();
+    for (const model of unavailable) {
+      const item = document.createElement("li");
+      const name = document.createElement("strong");
+      name.textContent = model.label + ": ";
+      item.append(name, document.createTextNode(model.error || "not available"));
+      list.appendChild(item);
+    }
+    $("unavailable-models").hidden = unavailable.length === 0;
+    if (!select.options.length) {
+      showError("No model is available on this server. " + (info.weights_guidance || ""));
+    }
+    describeModel();
+  }
+
+  function currentModel() {
+    const key = $("model-select").value;
+    return state.info ? state.info.models.find((m) => m.key === key) : null;
+  }
+
+  function describeModel() {
+    const model = currentModel();
+    $("model-description").textContent = model ? model.description : "";
+    $("banner-untrained").hidden = !(model && model.untrained);
+  }
+
+  function fillNoiseKinds(kinds) {
+    const select = $("noise-kind");
+    for (const kind of kinds) {
+      const option = document.createElement("option");
+      option.value = kind.name;
+      option.textContent = kind.name.replace(/_/g, " ");
+      select.appendChild(option);
+    }
+    $("noise-seed").value = randomSeed();
+  }
+
+  function currentNoiseKind() {
+    const name = $("noise-kind").value;
+    return state.info.noise_kinds.find((k) => k.name === name) || null;
+  }
+
+  function describeNoise() {
+    const kind = currentNoiseKind();
+    $("noise-params").hidden = !kind;
+    if (!kind) {
+      $("noise-hint").textContent = "Upload a noisy photo as it is, or add noise to a clean one to measure PSNR/SSIM.";
+      return;
+    }
+    $("noise-level").value = kind.suggested;
+    $("noise-hint").textContent =
+      kind.summary + ". Level: " + kind.level_names.join(", ") + " — " + kind.units +
+      " (paper: " + kind.paper_levels.join(", ") + ").";
+  }
+
+  function fillSamples(samples) {
+    const list = $("sample-list");
+    list.replaceChildren();
+    for (const sample of samples) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "sample";
+      button.dataset.key = sample.key;
+      button.title = sample.label + " — " + sample.description;
+      const image = document.createElement("img");
+      image.src = sample.url;
+      image.alt = sample.label;
+      const caption = document.createElement("span");
+      caption.textContent = sample.label;
+      button.append(image, caption);
+      button.addEventListener("click", () => chooseSample(sample));
+      list.appendChild(button);
+    }
+  }
+
+  // ---------------------------------------------------------------- choosing the image
+  function markSample(key) {
+    for (const button of document.querySelectorAll(".sample")) {
+      button.classList.toggle("selected", button.dataset.key === key);
+    }
+  }
+
+  function chooseSample(sample) {
+    state.source = { kind: "sample", key: sample.key };
+    markSample(sample.key);
+    const name = $("file-name");
+    name.textContent = "Sample: " + sample.label + " (" + sample.width + "×" + sample.height + ")";
+    name.hidden = false;
+    $("file-input").value = "";
+    showError("");
+    updateDenoiseButton();
+  }
+
+  function chooseFile(file) {
+    if (!file) return;
+    showError("");
+    const limit = state.info ? state.info.limits.max_upload_bytes : Infinity;
+    if (file.size > limit) {
+      showError("“" + file.name + "” is " + formatBytes(file.size) +
+        ", over this server's upload limit of " + formatBytes(limit) + ".");
+      return;
+    }
+    state.source = { kind: "file", file: file };
+    markSample(null);
+    const name = $("file-name");
+    name.textContent = file.name + " · " + formatBytes(file.size);
+    name.hidden = false;
+    updateDenoiseButton();
+  }
+
+  function updateDenoiseButton() {
+    const running = state.jobId !== null;
+    $("denoise-button").disabled = running || !state.source || !$("model-select").value;
+    $("cancel-button").hidden = !running;
+  }
+
+  // ---------------------------------------------------------------- running a job
+  async function startJob() {
+    showError("");
+    const form = new FormData();
+    if (state.source.kind === "file") form.append("file", state.source.file, state.source.file.name);
+    else form.append("sample", state.source.key);
+    form.append("model", $("model-select").value);
+    const kind = $("noise-kind").value;
+    form.append("noise", kind);
+    if (kind !== "none") {
+      form.append("level", $("noise-level").value.trim());
+      form.append("seed", $("noise-seed").value.trim());
+    }
+    setProgress(0, "Uploading…", true);
+    state.jobId = "pending";
+    updateDenoiseButton();
+    let response;
+    try {
+      response = await fetch("/api/jobs", { method: "POST", body: form });
+    } catch (error) {
+      finishJob();
+      showError("The upload failed: " + error.message);
+      return;
+    }
+    if (!response.ok) {
+      finishJob();
+      showError(await readError(response));
+      return;
+    }
+    const job = await response.json();
+    state.jobId = job.id;
+    showJob(job);
+    schedulePoll();
+  }
+
+  function schedulePoll() {
+    state.pollTimer = window.setTimeout(poll, POLL_MS);
+  }
+
+  async function poll() {
+    if (!state.jobId || state.jobId === "pending") return;
+    let job;
+    try {
+      const response = await fetch("/api/jobs/" + encodeURIComponent(state.jobId));
+      if (!response.ok) throw new Error(await readError(response));
+      job = await response.json();
+    } catch (error) {
+      finishJob();
+      showError("Lost track of the job: " + error.message);
+      return;
+    }
+    showJob(job);
+    if (job.state === "queued" || job.state === "running") schedulePoll();
+  }
+
+  function showJob(job) {
+    if (job.state === "queued") {
+      setProgress(0, "Waiting in line" + (job.position ? " (#" + job.position + ")" : "") + "…", true);
+    } else if (job.state === "running") {
+      const percent = Math.round(job.progress * 100);
+      const elapsed = job.elapsed_seconds !== null ? " · " + job.elapsed_seconds.toFixed(1) + " s" : "";
+      setProgress(job.progress, job.stage + " — " + percent + "%" + elapsed, false);
+    } else if (job.state === "done") {
+      finishJob();
+      showResult(job);
+    } else {
+      finishJob();
+      showError(job.message || "The job " + job.state + ".");
+    }
+  }
+
+  function setProgress(fraction, text, indeterminate) {
+    $("progress").hidden = false;
+    const bar = $("progress-bar");
+    bar.classList.toggle("indeterminate", indeterminate);
+    bar.style.width = Math.round(fraction * 100) + "%";
+    $("progress-text").textContent = text;
+  }
+
+  function finishJob() {
+    window.clearTimeout(state.pollTimer);
+    state.jobId = null;
+    $("progress").hidden = true;
+    updateDenoiseButton();
+  }
+
+  async function cancelJob() {
+    const id = state.jobId;
+    if (!id || id === "pending") return;
+    await fetch("/api/jobs/" + encodeURIComponent(id), { method: "DELETE" });
+    finishJob();
+    showError("Cancelled.");
+  }
+
+  // ---------------------------------------------------------------- showing the result
+  function formatMetric(value, digits) {
+    return value === null || value === undefined ? "∞ / n.a." : value.toFixed(digits);
+  }
+
+  function showResult(job) {
+    const result = job.result;
+    state.result = { id: job.id, ...result };
+    const base = "/api/jobs/" + encodeURIComponent(job.id);
+    const left = $("left-choice");
+    left.disabled = !result.previews.includes("clean");
+    if (left.disabled) left.value = "noisy";
+    $("img-left").src = base + "/previews/" + left.value;
+    $("img-right").src = base + "/previews/restored";
+    $("right-label").textContent = "Restored" + (result.untrained ? " (untrained model)" : "");
+    $("placeholder").hidden = true;
+    $("stage").hidden = false;
+    $("divider").hidden = false;
+    $("compare-slider").disabled = false;
+    $("img-left").onload = () => applyZoom();
+
+    const metrics = result.metrics;
+    $("metrics-table").hidden = !metrics;
+    $("no-metrics").hidden = !!metrics;
+    if (metrics) {
+      $("psnr-noisy").textContent = formatMetric(metrics.noisy.psnr, 2);
+      $("ssim-noisy").textContent = formatMetric(metrics.noisy.ssim, 4);
+      $("psnr-restored").textContent = formatMetric(metrics.restored.psnr, 2);
+      $("ssim-restored").textContent = formatMetric(metrics.restored.ssim, 4);
+      $("psnr-restored").classList.toggle("better", metrics.restored.psnr > metrics.noisy.psnr);
+      $("ssim-restored").classList.toggle("better", metrics.restored.ssim > metrics.noisy.ssim);
+    }
+    $("fact-time").textContent =
+      "denoised in " + result.denoise_seconds.toFixed(2) + " s (" + result.tiles +
+      (result.tiles === 1 ? " pass" : " tiles") + "), " + result.total_seconds.toFixed(2) + " s in all";
+    $("fact-image").textContent =
+      result.width + "×" + result.height + " " + (result.channels === 1 ? "grey" : "RGB") +
+      ", " + result.format + " " + result.bit_depth + "-bit";
+    $("fact-noise").textContent = result.noise ? result.noise + " (seed " + result.seed + ")" : "none added";
+    $("fact-model").textContent = result.model_label;
+    const download = $("download-restored");
+    download.href = base + "/files/restored";
+    download.setAttribute("download", result.download_name);
+    download.textContent = "Download result (" + result.format + ", " + result.bit_depth + "-bit)";
+    const noisyLink = $("download-noisy");
+    noisyLink.hidden = !result.downloads.includes("noisy");
+    noisyLink.href = base + "/files/noisy";
+    $("result").hidden = false;
+  }
+
+  // ---------------------------------------------------------------- compare slider and zoom
+  function updateDivider() {
+    const viewer = $("viewer");
+    const stage = $("stage");
+    const x = state.fraction * viewer.clientWidth;
+    const stageLeft = stage.offsetLeft - viewer.scrollLeft;
+    const clip = Math.max(0, Math.min(stage.offsetWidth, x - stageLeft));
+    $("img-right").style.clipPath = "inset(0 0 0 " + clip + "px)";
+    $("divider").style.left = x + "px";
+  }
+
+  function applyZoom() {
+    const viewer = $("viewer");
+    const stage = $("stage");
+    const image = $("img-left");
+    if (!image.naturalWidth) return;
+    let width;
+    if (state.zoom === "fit") {
+      const scale = Math.min(viewer.clientWidth / image.naturalWidth, viewer.clientHeight / image.naturalHeight);
+      width = image.naturalWidth * Math.min(scale, 4);
+    } else {
+      width = image.naturalWidth * Number(state.zoom);
+    }
+    stage.style.width = Math.round(width) + "px";
+    const zoomed = width > viewer.clientWidth + 1 || image.naturalHeight * (width / image.naturalWidth) > viewer.clientHeight + 1;
+    viewer.classList.toggle("zoomed", zoomed);
+    stage.classList.toggle("pixelated", width >= 2 * image.naturalWidth);
+    for (const button of document.querySelectorAll(".zoom-button")) {
+      button.classList.toggle("active", button.dataset.zoom === String(state.zoom));
+    }
+    updateDivider();
+  }
+
+  function enablePanning() {
+    const viewer = $("viewer");
+    let drag = null;
+    viewer.addEventListener("pointerdown", (event) => {
+      if (!viewer.classList.contains("zoomed")) {
+        moveDividerTo(event);
+        drag = { mode: "divider" };
+      } else {
+        drag = { mode: "pan", x: event.clientX, y: event.clientY, left: viewer.scrollLeft, top: viewer.scrollTop };
+        viewer.classList.add("panning");
+      }
+      viewer.setPointerCapture(event.pointerId);
+    });
+    viewer.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      if (drag.mode === "divider") moveDividerTo(event);
+      else {
+        viewer.scrollLeft = drag.left - (event.clientX - drag.x);
+        viewer.scrollTop = drag.top - (event.clientY - drag.y);
+      }
+    });
+    const stop = () => { drag = null; viewer.classList.remove("panning"); };
+    viewer.addEventListener("pointerup", stop);
+    viewer.addEventListener("pointercancel", stop);
+    viewer.addEventListener("scroll", updateDivider);
+    viewer.addEventListener("wheel", (event) => {
+      if (!event.ctrlKey || $("stage").hidden) return;
+      event.preventDefault();
+      const steps = ["fit", "1", "2", "4"];
+      const index = steps.indexOf(String(state.zoom));
+      const next = event.deltaY < 0 ? Math.min(index + 1, steps.length - 1) : Math.max(index - 1, 0);
+      state.zoom = steps[next];
+      applyZoom();
+    }, { passive: false });
+  }
+
+  function moveDividerTo(event) {
+    const rect = $("viewer").getBoundingClientRect();
+    state.fraction = Math.max(0, Math.min(1, (event.clientX - rect.left) / rect.width));
+    $("compare-slider").value = String(Math.round(state.fraction * 1000));
+    updateDivider();
+  }
+
+  // ---------------------------------------------------------------- wiring
+  function wire() {
+    const dropzone = $("dropzone");
+    $("file-input").addEventListener("change", (event) => chooseFile(event.target.files[0]));
+    dropzone.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("file-input").click(); }
+    });
+    for (const type of ["dragenter", "dragover"]) {
+      dropzone.addEventListener(type, (event) => { event.preventDefault(); dropzone.classList.add("dragging"); });
+    }
+    for (const type of ["dragleave", "drop"]) {
+      dropzone.addEventListener(type, () => dropzone.classList.remove("dragging"));
+    }
+    dropzone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      const files = event.dataTransfer && event.dataTransfer.files;
+      if (files && files.length) chooseFile(files[0]);
+    });
+    // A file dropped outside the drop zone must not make the browser navigate away.
+    window.addEventListener("dragover", (event) => event.preventDefault());
+    window.addEventListener("drop", (event) => event.preventDefault());
+
+    $("noise-kind").addEventListener("change", describeNoise);
+    $("new-seed").addEventListener("click", () => { $("noise-seed").value = randomSeed(); });
+    $("model-select").addEventListener("change", () => { describeModel(); updateDenoiseButton(); });
+    $("denoise-button").addEventListener("click", startJob);
+    $("cancel-button").addEventListener("click", cancelJob);
+    $("compare-slider").addEventListener("input", (event) => {
+      state.fraction = Number(event.target.value) / 1000;
+      updateDivider();
+    });
+    $("left-choice").addEventListener("change", (event) => {
+      if (!state.result) return;
+      $("img-left").src = "/api/jobs/" + encodeURIComponent(state.result.id) + "/previews/" + event.target.value;
+      $("img-left").alt = event.target.value === "clean" ? "Clean reference" : "Noisy input";
+    });
+    for (const button of document.querySelectorAll(".zoom-button")) {
+      button.addEventListener("click", () => { state.zoom = button.dataset.zoom; applyZoom(); });
+    }
+    window.addEventListener("resize", applyZoom);
+    enablePanning();
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    wire();
+    try {
+      await loadInfo();
+      describeNoise();
+      document.body.dataset.ready = "true";
+    } catch (error) {
+      showError("Could not reach the server: " + error.message);
+    }
+  });
+})();
