@@ -17,6 +17,7 @@ from clipdenoise.data import (
     NoiseSynthesizer,
     PairedImageDataset,
     PatchDataset,
+    SIDDBlocksDataset,
     SkippedImagesWarning,
     augment_geometry,
     convert_channels,
@@ -448,6 +449,54 @@ def test_from_pairs(tmp_path, make_image):
         [ImagePair("a", tmp_path / "n_a.png", tmp_path / "c_a.png")], channels=1
     )
     assert dataset[0][1].shape == (24, 24, 1)
+
+
+def _write_sidd_mats(root, noisy, clean):
+    from scipy.io import savemat
+
+    root.mkdir(exist_ok=True)
+    savemat(root / "ValidationNoisyBlocksSrgb.mat", {"ValidationNoisyBlocksSrgb": noisy})
+    savemat(root / "ValidationGtBlocksSrgb.mat", {"ValidationGtBlocksSrgb": clean})
+
+
+def test_sidd_validation_mat_blocks(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
+    noisy = rng.integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
+    _write_sidd_mats(tmp_path / "SIDD", noisy, clean)
+    dataset = open_benchmark("sidd", tmp_path)
+    assert isinstance(dataset, SIDDBlocksDataset) and len(dataset) == 6
+    name, noisy_block, clean_block = dataset[4]
+    assert name == "02_02"
+    np.testing.assert_array_equal(noisy_block, noisy[1, 1] / np.float32(255))
+    np.testing.assert_array_equal(clean_block, clean[1, 1] / np.float32(255))
+    patches = PatchDataset(dataset, patch_size=4)
+    assert patches[0]["noisy"].shape == (3, 4, 4)
+
+
+def test_sidd_mat_errors_name_the_file(tmp_path):
+    from scipy.io import savemat
+
+    with pytest.raises(DatasetNotFoundError, match=r"ValidationNoisyBlocksSrgb\.mat: SIDD"):
+        SIDDBlocksDataset(tmp_path)
+    blocks = np.zeros((1, 2, 4, 4, 3), np.uint8)
+    _write_sidd_mats(tmp_path, blocks, blocks[:, :1])
+    with pytest.raises(DatasetError, match=r"ValidationNoisyBlocksSrgb\.mat: blocks"):
+        SIDDBlocksDataset(tmp_path)
+    savemat(tmp_path / "ValidationGtBlocksSrgb.mat", {"other": blocks})
+    with pytest.raises(DatasetError, match=r"ValidationGtBlocksSrgb\.mat: no array .*other"):
+        SIDDBlocksDataset(tmp_path)
+    (tmp_path / "ValidationGtBlocksSrgb.mat").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"ValidationGtBlocksSrgb\.mat: not a readable"):
+        SIDDBlocksDataset(tmp_path)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import clipdenoise.data
+
+    assert doctest.testmod(clipdenoise.data).failed == 0
 
 
 # ----------------------------------------------------------------------- benchmark names

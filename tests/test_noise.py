@@ -397,3 +397,34 @@ def test_non_string_specs_are_rejected():
         parse_noise_spec(15)  # type: ignore[arg-type]
     with pytest.raises(NoiseSpecError, match="string"):
         NoiseSpec(3, 15)  # type: ignore[arg-type]
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import clipdenoise.noise
+
+    result = doctest.testmod(clipdenoise.noise)
+    assert result.failed == 0 and result.attempted >= 4
+
+
+def test_generator_on_another_device_is_a_clear_error():
+    from types import SimpleNamespace
+
+    # Stands in for a CUDA generator on this CPU-only machine; only .device is looked at first.
+    cuda_generator = SimpleNamespace(device=torch.device("cuda", 0))
+    with pytest.raises(ValueError, match="generator is on cuda:0 but the image on cpu"):
+        add_noise(torch.zeros(3, 4, 4), "gaussian:15", cuda_generator)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_path_matches_itself_and_the_statistics():
+    clean = _constant(0.5, dtype=torch.float32).cuda()
+    for kind in TORCH_KINDS:
+        spec = SPEC_PER_KIND[kind]
+        first = add_noise(clean, spec, torch.Generator("cuda").manual_seed(0))
+        again = add_noise(clean, spec, torch.Generator("cuda").manual_seed(0))
+        assert first.device.type == "cuda" and torch.equal(first, again)
+    noise = add_noise(clean, "gaussian:25", torch.Generator("cuda").manual_seed(0)) - clean
+    assert noise.std().item() == pytest.approx(25 / 255, rel=0.01)

@@ -847,6 +847,82 @@ class PairedImageDataset(_TorchDataset):
         )
 
 
+SIDD_VALIDATION_FILES = ("ValidationNoisyBlocksSrgb.mat", "ValidationGtBlocksSrgb.mat")
+
+
+class SIDDBlocksDataset(_TorchDataset):
+    """The SIDD validation set as distributed: ``ValidationNoisyBlocksSrgb.mat`` and
+    ``ValidationGtBlocksSrgb.mat`` (40 images × 32 blocks of 256×256 sRGB, uint8).
+
+    Items are ``(name, noisy, clean)`` like :class:`PairedImageDataset`, name
+    ``"<image>_<block>"`` counted from 1 (``"01_01"`` … ``"40_32"``), arrays ``(256, 256, 3)``
+    float32 in [0, 1]. Both files are loaded into memory (about 250 MB each as uint8).
+
+    Args:
+        root: the folder holding the two ``.mat`` files.
+        channels: 3, or 1 for BT.601 luma.
+
+    Raises:
+        DatasetNotFoundError: a file is missing (named).
+        DatasetError: a file lacks the expected array, or the two differ in shape (named).
+    """
+
+    def __init__(self, root: str | Path, channels: int = 3) -> None:
+        self.root = Path(root)
+        self.channels = channels
+        noisy_path, clean_path = (self.root / name for name in SIDD_VALIDATION_FILES)
+        self.noisy = _load_mat_blocks(noisy_path, "ValidationNoisyBlocksSrgb")
+        self.clean = _load_mat_blocks(clean_path, "ValidationGtBlocksSrgb")
+        if self.noisy.shape != self.clean.shape:
+            raise DatasetError(
+                f"{noisy_path}: blocks {self.noisy.shape} differ from {clean_path} "
+                f"{self.clean.shape}"
+            )
+        self.num_images, self.num_blocks = self.noisy.shape[:2]
+
+    def __len__(self) -> int:
+        return self.num_images * self.num_blocks
+
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"block index {index} out of range for {len(self)} blocks")
+        image, block = divmod(index, self.num_blocks)
+        name = f"{image + 1:02d}_{block + 1:02d}"
+        noisy = self.noisy[image, block].astype(np.float32) / 255.0
+        clean = self.clean[image, block].astype(np.float32) / 255.0
+        return (
+            name,
+            convert_channels(noisy, self.channels),
+            convert_channels(clean, self.channels),
+        )
+
+
+def _load_mat_blocks(path: Path, key: str) -> np.ndarray:
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path}: SIDD validation file not found")
+    try:
+        content = loadmat(str(path))
+    except NotImplementedError as error:  # MATLAB v7.3 (HDF5) files
+        raise DatasetError(
+            f"{path}: MATLAB v7.3 file, which scipy cannot read; re-save it with "
+            f"save('-v7') or convert the blocks to PNG folders noisy/ + GT/ ({error})"
+        ) from error
+    except (MatReadError, ValueError, OSError) as error:
+        raise DatasetError(f"{path}: not a readable .mat file ({error})") from error
+    if key not in content:
+        found = ", ".join(name for name in content if not name.startswith("__"))
+        raise DatasetError(f"{path}: no array {key!r} (found: {found or 'none'})")
+    blocks = np.asarray(content[key])
+    if blocks.ndim != 5 or blocks.shape[-1] != 3:
+        raise DatasetError(
+            f"{path}: {key} has shape {blocks.shape}, expected (images, blocks, H, W, 3)"
+        )
+    return blocks
+
+
 # --------------------------------------------------------------------------------------------
 # Benchmark sets by name
 # --------------------------------------------------------------------------------------------
@@ -963,7 +1039,8 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             ("SIDD", "SIDD_val", "SIDD_test_PNG", "SSID/SIDD_test_PNG", "sidd"),
             "paired",
             3,
-            "SIDD validation blocks as PNG (noisy/ + GT/) or SIDD-Medium (*NOISY* / *GT*)",
+            "SIDD validation: the .mat blocks, PNG folders noisy/ + GT/, or SIDD-Medium "
+            "(*NOISY* / *GT*)",
             "https://abdokamel.github.io/sidd/",
             ("sidd_val", "sidd_validation"),
         ),
@@ -1063,9 +1140,10 @@ def open_benchmark(
     channels: int | None = None,
     *,
     skip_bad: bool = False,
-) -> ImageFolderDataset | PairedImageDataset:
+) -> ImageFolderDataset | PairedImageDataset | SIDDBlocksDataset:
     """The dataset of a benchmark set: an :class:`ImageFolderDataset` for clean and noisy-only
-    sets, a :class:`PairedImageDataset` for paired ones (``cc``, ``polyu``, ``sidd``).
+    sets, a :class:`PairedImageDataset` for paired ones (``cc``, ``polyu``, ``sidd``), or a
+    :class:`SIDDBlocksDataset` for a folder holding SIDD's validation ``.mat`` files.
 
     Args:
         name: set name, alias or folder path (a folder path is opened as clean images unless it
@@ -1080,6 +1158,8 @@ def open_benchmark(
     except DatasetNotFoundError:
         info = None
     channels = channels or (info.channels if info else 3)
+    if (folder / SIDD_VALIDATION_FILES[0]).is_file():
+        return SIDDBlocksDataset(folder, channels=channels)
     if info is not None and info.kind == "paired":
         return PairedImageDataset(folder, channels=channels, skip_bad=skip_bad)
     if info is None:
@@ -1100,6 +1180,7 @@ __all__ = [
     "NoiseSynthesizer",
     "PairedImageDataset",
     "PatchDataset",
+    "SIDDBlocksDataset",
     "SkippedImagesWarning",
     "augment_geometry",
     "benchmark_info",

@@ -12,22 +12,41 @@ applied two ways:
   generator re-seeded with ``seed`` (0) before each image and float64 arithmetic, so that the
   benchmark noisy images are reproduced bit for bit.
 
-The kinds (registry :data:`NOISE_KINDS`; aliases in parentheses):
+The kinds (registry :data:`NOISE_KINDS`; aliases in parentheses). ``x`` is the clean image in
+[0, 1]; levels of the two Gaussian kinds are on the [0, 255] scale, the others on [0, 1], as in
+MaskDenoising and the paper (Sec. 4.1).
 
-==================  ==========================  ===================================  ========
-kind                level (units)               formula                              clipped
-==================  ==========================  ===================================  ========
-gaussian (gauss)    σ on [0, 255]               x + n, n ~ N(0, (σ/255)²)            no
-spatial_gaussian    σ on [0, 255]               x + box3×3 * n, n ~ N(0, (σ/255)²)   no
-poisson             α (scale)                   x + α (P(x̂·v)/v − x̂)                 [0, 1]
-speckle             σ² (variance, [0, 1] scale) x + x·u, u ~ U(−√(3σ²), √(3σ²))      [0, 1]
-salt_pepper (sp)    d (density)                 0 w.p. d/2, 1 w.p. d/2, else x       [0, 1]
-poisson_gaussian    σ_s, σ_c ([0, 1] scale)     x + n, n ~ N(0, σ_s²·x + σ_c²)        no
-srgb_camera         σ_s, σ_c (raw, [0, 1])      CBDNet camera pipeline (``isp``)     [0, 1]
-==================  ==========================  ===================================  ========
+``gaussian`` (``gauss``, ``awgn``) — level σ on [0, 255]; paper: train 15, test 15/25/50.
+    ``y = x + n``, ``n ~ N(0, (σ/255)²)`` i.i.d. per pixel and channel (random: ``n``).
+    Not clipped (the reference's test images are not; neither are its training inputs).
 
-Gaussian and spatial Gaussian levels are on the [0, 255] scale, the others on [0, 1], as in
-MaskDenoising and the paper. The reference leaves Gaussian test images unclipped; so do we.
+``spatial_gaussian`` (``spatial_gauss``) — level σ on [0, 255]; paper: 40/45/50/55.
+    ``y = x + k * n``, ``n ~ N(0, (σ/255)²)`` i.i.d. per channel, ``k`` the 3×3 mean filter
+    (borders reflected as ``scipy.ndimage.convolve`` does, i.e. the edge sample repeated); the
+    noise std becomes σ/3 and neighbours are 6/9 correlated (random: ``n``). Not clipped.
+
+``poisson`` — level α (scale); paper: 2/2.5/3/3.5. The reference's ``add_poisson_noise``:
+    ``x̂ = round(255 x) / 255``, ``v = 2^ceil(log2(#distinct values of x̂ in the image))``,
+    ``y = clip(x + α (P(x̂ v) / v − x̂), 0, 1)`` with ``P`` Poisson draws per pixel and channel
+    (random: ``P``; the count ``v`` is per image, per sample of a batch).
+
+``speckle`` — level σ² (variance); paper: 0.02/0.03/0.04. MATLAB ``imnoise(I, 'speckle', v)``:
+    ``y = clip(x + x u, 0, 1)``, ``u = √(12 σ²) (U − 0.5)``, ``U ~ U[0, 1)`` i.i.d. (random: ``U``),
+    so ``u`` has mean 0 and variance σ².
+
+``salt_pepper`` (``sp``, ``s&p``) — level d (density); paper: 0.012/0.016/0.02. MATLAB
+    ``imnoise(I, 'salt & pepper', d)``: one ``U ~ U[0, 1)`` per pixel *and channel*; the value
+    becomes 0 where ``U < d/2``, 1 where ``d/2 ≤ U < d``, else stays (random: ``U``). In [0, 1].
+
+``poisson_gaussian`` (``pg``) — levels σ_s, σ_c on [0, 1]; e.g. 0.04, 0.03 (the paper's raw
+    level). Heteroscedastic Gaussian in CBDNet's form: ``y = x + n``,
+    ``n ~ N(0, σ_s² x + σ_c²)`` per pixel and channel (random: ``n``). Not clipped.
+
+``srgb_camera`` (``srgb``, ``camera``) — levels σ_s, σ_c of the raw noise (default 0.04, 0.03).
+    The CBDNet camera pipeline of :func:`clipdenoise.isp.add_camera_noise`: sRGB → inverse
+    camera response → raw Bayer mosaic → Poisson–Gaussian noise → demosaic → sRGB (random: the
+    camera response curve, colour matrix, Bayer pattern, white balance and the raw noise).
+    In [0, 1].
 """
 
 from __future__ import annotations
@@ -304,6 +323,11 @@ def add_noise(
         )
     if not clean.is_floating_point():
         raise ValueError(f"add_noise expects a float tensor in [0, 1], got dtype {clean.dtype}")
+    if generator is not None and generator.device.type != clean.device.type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the image on {clean.device}; "
+            "create it with torch.Generator(device=clean.device)"
+        )
     batch = clean if clean.dim() == 4 else clean.unsqueeze(0)
     work_dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
     noisy = spec.info.apply_torch(batch.to(work_dtype), spec, generator)
