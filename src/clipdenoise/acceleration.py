@@ -446,12 +446,15 @@ def prepare_for_inference(
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
     device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
     if cuda_graphs and device.type != "cuda":
         raise ValueError(f"cuda_graphs=True needs a CUDA device, got {device}")
     if cuda_graphs and compile:
         raise ValueError("use either compile=True or cuda_graphs=True, not both")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} asked for, but CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
     if dtype == "auto" and not isinstance(model, CLIPDenoiser):
         dtype = "float32"  # reduced precision is validated for CLIPDenoiser only
     compute_dtype = resolve_compute_dtype(device, dtype)
