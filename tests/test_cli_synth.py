@@ -209,3 +209,20 @@ def test_noise_options_reach_the_manifest(clean_dir, tmp_path):
     assert len(set(levels)) == 3
     assert all(0.001 <= s <= 0.16 and 0.001 <= c <= 0.06 for s, c in levels)
     assert all(r["camera"]["red_gain"] == 1.0 for r in manifest["files"])
+
+
+def test_processed_clean_target(clean_dir, tmp_path):
+    out = tmp_path / "out"
+    synthesize_srgb_dataset(clean_dir, out, SynthConfig(seed=3, clean_target="processed"))
+    original = np.asarray(Image.open(clean_dir / "a.png"), dtype=np.float32) / 255.0
+    rng = np.random.default_rng([*file_seed_sequence(3, "a.png").entropy, 1])
+    expected = simulate_camera_noise(original, rng, with_processed_clean=True)
+    written = np.asarray(Image.open(out / "clean/a.png"))
+    np.testing.assert_array_equal(
+        written, np.round(expected.processed_clean * 255.0).astype(np.uint8)
+    )
+    assert not np.array_equal(written, np.asarray(Image.open(clean_dir / "a.png")))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["clean_target"] == "processed"
+    with pytest.raises(ConfigError, match="clean_target must be"):
+        SynthConfig(clean_target="noisy")

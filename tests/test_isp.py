@@ -289,3 +289,13 @@ def test_bad_inputs_are_clear_errors():
         isp.apply_camera_response(np.zeros(3), 201)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         isp.add_camera_noise(np.zeros((4, 4)), rng=np.random.default_rng(0))
+
+
+def test_processed_clean_is_the_zero_noise_output(make_image):
+    clean = make_image(20, 24)
+    result = isp.simulate_camera_noise(clean, np.random.default_rng(4), with_processed_clean=True)
+    zero = isp.process(isp.unprocess(clean, result.params), result.params)
+    np.testing.assert_array_equal(result.processed_clean, zero.astype(np.float32))
+    plain = isp.simulate_camera_noise(clean, np.random.default_rng(4))
+    np.testing.assert_array_equal(plain.noisy, result.noisy)  # consumes no randomness
+    assert plain.processed_clean is None

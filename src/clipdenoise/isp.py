@@ -652,10 +652,13 @@ class CameraNoiseResult:
     Attributes:
         noisy: ``(H, W, 3)`` float32 in [0, 1], the noisy sRGB image.
         params: the sampled camera and noise levels.
+        processed_clean: ``(H, W, 3)`` float32, the clean image through the same camera
+            without noise (demosaicing and clipping included), when requested; else None.
     """
 
     noisy: np.ndarray
     params: CameraParams
+    processed_clean: np.ndarray | None = None
 
 
 def simulate_camera_noise(
@@ -664,17 +667,21 @@ def simulate_camera_noise(
     config: CameraNoiseConfig | None = None,
     *,
     params: CameraParams | None = None,
+    with_processed_clean: bool = False,
 ) -> CameraNoiseResult:
     """Synthesise realistic sRGB noise for a clean image through a random simulated camera.
 
-    The clean target stays the input image (the reference trains on ``(clean, noisy)``
-    with the original clean image as ground truth).
+    The reference trains on ``(original clean, noisy)``, so the noisy image also carries the
+    pipeline's deterministic changes (demosaicing of fine texture, gamut clipping); with
+    ``with_processed_clean`` the noise-free output of the same camera is returned too, for
+    pairs that differ by the noise alone. Drawing it consumes no randomness.
 
     Args:
         clean: ``(H, W, 3)`` float in [0, 1], sRGB.
         rng: every random choice (camera and noise) comes from it.
         config: noise levels and pipeline conventions.
         params: a camera to reuse instead of drawing one (the noise is still drawn from ``rng``).
+        with_processed_clean: also return the noise-free pipeline output.
 
     Returns:
         :class:`CameraNoiseResult` with the noisy image and the parameters used.
@@ -684,8 +691,9 @@ def simulate_camera_noise(
         params = sample_camera_params(rng, config)
     raw = unprocess(clean, params, config)
     noisy_raw = add_raw_noise(raw, params.sigma_s, params.sigma_c, rng, form=config.noise_form)
-    noisy = process(noisy_raw, params, config)
-    return CameraNoiseResult(noisy=noisy.astype(np.float32), params=params)
+    noisy = process(noisy_raw, params, config).astype(np.float32)
+    processed = process(raw, params, config).astype(np.float32) if with_processed_clean else None
+    return CameraNoiseResult(noisy=noisy, params=params, processed_clean=processed)
 
 
 def add_camera_noise(

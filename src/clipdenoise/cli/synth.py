@@ -54,6 +54,9 @@ class SynthConfig:
         thresh_size: BasicSR's rule for the last row/column of crops: a final crop flush with
             the border is added when more than ``thresh_size`` pixels would be left over.
         bit_depth: 8 (the reference writes 8-bit PNGs) or 16.
+        clean_target: ``"original"`` (the input image, as the reference) or ``"processed"``
+            (the input through the same simulated camera without noise, so that the pair
+            differs by the noise alone).
         recursive: also read images in sub-folders (mirrored in the output).
         overwrite: replace existing output files instead of refusing.
     """
@@ -64,6 +67,7 @@ class SynthConfig:
     step: int | None = None
     thresh_size: int = 0
     bit_depth: int = 8
+    clean_target: str = "original"
     recursive: bool = False
     overwrite: bool = False
 
@@ -76,6 +80,10 @@ class SynthConfig:
             raise ConfigError(f"thresh_size must be >= 0, got {self.thresh_size}")
         if self.bit_depth not in (8, 16):
             raise ConfigError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
+        if self.clean_target not in ("original", "processed"):
+            raise ConfigError(
+                f"clean_target must be 'original' or 'processed', got {self.clean_target!r}"
+            )
 
 
 @dataclass
@@ -246,8 +254,12 @@ def _process_file(
             # Quantise the clean target first: the noisy copy is made from exactly what is saved.
             patch = _quantise(patch, config.bit_depth)
             rng = np.random.default_rng([*file_seed.entropy, index])
-            result = simulate_camera_noise(patch, rng, config.camera)
-            for folder, image in (("clean", patch), ("noisy", result.noisy)):
+            processed = config.clean_target == "processed"
+            result = simulate_camera_noise(
+                patch, rng, config.camera, with_processed_clean=processed
+            )
+            target = result.processed_clean if processed else patch
+            for folder, image in (("clean", target), ("noisy", result.noisy)):
                 _write_png_atomic(output_dir / folder / name, image, config.bit_depth, config)
             records.append(
                 {
@@ -416,6 +428,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--thresh-size", type=int, default=0, help="BasicSR rule for a last crop at the border"
     )
     srgb.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    srgb.add_argument(
+        "--clean-target",
+        choices=("original", "processed"),
+        default="original",
+        help="clean image written: the input (reference) or the input through the same camera "
+        "without noise",
+    )
     srgb.add_argument("--recursive", action="store_true", help="include sub-folders")
     srgb.add_argument("--overwrite", action="store_true", help="replace an existing output set")
     srgb.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -446,6 +465,7 @@ def run_srgb(args: argparse.Namespace) -> int:
         step=args.step,
         thresh_size=args.thresh_size,
         bit_depth=args.bit_depth,
+        clean_target=args.clean_target,
         recursive=args.recursive,
         overwrite=args.overwrite,
     )
