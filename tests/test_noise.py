@@ -392,6 +392,69 @@ def test_bad_levels_are_clear_errors(text, expected):
         parse_noise_spec(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "level", "level_max"),
+    [
+        ("gaussian:0..55", 0.0, 55.0),
+        ("poisson_gaussian:0..0.16,0..0.06", (0.0, 0.0), (0.16, 0.06)),
+        ("poisson_gaussian:0.04,0..0.06", (0.04, 0.0), (0.04, 0.06)),
+        ("salt_pepper:0.01..0.02", 0.01, 0.02),
+    ],
+)
+def test_level_ranges_parse_and_round_trip(text, level, level_max):
+    spec = parse_noise_spec(text)
+    assert spec.level == level and spec.level_max == level_max and spec.is_random_level
+    assert str(spec) == text and parse_noise_spec(str(spec)) == spec
+    assert "level_max=" in repr(spec)
+
+
+def test_degenerate_and_empty_ranges():
+    spec = parse_noise_spec("gaussian:5..5")
+    assert spec == NoiseSpec("gaussian", 5) and not spec.is_random_level
+    assert str(spec) == "gaussian:5" and repr(spec) == "NoiseSpec(kind='gaussian', level=5.0)"
+    with pytest.raises(
+        NoiseSpecError, match="range of 'gaussian' is empty: upper end 5 is below 50"
+    ):
+        parse_noise_spec("gaussian:50..5")
+    with pytest.raises(NoiseSpecError, match=r"not a number or range \(low..high\)"):
+        parse_noise_spec("gaussian:0..x")
+    with pytest.raises(NoiseSpecError, match="outside"):
+        parse_noise_spec("salt_pepper:0..2")
+
+
+def test_random_level_is_drawn_per_sample():
+    clean = _constant(0.5, (64, 1, 32, 32))
+    spec = parse_noise_spec("gaussian:0..50")
+    noisy = add_noise(clean, spec, _generator(0))
+    stds = (noisy - clean).flatten(1).std(dim=1) * 255
+    assert stds.min().item() < 8 and stds.max().item() > 42
+    assert stds.max().item() < 50 * 1.1
+    assert torch.equal(noisy, add_noise(clean, spec, _generator(0)))
+    # Every kind accepts per-sample levels.
+    for text in (
+        "spatial_gaussian:40..55",
+        "poisson:2..3.5",
+        "speckle:0.02..0.04",
+        "salt_pepper:0.012..0.02",
+        "poisson_gaussian:0..0.16,0..0.06",
+    ):
+        out = add_noise(clean[:4].expand(4, 3, 32, 32), text, _generator(1))
+        assert out.shape == (4, 3, 32, 32)
+    if _has_camera_pipeline():
+        out = add_noise(
+            clean[:2].expand(2, 3, 32, 32), "srgb_camera:0..0.16,0..0.06", _generator(1)
+        )
+        assert out.shape == (2, 3, 32, 32)
+
+
+def test_reference_random_level_is_seeded():
+    clean = np.full((64, 64, 3), 0.5)
+    first = add_reference_noise(clean, "gaussian:0..50", seed=3)
+    np.testing.assert_array_equal(first, add_reference_noise(clean, "gaussian:0..50", seed=3))
+    level = np.random.RandomState(3).uniform(0, 50)
+    assert (first - clean).std() * 255 == pytest.approx(level, rel=0.05)
+
+
 def test_non_string_specs_are_rejected():
     with pytest.raises(NoiseSpecError, match="string"):
         parse_noise_spec(15)  # type: ignore[arg-type]

@@ -134,7 +134,7 @@ def _register(kind: NoiseKind) -> NoiseKind:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NoiseSpec:
     """A kind of noise and its level in the paper's units; immutable, hashable, printable.
 
@@ -143,10 +143,17 @@ class NoiseSpec:
     normalised to the canonical name and levels to ``float`` (a ``tuple`` of two floats for the
     two-parameter kinds).
 
+    A level range (blind training, e.g. Gaussian σ ∈ [0, 55] or CBDNet's σ_s ∈ [0, 0.16]) is
+    written ``low..high`` (``"gaussian:0..55"``, ``"poisson_gaussian:0..0.16,0..0.06"``) or given
+    as ``level_max``: every image (every sample of a batch) then gets its own level drawn
+    uniformly from ``[level, level_max]`` by the same generator as the noise.
+
     Args:
         kind: a name or alias from :data:`NOISE_KINDS`.
         level: one number, or two for ``poisson_gaussian`` / ``srgb_camera`` (σ_s, σ_c). May be
             omitted only for kinds with a default level (``srgb_camera``: the paper's 0.04, 0.03).
+        level_max: upper end of a random level range, same form as ``level``; None (default)
+            means the fixed ``level``.
 
     Raises:
         NoiseSpecError: unknown kind, wrong number of level parameters, or a level outside the
@@ -162,11 +169,40 @@ class NoiseSpec:
 
     kind: str
     level: Level | None = None
+    level_max: Level | None = None
 
     def __post_init__(self) -> None:
         info = _lookup_kind(self.kind)
         object.__setattr__(self, "kind", info.name)
-        object.__setattr__(self, "level", _validate_level(info, self.level))
+        level = _validate_level(info, self.level)
+        object.__setattr__(self, "level", level)
+        if self.level_max is None:
+            return
+        level_max = _validate_level(info, self.level_max)
+        lows = level if isinstance(level, tuple) else (level,)
+        highs = level_max if isinstance(level_max, tuple) else (level_max,)
+        if any(high < low for low, high in zip(lows, highs)):
+            raise NoiseSpecError(
+                f"noise level range of {info.name!r} is empty: upper end "
+                f"{_format_level(level_max)} is below {_format_level(level)}"
+            )
+        object.__setattr__(self, "level_max", None if highs == lows else level_max)
+
+    def __repr__(self) -> str:
+        extra = "" if self.level_max is None else f", level_max={self.level_max!r}"
+        return f"NoiseSpec(kind={self.kind!r}, level={self.level!r}{extra})"
+
+    @property
+    def is_random_level(self) -> bool:
+        """Whether each image draws its level from ``[level, level_max]``."""
+        return self.level_max is not None
+
+    @property
+    def levels_max(self) -> tuple[float, ...]:
+        """The upper ends of the level range (equal to :attr:`levels` for a fixed level)."""
+        if self.level_max is None:
+            return self.levels
+        return self.level_max if isinstance(self.level_max, tuple) else (self.level_max,)
 
     @property
     def info(self) -> NoiseKind:
@@ -184,7 +220,13 @@ class NoiseSpec:
         return self.info.clipped
 
     def __str__(self) -> str:
-        return f"{self.kind}:{_format_level(self.level)}"
+        if self.level_max is None:
+            return f"{self.kind}:{_format_level(self.level)}"
+        parts = [
+            _format_number(low) if low == high else f"{_format_number(low)}..{_format_number(high)}"
+            for low, high in zip(self.levels, self.levels_max)
+        ]
+        return f"{self.kind}:{','.join(parts)}"
 
     def apply(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Same as :func:`add_noise` ``(clean, self, generator)``."""
@@ -222,14 +264,23 @@ def parse_noise_spec(text: str | NoiseSpec) -> NoiseSpec:
             f"noise spec {text!r} has no level; expected {info.describe()}, e.g. "
             f"'{info.name}:{_format_level(info.paper_levels[0])}'"
         )
-    parts = [part.strip() for part in level_text.split(",")]
+    lows: list[float] = []
+    highs: list[float] = []
     try:
-        values = tuple(float(part) for part in parts)
+        for part in level_text.split(","):
+            low, dots, high = part.strip().partition("..")
+            lows.append(float(low))
+            highs.append(float(high) if dots else float(low))
     except ValueError:
         raise NoiseSpecError(
-            f"noise spec {text!r}: level {level_text!r} is not a number; expected {info.describe()}"
+            f"noise spec {text!r}: level {level_text!r} is not a number or range (low..high); "
+            f"expected {info.describe()}"
         ) from None
-    return NoiseSpec(info.name, values[0] if len(values) == 1 else values)
+
+    def pack(values: list[float]) -> Level:
+        return values[0] if len(values) == 1 else tuple(values)
+
+    return NoiseSpec(info.name, pack(lows), None if lows == highs else pack(highs))
 
 
 def _normalise_name(name: str) -> str:
@@ -330,9 +381,28 @@ def add_noise(
         )
     batch = clean if clean.dim() == 4 else clean.unsqueeze(0)
     work_dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
-    noisy = spec.info.apply_torch(batch.to(work_dtype), spec, generator)
+    work = batch.to(work_dtype)
+    noisy = spec.info.apply_torch(work, _torch_levels(spec, work, generator), generator)
     noisy = noisy.to(clean.dtype)
     return noisy if clean.dim() == 4 else noisy.squeeze(0)
+
+
+def _torch_levels(spec: NoiseSpec, batch: torch.Tensor, generator) -> tuple[Any, ...]:
+    """Level parameters: floats for a fixed level, ``(B, 1, 1, 1)`` tensors for a range."""
+    import torch
+
+    if not spec.is_random_level:
+        return spec.levels
+    fractions = torch.rand(
+        (len(spec.levels), batch.shape[0], 1, 1, 1),
+        generator=generator,
+        device=batch.device,
+        dtype=batch.dtype,
+    )
+    return tuple(
+        low + fraction * (high - low)
+        for low, high, fraction in zip(spec.levels, spec.levels_max, fractions)
+    )
 
 
 def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -347,8 +417,12 @@ def _rand(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor
     return torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def _gaussian_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
-    return clean + _randn(clean, generator) * (spec.level / 255.0)
+# Kind implementations take the level parameters as floats or per-sample (B, 1, 1, 1) tensors.
+
+
+def _gaussian_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
+    (sigma_255,) = levels
+    return clean + _randn(clean, generator) * (sigma_255 / 255.0)
 
 
 def _box_filter_3x3(noise: torch.Tensor) -> torch.Tensor:
@@ -366,14 +440,16 @@ def _box_filter_3x3(noise: torch.Tensor) -> torch.Tensor:
     return F.conv2d(padded, kernel, groups=channels)
 
 
-def _spatial_gaussian_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
-    noise = _randn(clean, generator) * (spec.level / 255.0)
+def _spatial_gaussian_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
+    (sigma_255,) = levels
+    noise = _randn(clean, generator) * (sigma_255 / 255.0)
     return clean + _box_filter_3x3(noise)
 
 
-def _poisson_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
+def _poisson_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
     import torch
 
+    (alpha,) = levels
     batch = clean.shape[0]
     codes = torch.clamp(torch.round(clean * 255.0), 0, 255)
     quantised = codes / 255.0
@@ -383,36 +459,37 @@ def _poisson_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Ten
     distinct = present.sum(dim=1).clamp(min=1).to(clean.dtype)
     vals = torch.exp2(torch.ceil(torch.log2(distinct))).view(batch, 1, 1, 1)
     counts = torch.poisson(quantised * vals, generator=generator)
-    noise = (counts / vals - quantised) * spec.level
+    noise = (counts / vals - quantised) * alpha
     return torch.clamp(clean + noise, 0.0, 1.0)
 
 
-def _speckle_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
+def _speckle_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
     import torch
 
-    uniform = (_rand(clean, generator) - 0.5) * math.sqrt(12.0 * spec.level)
+    (variance,) = levels
+    uniform = (_rand(clean, generator) - 0.5) * (12.0 * variance) ** 0.5
     return torch.clamp(clean + clean * uniform, 0.0, 1.0)
 
 
-def _salt_pepper_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
+def _salt_pepper_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
     import torch
 
-    density = spec.level
+    (density,) = levels
     draw = _rand(clean, generator)
     noisy = torch.where(draw < density / 2, torch.zeros_like(clean), clean)
     noisy = torch.where((draw >= density / 2) & (draw < density), torch.ones_like(clean), noisy)
     return torch.clamp(noisy, 0.0, 1.0)
 
 
-def _poisson_gaussian_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
+def _poisson_gaussian_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
     import torch
 
-    sigma_s, sigma_c = spec.level
+    sigma_s, sigma_c = levels
     std = torch.sqrt(sigma_s**2 * clean.clamp(min=0.0) + sigma_c**2)
     return clean + _randn(clean, generator) * std
 
 
-def _srgb_camera_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch.Tensor:
+def _srgb_camera_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
     import torch
 
     if clean.shape[1] != 3:
@@ -422,22 +499,26 @@ def _srgb_camera_torch(clean: torch.Tensor, spec: NoiseSpec, generator) -> torch
     device = generator.device if generator is not None else torch.device("cpu")
     seeds = torch.randint(0, 2**62, (clean.shape[0],), generator=generator, device=device)
     images = clean.detach().permute(0, 2, 3, 1).cpu().numpy()
+    per_sample = [
+        [level if isinstance(level, float) else float(level[index]) for level in levels]
+        for index in range(clean.shape[0])
+    ]
     noisy = [
-        _camera_noise(image, spec, np.random.default_rng(int(seed)))
-        for image, seed in zip(images, seeds.tolist())
+        _camera_noise(image, sample_levels, np.random.default_rng(int(seed)))
+        for image, sample_levels, seed in zip(images, per_sample, seeds.tolist())
     ]
     stacked = torch.from_numpy(np.stack(noisy)).permute(0, 3, 1, 2)
     return stacked.to(device=clean.device, dtype=clean.dtype)
 
 
-def _camera_noise(image: np.ndarray, spec: NoiseSpec, rng: np.random.Generator) -> np.ndarray:
+def _camera_noise(image: np.ndarray, levels, rng: np.random.Generator) -> np.ndarray:
     try:
         from clipdenoise.isp import add_camera_noise
     except ImportError as error:  # pragma: no cover - only while isp is being written
         raise NoiseSpecError(
             f"srgb_camera noise needs clipdenoise.isp.add_camera_noise ({error})"
         ) from error
-    sigma_s, sigma_c = spec.level
+    sigma_s, sigma_c = levels
     noisy = add_camera_noise(np.clip(image, 0.0, 1.0), sigma_s=sigma_s, sigma_c=sigma_c, rng=rng)
     return np.asarray(noisy, dtype=np.float32)
 
@@ -482,18 +563,25 @@ def add_reference_noise(clean: np.ndarray, spec: NoiseSpec | str, seed: int = 0)
             f"shape {clean.shape} dtype {clean.dtype}"
         )
     generator = np.random.RandomState(seed)
-    noisy = spec.info.apply_reference(clean, spec, generator)
+    levels = spec.levels
+    if spec.is_random_level:  # drawn before the noise; fixed levels keep the reference stream
+        levels = tuple(
+            float(generator.uniform(low, high)) for low, high in zip(spec.levels, spec.levels_max)
+        )
+    noisy = spec.info.apply_reference(clean, levels, generator)
     return np.asarray(noisy, dtype=np.float64)
 
 
-def _gaussian_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
-    return clean + rs.normal(0, spec.level / 255.0, clean.shape)
+def _gaussian_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
+    (sigma_255,) = levels
+    return clean + rs.normal(0, sigma_255 / 255.0, clean.shape)
 
 
-def _spatial_gaussian_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
+def _spatial_gaussian_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
     from scipy.ndimage import convolve
 
-    noise = rs.normal(0, spec.level / 255.0, clean.shape)
+    (sigma_255,) = levels
+    noise = rs.normal(0, sigma_255 / 255.0, clean.shape)
     kernel = np.ones((3, 3)) / 9.0
     if noise.ndim == 2:
         return clean + convolve(noise, kernel)
@@ -502,26 +590,26 @@ def _spatial_gaussian_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.rando
     return clean + noise
 
 
-def _poisson_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
+def _poisson_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
     # Dtypes follow the reference's add_poisson_noise step by step (float32 image, float64
     # counts cast back to float32); they matter for bit-exactness.
     quantised = np.clip((clean * 255.0).round(), 0, 255) / 255.0
     vals = 2 ** np.ceil(np.log2(len(np.unique(quantised))))
     lam = quantised * vals
     counts = np.float32(rs.poisson(lam) / float(vals))
-    noise = (counts - quantised) * spec.level
+    noise = (counts - quantised) * levels[0]
     return np.clip(clean + noise, 0, 1)
 
 
-def _speckle_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
+def _speckle_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
     # MATLAB imnoise(I, 'speckle', v): J = I + sqrt(12 v) * I .* (rand(size(I)) - 0.5), clipped.
     uniform = rs.random_sample(clean.shape)
-    return np.clip(clean + math.sqrt(12.0 * spec.level) * clean * (uniform - 0.5), 0, 1)
+    return np.clip(clean + math.sqrt(12.0 * levels[0]) * clean * (uniform - 0.5), 0, 1)
 
 
-def _salt_pepper_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
+def _salt_pepper_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
     # MATLAB imnoise(I, 'salt & pepper', d): x = rand; J(x < d/2) = 0; J(d/2 <= x < d) = 1.
-    density = spec.level
+    (density,) = levels
     draw = rs.random_sample(clean.shape)
     noisy = np.array(clean, dtype=np.float64)
     noisy[draw < density / 2] = 0.0
@@ -529,19 +617,19 @@ def _salt_pepper_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.Ran
     return noisy
 
 
-def _poisson_gaussian_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
-    sigma_s, sigma_c = spec.level
+def _poisson_gaussian_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
+    sigma_s, sigma_c = levels
     std = np.sqrt(sigma_s**2 * np.clip(clean, 0, None) + sigma_c**2)
     return clean + rs.standard_normal(clean.shape) * std
 
 
-def _srgb_camera_reference(clean: np.ndarray, spec: NoiseSpec, rs: np.random.RandomState):
+def _srgb_camera_reference(clean: np.ndarray, levels, rs: np.random.RandomState):
     # ``rs`` was seeded with the protocol seed; derive the camera generator from its first draw
     # so that the result depends only on ``seed``.
     seed = int(rs.randint(0, 2**31 - 1))
     if clean.ndim != 3 or clean.shape[-1] != 3:
         raise ValueError(f"srgb_camera noise needs an (H, W, 3) image, got {clean.shape}")
-    return _camera_noise(clean, spec, np.random.default_rng(seed))
+    return _camera_noise(clean, levels, np.random.default_rng(seed))
 
 
 # --------------------------------------------------------------------------------------------
