@@ -324,6 +324,13 @@ def test_paired_patches_are_cropped_together(tmp_path, make_image):
         PatchDataset(pairs, noise="gaussian:15")
 
 
+def test_patches_from_a_list_of_arrays():
+    images = [np.linspace(0, 1, 20 * 30, dtype=np.float32).reshape(20, 30)]
+    patches = PatchDataset(images, patch_size=8, noise="speckle:0.02", seed=1)
+    item = patches[0]
+    assert item["clean"].shape == item["noisy"].shape == (1, 8, 8)
+
+
 def test_patch_dataset_argument_errors(folder):
     with pytest.raises(ValueError, match="positive"):
         PatchDataset(folder, patch_size=0)

@@ -505,7 +505,9 @@ class PatchDataset(_TorchDataset):
 
     def _crop(self, planes: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         size = self.patch_size
-        planes = [pad_to_size(plane, size) for plane in planes]
+        planes = [
+            pad_to_size(plane if plane.ndim == 3 else plane[..., None], size) for plane in planes
+        ]
         height, width = planes[0].shape[:2]
         top = int(rng.integers(0, height - size + 1))
         left = int(rng.integers(0, width - size + 1))

@@ -429,15 +429,12 @@ def _box_filter_3x3(noise: torch.Tensor) -> torch.Tensor:
     """Mean of each 3×3 neighbourhood, per channel, borders as ``scipy.ndimage`` 'reflect'.
 
     scipy's 'reflect' repeats the edge sample (d c b a | a b c d); for a one-pixel pad that is
-    exactly torch's 'replicate' padding.
+    exactly torch's 'replicate' padding. ``avg_pool2d`` is ~3× faster than a grouped conv here.
     """
-    import torch
     import torch.nn.functional as F
 
-    channels = noise.shape[1]
-    kernel = torch.full((channels, 1, 3, 3), 1.0 / 9.0, dtype=noise.dtype, device=noise.device)
     padded = F.pad(noise, (1, 1, 1, 1), mode="replicate")
-    return F.conv2d(padded, kernel, groups=channels)
+    return F.avg_pool2d(padded, kernel_size=3, stride=1)
 
 
 def _spatial_gaussian_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
