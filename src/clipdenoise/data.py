@@ -11,7 +11,8 @@ and the benchmark sets by name.
 * :class:`NoiseSynthesizer` — adds noise to whole batches on the training device (GPU) with its
   own seeded generator, which is cheaper than noising each patch in the workers.
 * :class:`PairedImageDataset` — noisy/clean pairs: CC and PolyU (``*_real`` / ``*_mean``),
-  SIDD (``*NOISY*`` / ``*GT*``), and ``noisy/`` + ``clean/`` folders with matching names.
+  SIDD (``*NOISY*`` / ``*GT*``), and ``noisy/`` + ``clean/`` folders with matching names;
+  :class:`SIDDBlocksDataset` reads SIDD's validation ``.mat`` blocks.
 * :func:`resolve_dataset_dir` / :func:`open_benchmark` — ``kodak24``, ``cbsd68``, ... under a data
   root (``--data-root`` or ``$CLIPDENOISE_DATA``).
 
