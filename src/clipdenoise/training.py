@@ -174,6 +174,8 @@ class TrainConfig:
         deterministic: Deterministic kernels (``torch.use_deterministic_algorithms``); slower
             on GPU. CPU runs are reproducible either way.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        cpu_threads: torch intra-op threads for this run (0 = torch's default). On a shared or
+            oversubscribed CPU, 1 is often much faster than several spinning threads.
         amp: Mixed precision: ``none`` (fp32, reference), ``bf16`` (``torch.autocast``, CPU or
             GPU), ``fp16`` (CUDA, with a ``GradScaler``), ``auto`` (bf16 where supported).
         channels_last: Use the channels-last memory format (faster convolutions on GPUs).
@@ -208,6 +210,7 @@ class TrainConfig:
     seed: int = 100
     deterministic: bool = False
     device: str = "auto"
+    cpu_threads: int = 0
     amp: Literal["none", "bf16", "fp16", "auto"] = "none"
     channels_last: bool = False
     compile: bool = False
@@ -793,11 +796,15 @@ def train(
     if not isinstance(config, ExperimentConfig):
         config = load_experiment_config(config)
     run_dir = Path(run_dir)
+    threads = torch.get_num_threads()
+    if config.train.cpu_threads > 0:
+        torch.set_num_threads(config.train.cpu_threads)
     info = init_distributed(config.train.device)
     try:
         return _train(config, run_dir, info, data_root, resume, overwrite, stop_after)
     finally:
         shutdown_distributed(info)
+        torch.set_num_threads(threads)
 
 
 def _find_resume_state(run_dir: Path, resume: str | Path | None) -> Path | None:

@@ -1,0 +1,400 @@
+"""Training: recipes, schedules, the loop, checkpoints/states, exact resume, faults, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipdenoise import config as config_io
+from clipdenoise.errors import ConfigError, DatasetError, DatasetNotFoundError
+from clipdenoise.schedule import LRSchedule
+from clipdenoise.training import (
+    ExperimentConfig,
+    TrainingError,
+    list_presets,
+    load_experiment_config,
+    train,
+)
+from clipdenoise.training_data import ImageStore, RunSampler, TrainPatchDataset
+from clipdenoise.training_state import (
+    capture_rng_states,
+    list_states,
+    load_training_state,
+    restore_rng_states,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny, fast variant of tiny-cpu for the tests (8-px-wide encoder, 32-px patches).
+FAST = [
+    "data.train_dir=train",
+    "eval.val_dir=val",
+    "data.patch_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.width=8",
+    "train.lr=2e-3",
+    "train.log_every=1",
+    "train.checkpoint_every=4",
+    "train.progress=false",
+    "train.cpu_threads=1",
+    "eval.every=1000",
+    "eval.max_images=2",
+]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """Six 80×96 training images and two 64×64 validation images (smooth, 8-bit PNG)."""
+    from conftest import smooth_image
+
+    root = tmp_path_factory.mktemp("data")
+    for folder, count, size, offset in (("train", 6, (80, 96), 0), ("val", 2, (64, 64), 50)):
+        (root / folder).mkdir()
+        for index in range(count):
+            pixels = smooth_image(*size, 3, seed=index + offset) * 255
+            Image.fromarray(pixels.round().astype(np.uint8)).save(root / folder / f"{index}.png")
+    return root
+
+
+def fast_config(*extra: str) -> ExperimentConfig:
+    return load_experiment_config("tiny-cpu", [*FAST, *extra])
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------ configs
+def test_presets_load_and_carry_the_reference_numbers():
+    assert list_presets() == [
+        "ldct-gaussian5",
+        "srgb-poissongaussian",
+        "synthetic-gaussian15",
+        "tiny-cpu",
+    ]
+    g15 = load_experiment_config("synthetic-gaussian15")
+    assert (g15.train.num_iters, g15.train.lr, g15.train.weight_decay) == (300_000, 3e-4, 1e-4)
+    assert (g15.data.patch_size, g15.data.batch_size, g15.model.aug_gamma) == (128, 16, 0.025)
+    assert (g15.noise.train, g15.eval.noise, g15.eval.every) == ("gaussian:15", "gaussian:50", 4000)
+    assert g15.train.grad_clip_norm == 0.01 and g15.train.mixup and g15.train.mixup_beta == 1.2
+    assert g15.train.restart_periods == (92_000, 208_000)
+    assert g15.train.restart_min_lrs == (3e-4, 1e-6)
+    srgb = load_experiment_config("srgb-poissongaussian")
+    assert srgb.noise.train == "srgb_camera:0.04,0.03" and srgb.model.aug_gamma == 0.05
+    ldct = load_experiment_config("ldct-gaussian5")
+    assert (ldct.model.in_channels, ldct.data.channels, ldct.train.num_iters) == (1, 1, 40_000)
+    assert (ldct.data.test_patient, ldct.noise.train) == ("L506", "gaussian:5")
+    tiny = load_experiment_config("tiny-cpu")
+    assert tiny.model.encoder_weights == "random"
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    config = fast_config("train.betas=[0.8,0.99]", "train.schedule=cosine_restart")
+    path = tmp_path / "c.toml"
+    path.write_text(config_io.dumps_toml(config))
+    assert config_io.load_toml(ExperimentConfig, path) == config
+    assert config.train.betas == (0.8, 0.99)
+
+
+def test_unknown_key_error_lists_valid_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'lr_max'.*valid keys are: amp, betas"):
+        load_experiment_config("tiny-cpu", ["train.lr_max=1"])
+    path = tmp_path / "bad.toml"
+    path.write_text('[data]\ntrain_dir = "x"\npatchsize = 3\n')
+    with pytest.raises(ConfigError, match=r"bad.toml.*'patchsize'.*patch_size"):
+        load_experiment_config(path)
+    with pytest.raises(ConfigError, match="unknown preset|neither a preset"):
+        load_experiment_config("no-such-recipe")
+
+
+def test_set_overrides_are_typed():
+    config = load_experiment_config(
+        "tiny-cpu",
+        ["train.num_iters=12", "train.lr=5e-4", "train.mixup=true", "model.layers=[1,2,1,1]"],
+    )
+    assert config.train.num_iters == 12 and isinstance(config.train.num_iters, int)
+    assert config.train.lr == 5e-4 and config.train.mixup is True
+    assert config.model.layers == (1, 2, 1, 1)
+    with pytest.raises(ConfigError, match="train.num_iters: expected an integer, got 'many'"):
+        load_experiment_config("tiny-cpu", ["train.num_iters=many"])
+    with pytest.raises(ConfigError, match="train.amp: 'fp8' is not one of"):
+        load_experiment_config("tiny-cpu", ["train.amp=fp8"])
+    with pytest.raises(ConfigError, match="data.channels .* must equal model.in_channels"):
+        load_experiment_config("tiny-cpu", ["data.channels=1"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_experiment_config("tiny-cpu", ["train.lr"])
+
+
+# ------------------------------------------------------------------------------ schedules
+def test_cosine_schedule_matches_the_paper():
+    schedule = LRSchedule("cosine", lr=3e-4, num_iters=300_000, min_lr=1e-6)
+    assert schedule.lr_at(0) == pytest.approx(3e-4)
+    assert schedule.lr_at(150_000) == pytest.approx((3e-4 + 1e-6) / 2)
+    assert schedule.lr_at(300_000) == pytest.approx(1e-6)
+
+
+def test_cosine_restart_schedule_matches_the_reference_yaml():
+    config = load_experiment_config("synthetic-gaussian15", ["train.schedule=cosine_restart"])
+    schedule = config.train.lr_schedule()
+    # first period: eta_min = lr, so flat at 3e-4 for 92k iterations
+    assert [schedule.lr_at(i) for i in (0, 1, 50_000, 91_999)] == pytest.approx([3e-4] * 4)
+    assert schedule.lr_at(92_000) == pytest.approx(3e-4)
+    assert schedule.lr_at(92_000 + 104_000) == pytest.approx((3e-4 + 1e-6) / 2)
+    assert schedule.lr_at(299_999) == pytest.approx(1e-6, abs=1e-10)
+    with pytest.raises(ValueError, match="periods sum to 1000"):
+        LRSchedule("cosine_restart", num_iters=2000, periods=(1000,), period_min_lrs=(0.0,))
+
+
+def test_warmup_ramps_linearly():
+    schedule = LRSchedule("constant", lr=1e-3, num_iters=100, warmup_iters=4)
+    assert [schedule.lr_at(i) for i in range(5)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3]
+    )
+
+
+# ------------------------------------------------------------------------------ data, state
+def test_patches_depend_only_on_their_index(data_root):
+    from clipdenoise.image_io import read_image
+
+    store = ImageStore(sorted((data_root / "train").glob("*.png")), read_image, cache=True)
+    dataset = TrainPatchDataset(store, 32, seed=7)
+    first = dataset[11]["clean"]
+    assert first.shape == (3, 32, 32) and first.dtype == torch.float32
+    assert torch.equal(first, TrainPatchDataset(store, 32, seed=7)[11]["clean"])
+    assert not torch.equal(first, dataset[12]["clean"])
+    # each epoch visits every image once
+    assert sorted(dataset.image_index(g) for g in range(6, 12)) == list(range(6))
+    # two ranks split the stream like one process would draw it
+    assert list(RunSampler(2, 5, rank=1, world_size=2)) == [5, 7, 9]
+
+
+def test_rng_states_round_trip():
+    import random
+
+    saved = capture_rng_states()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    restore_rng_states(saved)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+# ------------------------------------------------------------------------------ the loop
+def test_tiny_training_decreases_loss_and_writes_the_run(data_root, tmp_path):
+    from clipdenoise.checkpoints import load_checkpoint, read_checkpoint_metadata
+
+    config = fast_config("train.num_iters=24", "eval.every=12")
+    result = train(config, tmp_path / "run", data_root=data_root)
+    run = tmp_path / "run"
+    assert result.status == "completed" and result.iteration == 24
+    losses = [result.losses[i] for i in range(1, 25)]
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    # resolved config, log, checkpoints, states, summary
+    assert config_io.load_toml(ExperimentConfig, run / "config.toml") == config
+    records = read_log(run)
+    train_records = [r for r in records if r["event"] == "train"]
+    assert [r["iteration"] for r in train_records] == list(range(1, 25))
+    assert all({"loss", "lr", "it_per_s", "train_time_s", "time"} <= set(r) for r in train_records)
+    assert [r["iteration"] for r in records if r["event"] == "validation"] == [12, 24]
+    assert [p.name for p in list_states(run)] == ["state_00000020.pt", "state_00000024.pt"]
+    state = load_training_state(run / "states" / "state_00000024.pt")  # weights_only=True inside
+    assert state["iteration"] == 24 and "optimizer" in state and "rng" in state
+    summary = json.loads((run / "summary.json").read_text())
+    assert (
+        summary["iteration"] == 24 and summary["best_val_psnr"] == result.summary["best_val_psnr"]
+    )
+    model = load_checkpoint(run / "checkpoints" / "latest.safetensors")
+    metadata = read_checkpoint_metadata(run / "checkpoints" / "latest.safetensors")
+    assert json.loads(metadata["train_config"])["name"] == "tiny-cpu"
+    assert metadata["iteration"] == "24"
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 40, 40))
+    assert out.shape == (1, 3, 40, 40) and torch.isfinite(out).all()
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+
+
+def test_resume_reproduces_the_uninterrupted_run(data_root, tmp_path):
+    extra = ("train.num_iters=8", "train.mixup=true", "train.grad_clip_norm=0.05")
+    full = train(fast_config(*extra), tmp_path / "full", data_root=data_root)
+    first = train(fast_config(*extra), tmp_path / "split", data_root=data_root, stop_after=4)
+    assert first.status == "paused" and first.iteration == 4
+    # resumed with dataloader workers: patches are addressed by index, so nothing changes
+    resumed = train(
+        fast_config(*extra, "data.num_workers=1"),
+        tmp_path / "split",
+        data_root=data_root,
+        resume="auto",
+    )
+    assert resumed.status == "completed"
+    assert sorted(resumed.losses) == [5, 6, 7, 8]
+    assert [resumed.losses[i] for i in range(5, 9)] == [full.losses[i] for i in range(5, 9)]
+    assert [first.losses[i] for i in range(1, 5)] == [full.losses[i] for i in range(1, 5)]
+    logged = [r["iteration"] for r in read_log(tmp_path / "split") if r["event"] == "train"]
+    assert logged == list(range(1, 9))
+
+
+def test_existing_run_folder_is_not_overwritten(data_root, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="already exists; pass --resume auto"):
+        train(fast_config("train.num_iters=2"), run, data_root=data_root)
+    with pytest.raises(ConfigError, match="not a clipdenoise run folder"):
+        train(fast_config("train.num_iters=2"), run, data_root=data_root, overwrite=True)
+    assert (run / "notes.txt").read_text() == "mine"
+    train(fast_config("train.num_iters=2"), tmp_path / "ok", data_root=data_root)
+    result = train(
+        fast_config("train.num_iters=2"), tmp_path / "ok", data_root=data_root, overwrite=True
+    )
+    assert result.iteration == 2
+
+
+def test_missing_or_empty_data_fails_before_training(data_root, tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="nowhere.* does not exist"):
+        train(fast_config("data.train_dir=nowhere"), tmp_path / "a", data_root=data_root)
+    (data_root / "empty").mkdir(exist_ok=True)
+    with pytest.raises(DatasetError, match="empty holds no images"):
+        train(fast_config("eval.val_dir=empty"), tmp_path / "b", data_root=data_root)
+    bad = data_root / "bad"
+    bad.mkdir(exist_ok=True)
+    (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(Exception, match="broken.png"):
+        train(fast_config("data.train_dir=bad"), tmp_path / "c", data_root=data_root)
+    assert not (tmp_path / "a" / "log.jsonl").exists()
+
+
+def _nan_on_call(monkeypatch, bad_call: int):
+    import clipdenoise.noise
+
+    original = clipdenoise.noise.add_noise
+    calls = {"n": 0}
+
+    def add_noise(clean, spec, generator=None):
+        calls["n"] += 1
+        noisy = original(clean, spec, generator)
+        return noisy * float("nan") if calls["n"] == bad_call else noisy
+
+    monkeypatch.setattr(clipdenoise.noise, "add_noise", add_noise)
+
+
+def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_state(
+    data_root, tmp_path, monkeypatch
+):
+    _nan_on_call(monkeypatch, bad_call=3)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"loss became nan at iteration 3.*iteration 2"):
+        train(fast_config("train.num_iters=6"), run, data_root=data_root)
+    state = load_training_state(run / "states" / "state_00000002.pt")
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert read_log(run)[-1]["event"] == "nan"
+
+
+def test_nan_loss_can_skip_the_step(data_root, tmp_path, monkeypatch):
+    _nan_on_call(monkeypatch, bad_call=3)
+    result = train(
+        fast_config("train.num_iters=5", "train.nan_policy=skip"),
+        tmp_path / "run",
+        data_root=data_root,
+    )
+    assert result.status == "completed" and result.summary["skipped_steps"] == 1
+    assert math.isnan(result.losses[3]) and math.isfinite(result.losses[5])
+    assert [r["iteration"] for r in read_log(tmp_path / "run") if r["event"] == "skipped_step"] == [
+        3
+    ]
+
+
+# ------------------------------------------------------------------------------ processes
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "clipdenoise", "train", *args]
+
+
+def _fast_cli_args(run: Path, data_root: Path, *extra: str) -> list[str]:
+    args = ["-c", "tiny-cpu", "-o", str(run), "--data-root", str(data_root)]
+    for item in (*FAST, *extra):
+        args += ["--set", item]
+    return args
+
+
+def test_sigterm_saves_a_state_and_says_how_to_resume(data_root, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        _cli(*_fast_cli_args(run, data_root, "train.num_iters=100000", "train.log_every=1")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        log = run / "log.jsonl"
+        if log.is_file() and any('"train"' in line for line in log.read_text().splitlines()):
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    assert f"resume with: clipdenoise train --run-dir {run} --resume auto" in stderr
+    last = read_log(run)[-1]
+    assert last["event"] == "interrupted"
+    state = load_training_state(run / "states" / f"state_{last['iteration']:08d}.pt")
+    assert state["iteration"] == last["iteration"] >= 1
+    assert not list((run / "states").glob(".*tmp"))
+
+
+def test_ddp_two_processes_gloo(data_root, tmp_path):
+    """torchrun, 2 CPU processes: ranks end in sync, the checkpoint loads in one process."""
+    from clipdenoise.checkpoints import load_checkpoint
+
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "clipdenoise",
+        "train",
+        *_fast_cli_args(run, data_root, "train.num_iters=4", "data.batch_size=2", "eval.val_dir="),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_batch"] == 4
+    assert summary["ranks_in_sync"] is True and summary["iteration"] == 4
+    model = load_checkpoint(run / "checkpoints" / "latest.safetensors")
+    state = load_training_state(run / "states" / "state_00000004.pt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][key]), key
+
+
+def test_help_documents_every_option():
+    from clipdenoise.cli import build_parser
+
+    parser = build_parser()
+    train_parser = next(
+        action.choices["train"]
+        for action in parser._actions
+        if getattr(action, "choices", None) and "train" in action.choices
+    )
+    for action in train_parser._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
+    text = train_parser.format_help()
+    for flag in ("--resume", "--set", "--overwrite", "--encoder", "torchrun", "--data-root"):
+        assert flag in text
