@@ -268,6 +268,11 @@ def create_app(
         body, media_type = static_files[name]
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        body, media_type = static_files["favicon.svg"]
+        return Response(body, media_type=media_type)
+
     @app.get("/healthz")
     async def health():
         return {"status": "ok", **manager.stats()}

@@ -132,6 +132,9 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         decoded = _decode_tiff(data, max_pixels)
         if decoded is not None:
             return decoded
+    if image_format == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        check_pixel_count(width, height, max_pixels)
     if image_format == "PNG" and _png_is_16bit_colour(data):
         return _decode_png16_colour(data, max_pixels)
     return _decode_with_pillow(data, image_format, max_pixels)

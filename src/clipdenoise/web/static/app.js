@@ -33,6 +33,21 @@
     return String(values[0] % 2147483647);
   }
 
+  // Text with `code` spans (server messages) as DOM nodes: never parsed as HTML.
+  function setRichText(element, text) {
+    element.replaceChildren();
+    text.split("`").forEach((part, index) => {
+      if (!part) return;
+      if (index % 2 === 1) {
+        const code = document.createElement("code");
+        code.textContent = part;
+        element.appendChild(code);
+      } else {
+        element.appendChild(document.createTextNode(part));
+      }
+    });
+  }
+
   async function readError(response) {
     try {
       const body = await response.json();
@@ -57,7 +72,7 @@
       " waiting, " + limits.job_timeout_s + " s per job; tiles of " + limits.tile_size + " px.";
     if (info.weights_guidance) {
       const banner = $("banner-guidance");
-      banner.textContent = info.weights_guidance;
+      setRichText(banner, info.weights_guidance);
       banner.hidden = false;
     }
     fillModels(info);
