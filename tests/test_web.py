@@ -418,7 +418,7 @@ def test_twenty_concurrent_requests_all_answered():
 
     from clipdenoise.web.server import BackgroundServer
 
-    app = make_app(max_concurrent=2, max_queue=32)
+    app = make_app(max_concurrent=2, max_queue=32, max_results=32)
     upload = png_bytes(smooth_uint8(64, 64))
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         responses: list = [None] * 20
@@ -577,3 +577,41 @@ def test_serve_config_validation():
     with pytest.raises(ConfigError, match="tile_overlap"):
         ServeConfig(tile_size=64, tile_overlap=64)
     assert InferenceSettings().device == "cpu"
+
+
+def test_camera_noise_on_grey_image_is_refused(client):
+    response = submit(client, sample="phantom", noise="srgb_camera")
+    assert response.status_code == 400 and "colour image" in response.json()["error"]
+
+
+def test_clipdenoise_serve_command_serves_on_loopback(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "clipdenoise", "serve", "--tiny-demo", "--no-imported"]
+    command += ["--no-baselines", "--port", str(port), "--log-level", "warning"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as stream:
+        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
+    try:
+        deadline, info = time.monotonic() + 60, None
+        while info is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert info is not None, log.read_text()
+        assert [model["key"] for model in info["models"]] == [TINY]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    output = log.read_text()
+    assert f"http://127.0.0.1:{port}/" in output
+    assert "UNTRAINED" in output and "clipdenoise weights" in output

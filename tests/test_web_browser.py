@@ -209,6 +209,36 @@ def test_non_image_upload_shows_message_on_page(driver, server, tmp_path):
     assert not driver.find_element(By.ID, "result").is_displayed()
 
 
+DROP_FILE_SCRIPT = """
+const [name, done] = arguments;
+fetch('/api/samples/chart').then((response) => response.blob()).then((blob) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], name, {type: 'image/png'}));
+  const zone = document.getElementById('dropzone');
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+  }
+  done(true);
+});
+"""
+
+
+def test_drag_and_drop_upload(driver, server):
+    open_page(driver, server)
+    driver.set_script_timeout(20)
+    assert driver.execute_async_script(DROP_FILE_SCRIPT, "dropped-chart.png")
+    assert "dropped-chart.png" in driver.find_element(By.ID, "file-name").text
+    Select(driver.find_element(By.ID, "noise-kind")).select_by_value("none")
+    driver.find_element(By.ID, "denoise-button").click()
+    wait_for_result(driver)
+    assert driver.find_element(By.ID, "no-metrics").is_displayed()
+    assert "384×256 RGB, PNG 8-bit" in driver.find_element(By.ID, "fact-image").text
+    assert (
+        driver.find_element(By.ID, "download-restored").get_attribute("download")
+        == "dropped-chart-denoised.png"
+    )
+
+
 def test_sample_with_classical_baseline_and_screenshot(driver, server, tmp_path):
     open_page(driver, server)
     driver.find_element(By.CSS_SELECTOR, '.sample[data-key="scene"]').click()

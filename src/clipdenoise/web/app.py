@@ -351,8 +351,20 @@ def create_app(
             raise ClipDenoiseError(f"model {entry.label} is not available: {entry.error}")
         noise = _parse_noise(fields)
         seed = _parse_seed(fields.get("seed"))
-        image = decode_image(data, max_pixels=config.max_pixels)
-        return DenoiseRequest(image=image, model_key=model_key, noise=noise, seed=seed, name=name)
+        image = decode_image(data, max_pixels=config.max_pixels)  # refuse bad files now
+        if noise is not None and noise.kind == "srgb_camera" and image.channels != 3:
+            raise ClipDenoiseError(
+                "camera (srgb_camera) noise needs a colour image; this one is grey"
+            )
+        del image  # the queue holds the compressed bytes, not the pixels
+        return DenoiseRequest(
+            data=data,
+            max_pixels=config.max_pixels,
+            model_key=model_key,
+            noise=noise,
+            seed=seed,
+            name=name,
+        )
 
     def _job(job_id: str) -> Job:
         job = manager.get(job_id) if _JOB_ID.match(job_id) else None

@@ -22,6 +22,7 @@ from clipdenoise.web.catalogue import ModelCatalogue, ModelEntry
 from clipdenoise.web.jobs import JobContext
 from clipdenoise.web.upload import (
     DecodedImage,
+    decode_image,
     encode_like,
     encode_preview,
     snap_to_sample_grid,
@@ -40,16 +41,22 @@ class InferenceSettings:
 
 @dataclass(frozen=True)
 class DenoiseRequest:
-    """A validated job: the decoded upload, the model, optional synthetic noise and its seed.
+    """A validated job: the upload, the model, optional synthetic noise and its seed.
 
-    ``name`` is a sanitised display name used only for the download's file name.
+    The upload waits in the queue as its (compressed) file bytes, already validated by a full
+    decode, rather than as float pixels, which would take several times the memory; the worker
+    decodes it again. ``name`` is a sanitised display name used only for the download's name.
     """
 
-    image: DecodedImage
+    data: bytes = field(repr=False)
+    max_pixels: int
     model_key: str
     noise: object | None  # clipdenoise.noise.NoiseSpec
     seed: int
     name: str
+
+    def decode(self) -> DecodedImage:
+        return decode_image(self.data, max_pixels=self.max_pixels)
 
 
 @dataclass(frozen=True)
@@ -214,7 +221,7 @@ def run_denoise(
     context.report(0.0, f"loading {entry.label}")
     module = entry.get_module()
     denoiser = denoisers.get(entry) if entry.family == "network" else None
-    image = request.image
+    image = request.decode()
     clean = image.pixels
     noisy = clean
     if request.noise is not None:

@@ -41,8 +41,8 @@ class ServeConfig:
     job_timeout_s: float = 300.0
     tile_size: int = 512
     tile_overlap: int = 32
-    result_ttl_s: float = 1800.0
-    max_results: int = 64
+    result_ttl_s: float = 900.0
+    max_results: int = 16
 
     def __post_init__(self) -> None:
         positive = {
