@@ -133,6 +133,14 @@ def test_read_dicom_by_preamble_and_ima_suffix(tmp_path):
     plain = make_ct_dicom(tmp_path / "IM0001", stored)
     ima = make_ct_dicom(tmp_path / "L067_FD_1_1.CT.0001.0001.IMA", stored)
     np.testing.assert_array_equal(ct.read_ct_slice(plain), ct.read_ct_slice(ima))
+    # A file without the 128-byte preamble and file meta (older exports) still reads.
+    bare = tmp_path / "bare.ima"
+    dataset = pydicom.dcmread(ima)
+    del dataset.file_meta
+    dataset.preamble = None
+    pydicom.dcmwrite(bare, dataset, implicit_vr=True, little_endian=True)
+    assert bare.read_bytes()[128:132] != b"DICM"
+    np.testing.assert_array_equal(ct.read_ct_slice(bare), stored - 1024.0)
 
 
 def test_dicom_errors_name_the_file_and_the_problem(tmp_path):
@@ -282,7 +290,11 @@ def test_write_dicom_like_signed_scaled_and_padding(tmp_path):
         padding=-2000,
     )
     hu = ct.read_ct_slice(template) + 0.3
-    out = ct.write_dicom_like(pydicom.dcmread(template), hu, tmp_path / "out.dcm")
+    source = pydicom.dcmread(template)
+    source_uid = source.SOPInstanceUID
+    out = ct.write_dicom_like(source, hu, tmp_path / "out.dcm")
+    assert source.SOPInstanceUID == source_uid  # the template dataset is not modified
+    assert source.SeriesDescription == "Quarter dose 1mm"
     written = pydicom.dcmread(out)
     assert written.pixel_array.dtype == np.int16
     np.testing.assert_array_equal(written.pixel_array[:, 0], -2000)  # padding kept

@@ -24,6 +24,7 @@ pydicom is imported inside the functions that need it (``pip install 'clipdenois
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tempfile
@@ -221,7 +222,11 @@ def read_dicom_slice(path: str | Path, *, require_ct: bool = True) -> tuple[np.n
     try:
         dataset = pydicom.dcmread(str(path))
     except InvalidDicomError as error:
-        raise ImageReadError(f"{path}: not a DICOM file ({error})") from error
+        # Some scanner exports (older .IMA) lack the 128-byte preamble: parse them anyway,
+        # and call the file "not DICOM" only if no image tags come out.
+        dataset = _read_without_preamble(path)
+        if dataset is None:
+            raise ImageReadError(f"{path}: not a DICOM file ({error})") from error
     except (OSError, ValueError, EOFError, KeyError) as error:
         raise ImageReadError(f"{path}: cannot read DICOM file ({error})") from error
     check_ct_dataset(dataset, path, require_ct=require_ct)
@@ -237,6 +242,31 @@ def read_dicom_slice(path: str | Path, *, require_ct: bool = True) -> tuple[np.n
     slope, intercept = float(dataset.RescaleSlope), float(dataset.RescaleIntercept)
     hu = stored.astype(np.float64) * slope + intercept
     return hu.astype(np.float32), dataset
+
+
+def _read_without_preamble(path: Path) -> Dataset | None:
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(str(path), force=True)
+    except Exception:  # garbage makes the forced parser fail in many ways
+        return None
+    if not ("PixelData" in dataset and "Rows" in dataset):
+        return None
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        # Decoding needs a transfer syntax: take the encoding the parser found.
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = getattr(dataset, "original_encoding", (True, True))
+        meta = meta if meta is not None else FileMetaDataset()
+        if implicit:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        dataset.file_meta = meta
+    return dataset
 
 
 def check_ct_dataset(dataset: Dataset, path: str | Path, *, require_ct: bool = True) -> None:
@@ -394,7 +424,7 @@ def write_dicom_like(
         except Exception as error:
             raise ImageReadError(f"{where}: cannot read the DICOM template ({error})") from error
     else:
-        where, dataset = "DICOM template", template.copy()
+        where, dataset = "DICOM template", copy.deepcopy(template)
     check_ct_dataset(dataset, where, require_ct=False)
     hu = np.asarray(hu, dtype=np.float64)
     if hu.ndim != 2:
