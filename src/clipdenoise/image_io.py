@@ -1,61 +1,652 @@
-"""Reading (and, later, writing) image files as float arrays.
+"""Reading and writing image files, keeping bit depth, alpha, orientation, ICC profile and EXIF.
 
-Arrays returned here are ``(H, W, C)`` float32 in [0, 1], RGB channel order (never BGR), with
-C = 1 for greyscale and 3 for colour. Errors name the file and the problem.
+Pixels are handed around as ``(H, W, C)`` float32 in [0, 1], RGB channel order (never BGR), C = 1
+for greyscale and 3 for colour. :func:`read_image` returns just that; :func:`load_image` returns a
+:class:`LoadedImage` that also carries what an output file should keep: the alpha channel
+(untouched, in its stored integer values), the bit depth, the ICC profile and the EXIF block
+(with the orientation reset to "upright", since the pixels are returned upright).
+
+Formats: PNG (8 and 16 bit, grey/RGB, with or without alpha), TIFF (8, 16 bit and float32;
+deflate, LZW, ... through ``tifffile`` + ``imagecodecs``), JPEG, BMP, WebP. Pillow alone reads a
+16-bit colour PNG as 8 bit, so 16-bit PNGs go through ``imagecodecs`` (libpng) and the metadata
+chunks are written by this module. Errors name the file and the problem.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from clipdenoise.errors import ImageReadError
+from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+#: Output format name -> default suffix.
+FORMAT_SUFFIXES: dict[str, str] = {
+    "png": ".png",
+    "tiff": ".tif",
+    "jpeg": ".jpg",
+    "bmp": ".bmp",
+    "webp": ".webp",
+}
+_SUFFIX_FORMATS = {
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".bmp": "bmp",
+    ".webp": "webp",
+}
+#: Bit depths each format can store (32 = float32).
+FORMAT_BIT_DEPTHS: dict[str, tuple[int, ...]] = {
+    "png": (8, 16),
+    "tiff": (8, 16, 32),
+    "jpeg": (8,),
+    "bmp": (8,),
+    "webp": (8,),
+}
+_ALPHA_FORMATS = ("png", "tiff", "webp")
+_ORIENTATION_TAG = 0x0112
+_TIFF_ICC_TAG = 34675
+# EXIF base-IFD text tags that a TIFF file stores in its own IFD.
+_TIFF_TEXT_TAGS = {270: "ImageDescription", 271: "Make", 272: "Model", 305: "Software",
+                   306: "DateTime", 315: "Artist", 33432: "Copyright"}  # fmt: skip
+
+
+class JpegArtefactWarning(UserWarning):
+    """Writing JPEG re-compresses the restored image and adds block artefacts."""
+
+
+@dataclass
+class LoadedImage:
+    """An image file's pixels and what an output file should keep from it.
+
+    Attributes:
+        pixels: ``(H, W, C)`` float32 in [0, 1], C = 1 (grey) or 3 (RGB), upright.
+        alpha: ``(H, W)`` alpha as stored (uint8, uint16 or float32), upright; ``None`` if none.
+        bit_depth: Bits per sample of the file: 8, 16, or 32 (float TIFF).
+        format: ``png``, ``tiff``, ``jpeg``, ``bmp`` or ``webp``.
+        icc_profile: The embedded ICC profile, if any.
+        exif: The EXIF block (TIFF-structured bytes) with orientation reset to 1, if any.
+        dpi: Resolution in dots per inch, if recorded.
+        path: Where it was read from.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    format: str = "png"
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    path: Path | None = None
+
+    @property
+    def channels(self) -> int:
+        """Colour channels (1 or 3), alpha not counted."""
+        return int(self.pixels.shape[-1])
+
+    def with_pixels(self, pixels: np.ndarray) -> LoadedImage:
+        """A copy carrying other pixels (same metadata and alpha)."""
+        return replace(self, pixels=pixels)
+
+
+# ============================================================================ reading
+def format_of(path: str | Path) -> str:
+    """The format name of ``path``'s suffix (``png``, ``tiff``, ...).
+
+    Raises:
+        ImageWriteError: unknown suffix (lists the supported ones).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIX_FORMATS:
+        raise ImageWriteError(
+            f"{path}: unsupported image suffix {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    return _SUFFIX_FORMATS[suffix]
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, C)`` float32 in [0, 1] (C = 1 grey, 3 colour).
 
     8-bit images are divided by 255 and 16-bit ones by 65535; EXIF orientation is applied; an
-    alpha channel is dropped (see the inference module for alpha pass-through).
+    alpha channel is dropped (:func:`load_image` keeps it).
 
     Raises:
         ImageReadError: the file is missing, empty, truncated, not an image or of an
             unsupported mode; the message names the file.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    return load_image(path).pixels
 
+
+def load_image(path: str | Path) -> LoadedImage:
+    """Read an image file with its alpha, bit depth, ICC profile and EXIF.
+
+    Raises:
+        ImageReadError: missing, empty, truncated, not an image, several frames, or an
+            unsupported mode / sample type; the message names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: file is empty (0 bytes)")
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return _pil_to_float(image, path)
+        loaded = _load_tiff(path) if _is_tiff(path) else None
+        if loaded is None:
+            with Image.open(path) as image:
+                fmt = (image.format or "").lower()
+                fmt = "jpeg" if fmt == "mpo" else fmt
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    raise ImageReadError(
+                        f"{path}: has {frames} frames; only still images are supported"
+                    )
+                loaded = _load_with_pillow_metadata(path, image, fmt)
+    except ImageReadError:
+        raise
     except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not a readable image ({error})") from error
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         raise ImageReadError(
             f"{path}: cannot decode image, it may be truncated ({error})"
         ) from error
+    _check_finite(loaded, path)
+    return loaded
 
 
-def _pil_to_float(image, path: Path) -> np.ndarray:
+def _is_tiff(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _load_tiff(path: Path) -> LoadedImage | None:
+    """Read a TIFF with tifffile (any bit depth); ``None`` for kinds left to Pillow (palette,
+    CMYK, JPEG-in-TIFF, ...)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) > 1:
+                raise ImageReadError(
+                    f"{path}: has {len(tif.pages)} pages; only single-image TIFFs are supported"
+                )
+            page = tif.pages[0]
+            if int(page.photometric) not in (0, 1, 2):
+                return None
+            planes = page.asarray()
+            tags = {tag.code: tag.value for tag in page.tags.values()}
+            planar_separate = int(page.planarconfig) == 2
+            photometric = int(page.photometric)
+    except ImageReadError:
+        raise
+    except Exception as error:  # tifffile / imagecodecs raise many types
+        raise ImageReadError(f"{path}: cannot decode TIFF ({error})") from error
+    if planes.ndim == 3 and planar_separate:
+        planes = np.moveaxis(planes, 0, -1)
+    if planes.ndim == 2:
+        planes = planes[..., None]
+    if planes.ndim != 3:
+        raise ImageReadError(f"{path}: TIFF holds an array of shape {planes.shape}, not an image")
+    planes, depth = _tiff_samples(planes, path)
+    if photometric == 0:  # min-is-white
+        top = {8: 255, 16: 65535, 32: 1.0}[depth]
+        planes[..., :1] = top - planes[..., :1]
+    planes = _orient(planes, int(tags.get(274, 1) or 1))
+    colour, alpha = _split_planes(planes, path)
+    scale = {8: 255.0, 16: 65535.0}.get(depth)
+    pixels = colour.astype(np.float32) / scale if scale else colour.astype(np.float32)
+    from PIL import Image
+
+    exif = Image.Exif()
+    for code in _TIFF_TEXT_TAGS:
+        if isinstance(tags.get(code), str) and tags[code].isascii():
+            exif[code] = tags[code]
+    icc = tags.get(_TIFF_ICC_TAG)
+    return LoadedImage(
+        pixels=np.ascontiguousarray(pixels),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        bit_depth=depth,
+        format="tiff",
+        icc_profile=bytes(icc) if icc is not None else None,
+        exif=_exif_bytes(exif) if len(exif) else None,
+        dpi=_tiff_dpi(tags),
+        path=path,
+    )
+
+
+def _tiff_samples(planes: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    if planes.dtype == np.uint8:
+        return planes, 8
+    if planes.dtype == np.uint16:
+        return planes, 16
+    if planes.dtype in (np.float16, np.float32, np.float64):
+        return planes.astype(np.float32), 32
+    if planes.dtype == bool:
+        return planes.astype(np.uint8) * 255, 8
+    raise ImageReadError(f"{path}: unsupported TIFF sample type {planes.dtype}")
+
+
+def _tiff_dpi(tags: dict) -> tuple[float, float] | None:
+    def value(code: int) -> float | None:
+        raw = tags.get(code)
+        if isinstance(raw, tuple) and len(raw) == 2 and raw[1]:
+            return raw[0] / raw[1]
+        return float(raw) if isinstance(raw, int | float) else None
+
+    x, y = value(282), value(283)
+    if x is None or y is None:
+        return None
+    unit = int(tags.get(296, 2) or 2)
+    factor = 2.54 if unit == 3 else 1.0
+    return (round(x * factor, 2), round(y * factor, 2)) if unit in (2, 3) else None
+
+
+def _exif_bytes(exif) -> bytes:
+    data = exif.tobytes()
+    return data[6:] if data.startswith(b"Exif\x00\x00") else data
+
+
+def _load_with_pillow_metadata(path: Path, image, fmt: str) -> LoadedImage:
+    exif = image.getexif()
+    orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
+    icc = image.info.get("icc_profile") or None
+    dpi = image.info.get("dpi")
+    if fmt == "png" and _png_bit_depth(path) == 16:
+        planes, bit_depth = _read_png16(path), 16
+    else:
+        planes, bit_depth = _pillow_planes(image, path)
+        if image.mode == "CMYK":
+            icc = None  # a CMYK profile does not describe the RGB pixels we return
+    planes = _orient(planes, orientation)
+    colour, alpha = _split_planes(planes, path)
+    scale = {8: 255.0, 16: 65535.0}.get(bit_depth)
+    pixels = colour.astype(np.float32) / scale if scale else colour.astype(np.float32)
+    exif_bytes = None
+    if fmt == "tiff":  # a TIFF's "EXIF" is its whole IFD: keep only the descriptive tags
+        exif = _text_only_exif(exif)
+    if len(exif):
+        exif[_ORIENTATION_TAG] = 1
+        exif_bytes = _exif_bytes(exif)
+    return LoadedImage(
+        pixels=np.ascontiguousarray(pixels),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        bit_depth=bit_depth,
+        format=fmt,
+        icc_profile=icc,
+        exif=exif_bytes,
+        dpi=tuple(round(float(v), 2) for v in dpi) if dpi else None,
+        path=path,
+    )
+
+
+def _text_only_exif(exif):
+    from PIL import Image
+
+    kept = Image.Exif()
+    for tag in _TIFF_TEXT_TAGS:
+        if tag in exif:
+            kept[tag] = exif[tag]
+    return kept
+
+
+def _check_finite(loaded: LoadedImage, path: Path) -> None:
+    if loaded.bit_depth == 32 and not np.isfinite(loaded.pixels).all():
+        raise ImageReadError(f"{path}: float image holds NaN or infinite values")
+
+
+def _pillow_planes(image, path: Path) -> tuple[np.ndarray, int]:
+    """``(H, W, C)`` integer planes (C = 1..4; 2 and 4 end with alpha) and the bit depth."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        pixels = np.asarray(image, dtype=np.uint16).astype(np.float32) / 65535.0
-        return pixels[..., None]
+        return np.asarray(image, dtype=np.uint16)[..., None], 16
     if mode == "I":
-        pixels = np.asarray(image, dtype=np.int64)
-        return (np.clip(pixels, 0, 65535).astype(np.float32) / 65535.0)[..., None]
-    if mode in ("L", "1", "LA"):
-        return (np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[..., None]
+        values = np.asarray(image, dtype=np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageReadError(f"{path}: 32-bit integer samples are not supported")
+        return values.astype(np.uint16)[..., None], 16
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"))[..., None], 8
+    if mode in ("LA", "La"):
+        return np.asarray(image.convert("LA")), 8
     if mode in ("P", "PA"):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "RGBX", "LAB", "HSV"):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        has_alpha = mode == "PA" or "transparency" in image.info
+        return np.asarray(image.convert("RGBA" if has_alpha else "RGB")), 8
+    if mode in ("RGBA", "RGBa"):
+        return np.asarray(image.convert("RGBA")), 8
+    if mode in ("RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(image.convert("RGB")), 8
     raise ImageReadError(f"{path}: unsupported image mode {mode!r}")
+
+
+def _png_bit_depth(path: Path) -> int:
+    with path.open("rb") as handle:
+        head = handle.read(26)
+    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import imagecodecs
+
+    try:
+        planes = imagecodecs.png_decode(path.read_bytes())
+    except Exception as error:  # the codec raises its own error types
+        raise ImageReadError(f"{path}: cannot decode 16-bit PNG ({error})") from error
+    return planes if planes.ndim == 3 else planes[..., None]
+
+
+def _orient(planes: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8 to ``(H, W, C)`` planes (as ``ImageOps.exif_transpose``)."""
+    if orientation == 2:
+        return planes[:, ::-1]
+    if orientation == 3:
+        return planes[::-1, ::-1]
+    if orientation == 4:
+        return planes[::-1]
+    if orientation == 5:
+        return planes.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(planes, k=-1)
+    if orientation == 7:
+        return planes.transpose(1, 0, 2)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(planes, k=1)
+    return planes
+
+
+def _split_planes(planes: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    channels = planes.shape[-1]
+    if channels in (1, 3):
+        return planes, None
+    if channels in (2, 4):
+        return planes[..., :-1], planes[..., -1]
+    raise ImageReadError(f"{path}: {channels} samples per pixel are not supported")
+
+
+# ============================================================================ writing
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, overwrite: bool) -> Path:
+    """Write a file atomically: ``write(handle)`` into a temporary file beside ``path``, fsync,
+    then rename over ``path``.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+        ImageWriteError: the write failed (the temporary file is removed).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists already (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w+b") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException as error:
+        Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError | ValueError) and not isinstance(error, ImageWriteError):
+            raise ImageWriteError(f"{path}: cannot write ({error})") from error
+        raise
+    return path
+
+
+def to_integer(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """``[0, 1]`` floats → rounded uint8 (8 bit) or uint16 (16 bit), or float32 (32)."""
+    if bit_depth == 32:
+        return np.clip(pixels, 0.0, 1.0).astype(np.float32)
+    scale, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+    return np.round(np.clip(pixels, 0.0, 1.0) * scale).astype(dtype)
+
+
+def convert_alpha(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Alpha stored in another bit depth, rescaled exactly (unchanged when the depth matches)."""
+    source = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(alpha.dtype, 32)
+    if source == bit_depth:
+        return alpha
+    as_float = alpha.astype(np.float64) / {8: 255.0, 16: 65535.0, 32: 1.0}[source]
+    return to_integer(as_float, bit_depth)
+
+
+def save_image(
+    path: str | Path,
+    pixels: np.ndarray,
+    *,
+    alpha: np.ndarray | None = None,
+    bit_depth: int = 8,
+    format: str | None = None,
+    quality: int | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``(H, W, C)`` float pixels in [0, 1] (C = 1 or 3) as an image file, atomically.
+
+    Args:
+        path: Output file; its suffix gives the format unless ``format`` is given.
+        pixels: ``(H, W)`` or ``(H, W, C)`` float in [0, 1] (clipped).
+        alpha: ``(H, W)`` alpha as stored (uint8/uint16/float); rescaled only if the bit depth
+            differs. Dropped with a warning by formats without alpha (JPEG, BMP).
+        bit_depth: 8, 16 (PNG, TIFF) or 32 (float TIFF).
+        format: ``png``, ``tiff``, ``jpeg``, ``bmp`` or ``webp``.
+        quality: JPEG / WebP quality 1-100 (JPEG default 95 with 4:4:4 chroma; WebP is lossless
+            unless a quality is given). JPEG always adds compression artefacts.
+        icc_profile: ICC profile to embed (PNG, TIFF, JPEG, WebP).
+        exif: EXIF block to embed (PNG, JPEG, WebP; TIFF keeps its text tags: make, model,
+            date, artist, copyright, software, description).
+        dpi: Resolution to record.
+        overwrite: Replace an existing file.
+
+    Raises:
+        ImageWriteError: the format cannot hold this bit depth, or the write failed.
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    fmt = format or format_of(path)
+    if fmt not in FORMAT_BIT_DEPTHS:
+        raise ImageWriteError(f"{path}: unknown format {fmt!r}; use {', '.join(FORMAT_SUFFIXES)}")
+    if bit_depth not in FORMAT_BIT_DEPTHS[fmt]:
+        depths = ", ".join(str(d) for d in FORMAT_BIT_DEPTHS[fmt])
+        raise ImageWriteError(f"{path}: {fmt.upper()} stores {depths}-bit samples, not {bit_depth}")
+    if quality is not None and not 1 <= quality <= 100:
+        raise ImageWriteError(f"quality must be between 1 and 100, got {quality}")
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3):
+        raise ImageWriteError(f"{path}: cannot write pixels of shape {pixels.shape}")
+    if alpha is not None and fmt not in _ALPHA_FORMATS:
+        warnings.warn(
+            f"{path}: {fmt.upper()} cannot store an alpha channel; it was dropped",
+            UserWarning,
+            stacklevel=2,
+        )
+        alpha = None
+    samples = to_integer(pixels, bit_depth)
+    if alpha is not None:
+        samples = np.concatenate([samples, convert_alpha(alpha, bit_depth)[..., None]], axis=-1)
+    writer = {
+        "png": _write_png,
+        "tiff": _write_tiff,
+        "jpeg": _write_pillow,
+        "bmp": _write_pillow,
+        "webp": _write_pillow,
+    }[fmt]
+
+    def write(handle: BinaryIO) -> None:
+        writer(handle, samples, fmt, bit_depth, quality, icc_profile, exif, dpi)
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+def save_like(
+    path: str | Path,
+    pixels: np.ndarray,
+    like: LoadedImage,
+    *,
+    format: str | None = None,
+    bit_depth: int | None = None,
+    quality: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``pixels`` keeping ``like``'s alpha, ICC profile, EXIF, resolution and bit depth.
+
+    The bit depth is ``like``'s unless ``bit_depth`` is given; a format that cannot store it
+    (JPEG, BMP, WebP) gets 8 bits, and float TIFF input written as PNG gets 16 bits.
+    """
+    fmt = format or format_of(path)
+    depth = bit_depth or like.bit_depth
+    if depth not in FORMAT_BIT_DEPTHS[fmt]:
+        depth = (
+            16
+            if depth == 32 and fmt == "png"
+            else max(d for d in FORMAT_BIT_DEPTHS[fmt] if d <= max(depth, 8))
+        )
+    return save_image(
+        path,
+        pixels,
+        alpha=like.alpha,
+        bit_depth=depth,
+        format=fmt,
+        quality=quality,
+        icc_profile=like.icc_profile,
+        exif=like.exif,
+        dpi=like.dpi,
+        overwrite=overwrite,
+    )
+
+
+def _pillow_image(samples: np.ndarray):
+    from PIL import Image
+
+    if samples.shape[-1] == 1:
+        return Image.fromarray(np.ascontiguousarray(samples[..., 0]))
+    return Image.fromarray(np.ascontiguousarray(samples))
+
+
+def _write_pillow(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> None:
+    image = _pillow_image(samples)
+    options: dict = {}
+    if icc and fmt != "bmp":
+        options["icc_profile"] = icc
+    if exif and fmt in ("jpeg", "webp"):
+        options["exif"] = b"Exif\x00\x00" + exif
+    if dpi and fmt != "webp":
+        options["dpi"] = dpi
+    if fmt == "jpeg":
+        options.update(quality=quality or 95, subsampling=0, optimize=True)
+    elif fmt == "webp":
+        if image.mode in ("L", "LA"):
+            image = image.convert("RGBA" if image.mode == "LA" else "RGB")
+        # exact: keep the colour under fully transparent pixels (alpha passes through)
+        options.update(lossless=quality is None, quality=quality or 100, method=4, exact=True)
+    image.save(handle, format=fmt.upper(), **options)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _write_png(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> None:
+    if bit_depth == 8:
+        options: dict = {"compress_level": 6}
+        if icc:
+            options["icc_profile"] = icc
+        if exif:
+            options["exif"] = b"Exif\x00\x00" + exif
+        if dpi:
+            options["dpi"] = dpi
+        _pillow_image(samples).save(handle, format="PNG", **options)
+        return
+    import imagecodecs
+
+    encoded = imagecodecs.png_encode(
+        np.ascontiguousarray(samples if samples.shape[-1] > 1 else samples[..., 0])
+    )
+    # Insert the metadata chunks right after IHDR (8-byte signature + 25-byte IHDR chunk).
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
+    if dpi:
+        per_metre = [round(v / 0.0254) for v in dpi]
+        extra += _png_chunk(b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif)
+    handle.write(encoded[:33] + extra + encoded[33:])
+
+
+def _write_tiff(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> None:
+    import tifffile
+
+    extratags = []
+    if icc:
+        extratags.append((_TIFF_ICC_TAG, "B", len(icc), icc, True))
+    if exif:
+        for tag, text in _exif_text_tags(exif).items():
+            if tag != 270:
+                extratags.append((tag, "s", 0, text, True))
+    channels = samples.shape[-1]
+    photometric = "rgb" if channels >= 3 else "minisblack"
+    data = samples[..., 0] if channels == 1 else samples
+    options: dict = {}
+    if channels in (2, 4):
+        options["extrasamples"] = ("unassalpha",)
+    if dpi:
+        options.update(resolution=(float(dpi[0]), float(dpi[1])), resolutionunit="INCH")
+    description = _exif_text_tags(exif).get(270) if exif else None
+    buffer = io.BytesIO()  # tifffile wants a named file or a seekable buffer
+    tifffile.imwrite(
+        buffer,
+        data,
+        photometric=photometric,
+        planarconfig="contig",
+        compression="zlib",
+        extratags=extratags,
+        description=description,
+        metadata=None,
+        **options,
+    )
+    handle.write(buffer.getbuffer())
+
+
+def _exif_text_tags(exif: bytes) -> dict[int, str]:
+    from PIL import Image
+
+    parsed = Image.Exif()
+    parsed.load(b"Exif\x00\x00" + exif)
+    return {
+        tag: str(parsed[tag]).strip("\x00")
+        for tag in _TIFF_TEXT_TAGS
+        if tag in parsed and str(parsed[tag]).isascii()
+    }
+
+
+__all__ = [
+    "FORMAT_BIT_DEPTHS",
+    "FORMAT_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "JpegArtefactWarning",
+    "LoadedImage",
+    "atomic_write",
+    "convert_alpha",
+    "format_of",
+    "load_image",
+    "read_image",
+    "save_image",
+    "save_like",
+    "to_integer",
+]
