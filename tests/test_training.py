@@ -398,3 +398,38 @@ def test_help_documents_every_option():
     text = train_parser.format_help()
     for flag in ("--resume", "--set", "--overwrite", "--encoder", "torchrun", "--data-root"):
         assert flag in text
+
+
+def test_ldct_recipe_trains_on_the_mayo_layout(tmp_path):
+    """1-channel model, full-dose slices of the other patients, L506 pairs for validation."""
+    from conftest import smooth_image
+
+    mayo = tmp_path / "mayo"
+    mayo.mkdir()
+    for patient in ("L067", "L096", "L506"):
+        for index in range(2):
+            full = smooth_image(64, 64, 1, seed=index)[..., 0] * 0.5
+            np.save(mayo / f"{patient}_{index}_target.npy", full)
+            np.save(mayo / f"{patient}_{index}_input.npy", full + 0.01)
+    config = load_experiment_config(
+        "ldct-gaussian5",
+        [
+            "model.arch=custom",
+            "model.layers=[1,1,1,1]",
+            "model.width=8",
+            "model.encoder_weights=random",
+            "data.train_dir=mayo",
+            "eval.val_dir=mayo",
+            "data.patch_size=32",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "train.num_iters=2",
+            "train.progress=false",
+            "train.cpu_threads=1",
+        ],
+    )
+    result = train(config, tmp_path / "run", data_root=tmp_path)
+    start = read_log(tmp_path / "run")[0]
+    assert (start["train_images"], start["val_images"]) == (4, 2)
+    assert result.summary["last_val"]["val_psnr"] > 0
+    assert result.summary["global_batch"] == 2

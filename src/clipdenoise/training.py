@@ -90,10 +90,11 @@ class DataConfig:
 
     Attributes:
         train_dir: Folder of clean training images, relative to the data root (``--data-root``
-            or ``$CLIPDENOISE_DATA``) unless absolute. For ``format = "mayo"``: the folder of
-            the Mayo/AAPM ``*target*.npy`` slices.
-        format: ``images`` (any image files) or ``mayo`` (the reference's preprocessed Mayo
-            LDCT ``.npy`` slices; the ``test_patient`` is held out).
+            or ``$CLIPDENOISE_DATA``) unless absolute. For ``format = "mayo"``: the flat Mayo/AAPM
+            folder of ``{patient}_{index}_input|target`` slices
+            (:class:`clipdenoise.ct.MayoCTDataset`; the full-dose targets are trained on).
+        format: ``images`` (any image files) or ``mayo`` (Mayo LDCT slices in model units;
+            the ``test_patient`` is held out).
         test_patient: Mayo patient id excluded from training (reference: ``L506``).
         channels: 3 (RGB) or 1 (grey/CT); must equal ``model.in_channels``.
         recursive: Search ``train_dir`` recursively.
@@ -383,29 +384,6 @@ def list_image_files(folder: Path, *, recursive: bool = False, what: str = "data
     return files
 
 
-def _mayo_files(folder: Path, patient: str, *, held_out: bool, kind: str) -> list[Path]:
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"Mayo folder {folder} does not exist (check --data-root)")
-    files = sorted(folder.glob(f"*{kind}*.npy"))
-    files = [f for f in files if (patient in f.name) == held_out]
-    if not files:
-        which = f"patient {patient}" if held_out else f"patients other than {patient}"
-        raise DatasetError(f"Mayo folder {folder} holds no '*{kind}*.npy' slices of {which}")
-    return files
-
-
-def _read_npy_slice(path: Path) -> np.ndarray:
-    from clipdenoise.errors import ImageReadError
-
-    try:
-        array = np.load(path)
-    except (OSError, ValueError) as error:
-        raise ImageReadError(f"{path}: cannot read .npy slice ({error})") from error
-    if array.ndim != 2:
-        raise ImageReadError(f"{path}: expected a 2-D slice, got shape {array.shape}")
-    return array.astype(np.float32)[..., None]
-
-
 def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
     """The clean training images of ``config`` (decoded now when caching)."""
     from clipdenoise.image_io import read_image
@@ -414,8 +392,10 @@ def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
     data = config.data
     folder = resolve_data_path(data.train_dir, data_root)
     if data.format == "mayo":
-        files = _mayo_files(folder, data.test_patient, held_out=False, kind="target")
-        loader = _read_npy_slice
+        from clipdenoise.ct import MayoCTDataset
+
+        slices = MayoCTDataset(folder, "train", test_patient=data.test_patient)
+        files, loader = list(slices.targets), slices.read_model_units
     else:
         files = list_image_files(folder, recursive=data.recursive, what="training data")
         loader = read_image
@@ -450,18 +430,15 @@ def build_validation_set(
         return None
     folder = resolve_data_path(settings.val_dir, data_root)
     if settings.format == "mayo":
-        patient = config.data.test_patient
-        clean_files = _mayo_files(folder, patient, held_out=True, kind="target")
-        noisy_files = _mayo_files(folder, patient, held_out=True, kind="input")
-        if settings.max_images:
-            clean_files, noisy_files = (
-                clean_files[: settings.max_images],
-                noisy_files[: settings.max_images],
-            )
+        from clipdenoise.ct import MayoCTDataset
+
+        pairs = MayoCTDataset(folder, "test", test_patient=config.data.test_patient)
+        count = min(len(pairs), settings.max_images or len(pairs))
+        items = [pairs[index] for index in range(count)]
         return ValidationSet(
-            names=tuple(p.stem for p in clean_files),
-            noisy=tuple(_read_npy_slice(p) for p in noisy_files),
-            clean=tuple(_read_npy_slice(p) for p in clean_files),
+            names=tuple(name for name, _, _ in items),
+            noisy=tuple(noisy for _, noisy, _ in items),
+            clean=tuple(clean for _, _, clean in items),
             kind="mayo",
         )
     files = list_image_files(folder, what="validation data")
