@@ -413,6 +413,20 @@ def test_prepare_mayo_dataset_from_dicom_series(tmp_path):
     assert first[0, 0] == 0.0  # padding -> -1024 HU -> model 0
     test = ct.MayoCTDataset(out, "test")
     assert len(test) == 3 and test.patients == ["L506"]
+    # The same through the command line.
+    from clipdenoise.cli import main
+
+    cli_out = tmp_path / "flat_cli"
+    status = main(
+        ["synth", "mayo", "--input", str(raw), "--output", str(cli_out), "--patients", "L506"]
+    )
+    assert status == 0
+    assert sorted(p.name for p in cli_out.iterdir()) == [
+        f"L506_{i}_{kind}.npy" for i in range(3) for kind in ("input", "target")
+    ]
+    np.testing.assert_array_equal(
+        np.load(cli_out / "L506_2_input.npy"), np.load(out / "L506_2_input.npy")
+    )
     with pytest.raises(ConfigError, match="exists already"):
         ct.prepare_mayo_dataset(raw, out)
     with pytest.raises(DatasetNotFoundError, match=r"L999[/\\]quarter_1mm does not exist"):

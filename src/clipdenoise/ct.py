@@ -715,6 +715,7 @@ def prepare_mayo_dataset(
     thickness: str = "1mm",
     patients: Sequence[str] | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> list[Path]:
     """Convert the challenge's DICOM release to the reference's flat ``.npy`` layout.
 
@@ -730,6 +731,7 @@ def prepare_mayo_dataset(
         thickness: slice thickness folder suffix (``1mm`` or ``3mm``).
         patients: restrict to these ids (default: every patient folder found).
         overwrite: replace existing ``.npy`` files.
+        progress: show a progress bar (one step per patient) on stderr.
 
     Returns:
         The written files.
@@ -738,6 +740,8 @@ def prepare_mayo_dataset(
         DatasetNotFoundError / DatasetError: missing folders or series of different lengths
             (named); ImageReadError for unreadable slices (named).
     """
+    from tqdm import tqdm
+
     raw_root, out_dir = Path(raw_root), Path(out_dir)
     if not raw_root.is_dir():
         raise DatasetNotFoundError(f"Mayo raw folder {raw_root} does not exist")
@@ -747,7 +751,7 @@ def prepare_mayo_dataset(
         raise DatasetError(f"Mayo raw folder {raw_root} holds no patient folders")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for patient in chosen:
+    for patient in tqdm(chosen, unit="patient", disable=not progress):
         series = {
             kind: _read_series(raw_root / patient / f"{dose}_{thickness}")
             for kind, dose in (("input", "quarter"), ("target", "full"))

@@ -373,11 +373,11 @@ def _write_manifest(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``synth`` (with its ``srgb`` subcommand) to the ``clipdenoise`` parser."""
+    """Add ``synth`` (subcommands ``srgb`` and ``mayo``) to the ``clipdenoise`` parser."""
     synth = subparsers.add_parser(
         "synth",
-        help="synthesise noisy training data",
-        description="Synthesise noisy/clean training sets.",
+        help="synthesise / prepare training data (sRGB camera noise, Mayo CT)",
+        description="Synthesise noisy/clean training sets and prepare the Mayo CT data.",
     )
     kinds = synth.add_subparsers(dest="synth_kind", metavar="KIND")
     synth.set_defaults(func=lambda args: _print_help(synth))
@@ -447,6 +447,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srgb.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     srgb.set_defaults(func=run_srgb)
 
+    mayo = kinds.add_parser(
+        "mayo",
+        help="convert the AAPM/Mayo low-dose CT DICOM release to the reference's .npy layout",
+        description=(
+            "Read RAW_DIR/<patient>/quarter_<thickness>/ and full_<thickness>/ DICOM series and "
+            "write OUT_DIR/<patient>_<i>_input.npy (quarter dose) and _target.npy (full dose) "
+            "in model units ((HU + 1024) / 4096), slices ordered by table position, as the "
+            "reference's data preparation (RED-CNN prep.py) does."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    mayo.add_argument("--input", required=True, type=Path, metavar="RAW_DIR")
+    mayo.add_argument("--output", required=True, type=Path, metavar="OUT_DIR")
+    mayo.add_argument("--thickness", default="1mm", help="slice thickness folder suffix")
+    mayo.add_argument("--patients", nargs="+", metavar="ID", help="only these patients")
+    mayo.add_argument("--overwrite", action="store_true", help="replace existing .npy files")
+    mayo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    mayo.set_defaults(func=run_mayo)
+
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
@@ -490,4 +509,25 @@ def run_srgb(args: argparse.Namespace) -> int:
         for source, reason in report.failed:
             print(f"  {source}: {reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_mayo(args: argparse.Namespace) -> int:
+    """Entry point of ``clipdenoise synth mayo``; returns the exit status."""
+    from clipdenoise.ct import patient_id_of, prepare_mayo_dataset
+
+    written = prepare_mayo_dataset(
+        args.input,
+        args.output,
+        thickness=args.thickness,
+        patients=args.patients,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    patients = sorted({patient_id_of(path) for path in written})
+    pairs = len(written) // 2
+    print(
+        f"wrote {pairs} quarter/full-dose slice pairs of {len(patients)} patient(s) to "
+        f"{args.output}: {', '.join(patients)}"
+    )
     return 0
