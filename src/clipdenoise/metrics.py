@@ -93,7 +93,10 @@ def to_y_channel(image: np.ndarray) -> np.ndarray:
 
 
 def to_metric_scale(image01: np.ndarray, *, round_to_uint8: bool = False) -> np.ndarray:
-    """Map a [0, 1] image to the [0, 255] float64 scale the metrics take, clipping to [0, 1] first.
+    """Map a [0, 1] image to the [0, 255] scale the metrics take, clipping to [0, 1] first.
+
+    The product is formed in the input's float precision (float32 images are scaled in float32,
+    as the reference does) and returned as float64.
 
     Args:
         image01: Array with values nominally in [0, 1] (values outside are clipped, as the
@@ -104,8 +107,14 @@ def to_metric_scale(image01: np.ndarray, *, round_to_uint8: bool = False) -> np.
     Returns:
         float64 array on [0, 255].
     """
-    scaled = np.clip(np.asarray(image01, dtype=np.float64), 0.0, 1.0) * 255.0
-    return np.round(scaled) if round_to_uint8 else scaled
+    array = np.asarray(image01)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    # Scale in the input's precision: the reference multiplies float32 arrays by 255.
+    scaled = np.clip(array, 0.0, 1.0) * array.dtype.type(255.0)
+    if round_to_uint8:
+        scaled = np.round(scaled)
+    return scaled.astype(np.float64)
 
 
 def _prepare(

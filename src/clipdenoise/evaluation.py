@@ -1,0 +1,959 @@
+"""The evaluation harness: any set of methods on the paper's benchmark suites, same noisy inputs.
+
+Suites (paper Tables 1–3 and the supplement):
+
+* ``synthetic`` — clean sets (Kodak24, CBSD68, McMaster, Urban100, or any folder) under
+  synthetic noise made by the reference protocol
+  (:func:`clipdenoise.noise.add_reference_noise`, ``np.random.seed(0)`` before every image).
+  Default noises: Gaussian σ 15/25/50, spatial Gaussian 40/45/50/55, Poisson α 2/2.5/3/3.5,
+  speckle 0.02/0.03/0.04, salt & pepper 0.012/0.016/0.02.
+* ``real-srgb`` — paired real-noise photos (CC, PolyU, SIDD validation; whatever is present),
+  scored against their references with the restored image rounded to 8 bits (reference).
+* ``ldct`` — low-dose CT slices of a held-out patient (the reference's ``.npy`` format:
+  ``*input*`` / ``*target*`` files, patient id in the name), scored in HU.
+
+For each image the noisy input is made once and given to every method. Networks see it
+reflect-padded at the bottom/right to a multiple of 32 and cropped back, then clamped to [0, 1]
+(:class:`~clipdenoise.protocol.EvalProtocol`). Results are cached per (method, dataset, noise,
+level) image by image (:class:`~clipdenoise.results.ResultCache`), so an interrupted run resumes
+and a re-run only computes what is missing. Under ``torchrun`` each rank takes a shard of the
+images and rank 0 merges the records and writes the tables.
+
+Example:
+    >>> import clipdenoise
+    >>> table = clipdenoise.evaluate(["noisy", "bm3d"], datasets=["Kodak24"],
+    ...                              noises=["gaussian:25"], out_dir="eval")  # doctest: +SKIP
+    >>> print(table.to_markdown())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clipdenoise import __version__, metrics
+from clipdenoise.errors import ClipDenoiseError, ConfigError
+from clipdenoise.methods import Method, resolve_method
+from clipdenoise.protocol import EvalProtocol
+from clipdenoise.results import (
+    ImageRecord,
+    ResultCache,
+    ResultsTable,
+    RowKey,
+    atomic_write_text,
+    per_image_csv,
+)
+
+__all__ = [
+    "LDCT_TEST_PATIENT",
+    "REAL_SRGB_DATASETS",
+    "SUITES",
+    "SYNTHETIC_DATASETS",
+    "SYNTHETIC_NOISE_KINDS",
+    "TestImage",
+    "TestSet",
+    "default_noises",
+    "evaluate",
+    "list_test_set",
+    "make_noisy",
+    "restore_batch",
+    "score_pair",
+]
+
+SUITES = ("synthetic", "real-srgb", "ldct")
+SYNTHETIC_DATASETS = ("Kodak24", "CBSD68", "McMaster", "Urban100")
+SYNTHETIC_NOISE_KINDS = ("gaussian", "spatial_gaussian", "poisson", "speckle", "salt_pepper")
+REAL_SRGB_DATASETS = ("CC", "PolyU", "SIDD")
+LDCT_TEST_PATIENT = "L506"
+
+# Other names the same sets go by in the reference code and dataset releases.
+DATASET_ALIASES: dict[str, tuple[str, ...]] = {
+    "Kodak24": ("Kodak", "kodak24", "kodak"),
+    "CBSD68": ("cbsd68",),
+    "McMaster": ("McM", "mcmaster", "McMaster18"),
+    "Urban100": ("urban100",),
+    "CC": ("CC15", "cc"),
+    "PolyU": ("polyu",),
+    "SIDD": ("SIDD_val", "SIDD_validation", "SSID/SIDD_test_PNG"),
+}
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+class EvaluationError(ClipDenoiseError, RuntimeError):
+    """An evaluation cannot run as asked (no data found, nothing to evaluate...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Test sets
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestImage:
+    """One test item: a clean image, and for real-noise sets its noisy counterpart."""
+
+    name: str
+    clean_path: Path
+    noisy_path: Path | None = None
+
+
+@dataclass
+class TestSet:
+    """A named list of test items; ``real_noise`` sets carry their own noisy images."""
+
+    name: str
+    images: list[TestImage]
+    real_noise: bool = False
+    modality: str = "srgb"  # or "ct"
+    folder: Path | None = None
+    full_identity: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.full_identity:
+            self.full_identity = self._hash_names()
+
+    def _hash_names(self) -> str:
+        names = "\n".join(item.name for item in self.images)
+        return hashlib.sha256(names.encode()).hexdigest()[:12]
+
+    def identity(self) -> str:
+        """Hash of the item names of the whole set as listed (part of the cache key: a changed
+        folder is a new entry; evaluating only its first images with ``max_images`` is not)."""
+        return self.full_identity
+
+
+def _data_roots(data_root: str | Path | None) -> list[Path]:
+    roots = []
+    if data_root is not None:
+        roots.append(Path(data_root).expanduser())
+    if os.environ.get("CLIPDENOISE_DATA"):
+        roots.append(Path(os.environ["CLIPDENOISE_DATA"]).expanduser())
+    return roots
+
+
+def resolve_dataset_folder(name: str | Path, data_root: str | Path | None = None) -> Path:
+    """Find a test set folder: an existing path, or ``name`` (or an alias) under the data root.
+
+    Raises:
+        EvaluationError: Nothing found; the message lists where it looked.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    try:  # the data module's resolver knows the dataset registry when it is installed
+        from clipdenoise.data import resolve_dataset_dir
+    except ImportError:
+        resolve_dataset_dir = None
+    if resolve_dataset_dir is not None:
+        try:
+            return Path(resolve_dataset_dir(str(name), data_root))
+        except (ClipDenoiseError, FileNotFoundError, KeyError, ValueError):
+            pass
+    candidates = [str(name)]
+    for canonical, aliases in DATASET_ALIASES.items():
+        if str(name) == canonical or str(name) in aliases:
+            candidates = [canonical, *aliases]
+    tried = []
+    for root in _data_roots(data_root):
+        for candidate in candidates:
+            folder = root / candidate
+            tried.append(str(folder))
+            if folder.is_dir():
+                return folder
+    hint = ", ".join(tried) if tried else "no data root given (--data-root or $CLIPDENOISE_DATA)"
+    raise EvaluationError(f"dataset {str(name)!r} not found; looked in: {hint}")
+
+
+def _dataset_label(name: str | Path) -> str:
+    text = str(name)
+    for canonical, aliases in DATASET_ALIASES.items():
+        if text == canonical or text in aliases:
+            return canonical
+    return Path(text).name or text
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
+    )
+
+
+def _pair_by_suffix(files: list[Path], noisy_tag: str, clean_tag: str) -> list[TestImage]:
+    cleans = {p.stem[: -len(clean_tag)]: p for p in files if p.stem.endswith(clean_tag)}
+    pairs = []
+    for noisy in files:
+        if noisy.stem.endswith(noisy_tag):
+            stem = noisy.stem[: -len(noisy_tag)]
+            if stem in cleans:
+                pairs.append(TestImage(stem, cleans[stem], noisy))
+    return pairs
+
+
+def _list_real_pairs(folder: Path) -> list[TestImage]:
+    files = _list_images(folder)
+    for noisy_tag, clean_tag in (("_real", "_mean"), ("_NOISY", "_GT"), ("_noisy", "_gt")):
+        pairs = _pair_by_suffix(files, noisy_tag, clean_tag)
+        if pairs:
+            return sorted(pairs, key=lambda item: item.name)
+    for noisy_dir, clean_dir in (("noisy", "GT"), ("noisy", "clean"), ("input", "target")):
+        if (folder / noisy_dir).is_dir() and (folder / clean_dir).is_dir():
+            cleans = {p.name: p for p in _list_images(folder / clean_dir)}
+            return [
+                TestImage(p.stem, cleans[p.name], p)
+                for p in _list_images(folder / noisy_dir)
+                if p.name in cleans
+            ]
+    return []
+
+
+def _list_ct_pairs(folder: Path, patient: str) -> list[TestImage]:
+    inputs = sorted(p for p in folder.glob("*input*.npy") if patient in p.name)
+    targets = sorted(p for p in folder.glob("*target*.npy") if patient in p.name)
+    if len(inputs) != len(targets):
+        raise EvaluationError(
+            f"{folder}: {len(inputs)} '*input*' but {len(targets)} '*target*' slices of "
+            f"patient {patient}"
+        )
+    return [
+        TestImage(target.stem.replace("target", "").strip("_"), target, noisy)
+        for noisy, target in zip(inputs, targets)
+    ]
+
+
+def list_test_set(
+    name: str | Path,
+    suite: str = "synthetic",
+    *,
+    data_root: str | Path | None = None,
+    ct_patient: str = LDCT_TEST_PATIENT,
+) -> TestSet:
+    """List the items of one test set of a suite.
+
+    Raises:
+        EvaluationError: The folder is missing or holds no usable images / pairs.
+    """
+    folder = resolve_dataset_folder(name, data_root)
+    label = _dataset_label(name)
+    if suite == "synthetic":
+        images = [TestImage(p.stem, p) for p in _list_images(folder)]
+        test_set = TestSet(label, images, folder=folder)
+    elif suite == "real-srgb":
+        test_set = TestSet(label, _list_real_pairs(folder), real_noise=True, folder=folder)
+    elif suite == "ldct":
+        items = _list_ct_pairs(folder, ct_patient)
+        test_set = TestSet(label, items, real_noise=True, modality="ct", folder=folder)
+    else:
+        raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
+    if not test_set.images:
+        expected = {
+            "synthetic": f"image files ({', '.join(_IMAGE_SUFFIXES)})",
+            "real-srgb": "noisy/clean pairs (*_real/*_mean, *_NOISY/*_GT, or noisy/ + GT/)",
+            "ldct": f"'*input*.npy' / '*target*.npy' slices of patient {ct_patient}",
+        }[suite]
+        raise EvaluationError(f"{folder}: no {expected} found for dataset {label!r}")
+    return test_set
+
+
+def default_noises() -> list[Any]:
+    """The synthetic suite's noises: every paper level of the five kinds, in paper order."""
+    from clipdenoise.noise import NOISE_KINDS, NoiseSpec
+
+    return [
+        NoiseSpec(kind, level)
+        for kind in SYNTHETIC_NOISE_KINDS
+        for level in NOISE_KINDS[kind].paper_levels
+    ]
+
+
+def _parse_noises(noises: Iterable[Any] | None) -> list[Any]:
+    from clipdenoise.noise import NOISE_KINDS, NoiseSpec, parse_noise_spec
+
+    if noises is None:
+        return default_noises()
+    specs = []
+    for item in noises:
+        if isinstance(item, str) and ":" not in item:
+            # a bare kind means all its paper levels
+            kind = parse_noise_spec(f"{item}:1").kind
+            specs.extend(NoiseSpec(kind, level) for level in NOISE_KINDS[kind].paper_levels)
+        else:
+            specs.append(parse_noise_spec(item))
+    return specs
+
+
+# --------------------------------------------------------------------------------------------
+# One image: noise, restoration, scores
+# --------------------------------------------------------------------------------------------
+
+
+def _level_text(noise: Any) -> str:
+    return str(noise).partition(":")[2] if noise is not None else ""
+
+
+def make_noisy(
+    clean: np.ndarray, noise: Any, protocol: EvalProtocol, image_index: int = 0
+) -> np.ndarray:
+    """The noisy test input for one clean image under ``protocol`` (float64, ``(H, W, C)``).
+
+    With ``reseed_per_image`` every image uses ``protocol.seed`` (the reference); otherwise the
+    image at position ``image_index`` of the sorted set uses ``seed + image_index``.
+    """
+    from clipdenoise.noise import add_reference_noise
+
+    seed = protocol.seed if protocol.reseed_per_image else protocol.seed + image_index
+    noisy = add_reference_noise(clean, noise, seed=seed)
+    if protocol.clip_noisy_input:
+        noisy = np.clip(noisy, 0.0, 1.0)
+    return noisy
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@torch.no_grad()
+def restore_batch(
+    method: Method,
+    module: nn.Module,
+    noisy: torch.Tensor,
+    protocol: EvalProtocol,
+    *,
+    device: torch.device,
+    dtype: str = "float32",
+) -> torch.Tensor:
+    """Run one method on a ``(B, C, H, W)`` float32 batch; returns float32 on the CPU.
+
+    Networks get the protocol's reflect padding (bottom/right, to ``pad_multiple``), run on
+    ``device`` (under autocast for ``float16`` / ``bfloat16``) and are cropped back; classical
+    methods see the image as is. The output is clamped to [0, 1] when the protocol says so.
+    """
+    from clipdenoise.inference import pad_to_multiple
+
+    if method.is_network:
+        batch = noisy.to(device)
+        padded, (height, width) = pad_to_multiple(batch, protocol.pad_multiple)
+        if dtype == "float32":
+            restored = module(padded)
+        else:
+            with torch.autocast(device_type=device.type, dtype=_DTYPES[dtype]):
+                restored = module(padded)
+        restored = restored[..., :height, :width].float()
+    else:
+        restored = module(noisy)
+    if protocol.clamp_output:
+        restored = restored.clamp(0.0, 1.0)
+    return restored.float().cpu()
+
+
+def score_pair(
+    clean: np.ndarray, restored: np.ndarray, protocol: EvalProtocol
+) -> tuple[float, float]:
+    """PSNR and SSIM of one restored image under ``protocol``.
+
+    Args:
+        clean: ``(H, W, C)`` float32 in [0, 1] (CT: model units).
+        restored: Same shape, float32, as the method returned it (already clamped if the
+            protocol clamps).
+
+    Returns:
+        ``(psnr, ssim)``.
+    """
+    if protocol.metric_space == "ct-hu":
+        options = {"norm_range_max": protocol.ct_norm_range_max}
+        return (
+            metrics.ct_psnr(clean, restored, **options),
+            metrics.ct_ssim(clean, restored, **options),
+        )
+    clean_255 = metrics.to_metric_scale(clean, round_to_uint8=protocol.round_to_uint8)
+    if protocol.clamp_output:
+        restored_255 = metrics.to_metric_scale(restored, round_to_uint8=protocol.round_to_uint8)
+    else:
+        restored_255 = np.asarray(restored, dtype=restored.dtype) * restored.dtype.type(255.0)
+        restored_255 = restored_255.astype(np.float64)
+    options = {"crop_border": protocol.crop_border, "y_channel": protocol.channel == "y"}
+    return (
+        metrics.psnr(clean_255, restored_255, **options),
+        metrics.ssim(clean_255, restored_255, **options),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Run metadata
+# --------------------------------------------------------------------------------------------
+
+
+def git_commit() -> str | None:
+    """The commit of the installed package's git checkout, when it is one (else None)."""
+    folder = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and len(commit) == 40 else None
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def _read_clean(item: TestImage, test_set: TestSet) -> np.ndarray:
+    if test_set.modality == "ct":
+        return _read_ct_slice(item.clean_path)
+    from clipdenoise.image_io import read_image
+
+    return read_image(item.clean_path)
+
+
+def _read_ct_slice(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as error:
+        raise EvaluationError(f"{path}: cannot read CT slice ({error})") from error
+    if array.ndim != 2:
+        raise EvaluationError(f"{path}: expected a 2-D slice, got shape {array.shape}")
+    return array.astype(np.float32)[..., None]
+
+
+def _read_noisy(item: TestImage, test_set: TestSet) -> np.ndarray:
+    assert item.noisy_path is not None
+    if test_set.modality == "ct":
+        return _read_ct_slice(item.noisy_path)
+    from clipdenoise.image_io import read_image
+
+    return read_image(item.noisy_path)
+
+
+def _image_size(item: TestImage, test_set: TestSet) -> tuple[int, int]:
+    if test_set.modality == "ct":
+        return tuple(np.load(item.clean_path, mmap_mode="r").shape[:2])  # type: ignore[return-value]
+    from PIL import Image
+
+    try:
+        with Image.open(item.clean_path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation swaps sides
+                width, height = height, width
+            return height, width
+    except OSError:
+        return (-1, -1)  # unreadable: grouped alone, fails (and is reported) when read
+
+
+def _save_restored(path: Path, restored: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.round(np.clip(restored, 0.0, 1.0) * 255.0).astype(np.uint8)
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    temp = path.with_name(f".{path.name}.tmp.png")
+    image.save(temp)
+    os.replace(temp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# The harness
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Task:
+    test_set: TestSet
+    noise: Any  # NoiseSpec, or None for real-noise sets
+    row: RowKey
+    entries: dict[str, Path] = field(default_factory=dict)
+    done: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _normalise_methods(
+    methods: Sequence[str | nn.Module | Method] | Mapping[str, str | nn.Module | Method],
+    map_location: str | torch.device,
+) -> list[Method]:
+    items = methods.items() if isinstance(methods, Mapping) else [(None, m) for m in methods]
+    resolved = [resolve_method(spec, name=name, map_location=map_location) for name, spec in items]
+    names = [m.name for m in resolved]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"method names must be unique, repeated: {duplicates}; use 'label=spec'")
+    if not resolved:
+        raise ConfigError("no method to evaluate")
+    return resolved
+
+
+def _cache_key(method: Method, protocol: EvalProtocol, test_set: TestSet, dtype: str) -> str:
+    text = json.dumps(
+        [method.fingerprint(), protocol.fingerprint(), test_set.identity(), dtype], sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _shard_info(shard: tuple[int, int] | None) -> tuple[int, int, Any]:
+    """(rank, world_size, dist-info-or-None): an explicit shard, torchrun, or a single process."""
+    if shard is not None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ConfigError(
+                f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
+            )
+        return rank, world, None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend=backend)
+        return dist.get_rank(), dist.get_world_size(), dist
+    return 0, 1, None
+
+
+def evaluate(
+    methods: Sequence[str | nn.Module | Method] | Mapping[str, str | nn.Module | Method],
+    *,
+    suite: str = "synthetic",
+    datasets: Sequence[str | Path] | None = None,
+    noises: Sequence[Any] | None = None,
+    data_root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    protocol: EvalProtocol | None = None,
+    device: str | torch.device = "auto",
+    dtype: str = "float32",
+    batch_size: int = 1,
+    max_images: int | None = None,
+    save_images: bool = False,
+    plots: bool = False,
+    progress: bool = True,
+    ct_patient: str = LDCT_TEST_PATIENT,
+    shard: tuple[int, int] | None = None,
+    merge: bool = True,
+    compute: bool = True,
+) -> ResultsTable | None:
+    """Score methods on a benchmark suite and write the results tables.
+
+    Args:
+        methods: Method specs (``"bm3d"``, ``"ours=clipdenoise:model.safetensors"``, see
+            :mod:`clipdenoise.methods`), modules following the denoiser contract, or a mapping
+            ``label -> spec | module``.
+        suite: ``"synthetic"``, ``"real-srgb"`` or ``"ldct"``.
+        datasets: Dataset names (resolved under ``data_root``) or folders. Default: the
+            suite's sets that are present (Kodak24, CBSD68, McMaster, Urban100 / CC, PolyU,
+            SIDD / the ``ldct`` folder).
+        noises: For ``synthetic``: specs (``"gaussian:25"``) or bare kinds (all paper levels).
+            Default: all 17 paper settings (:func:`default_noises`). Ignored by real suites.
+        data_root: Folder holding the datasets (else ``$CLIPDENOISE_DATA``).
+        out_dir: Where the cache, tables, per-image CSV, plots and images go. ``None`` keeps
+            everything in memory (no resume).
+        protocol: Conventions (default: the suite's reference protocol).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (networks only).
+        dtype: ``"float32"``, or ``"float16"`` / ``"bfloat16"`` autocast for networks.
+        batch_size: Images of the same size restored together by networks.
+        max_images: Use only the first N images of each set (quick checks).
+        save_images: Also write the restored images (8-bit PNG) under ``out_dir/images``.
+        plots: Also write PSNR-versus-level plots (needs matplotlib).
+        progress: Show a progress bar with ETA.
+        ct_patient: Held-out patient id of the ``ldct`` suite.
+        shard: ``(rank, world_size)`` to compute only this shard of the images; by default taken
+            from torchrun's environment (``WORLD_SIZE``), else the whole set.
+        merge: After computing, build the tables from every shard's records (done by rank 0
+            only under torchrun, after a barrier).
+        compute: ``False`` computes nothing and builds the tables from the cache alone.
+
+    Returns:
+        The :class:`~clipdenoise.results.ResultsTable` (on rank 0; ``None`` on other ranks or
+        with ``merge=False``). Images that failed (unreadable files...) are listed in
+        ``table.metadata["failures"]``.
+
+    Raises:
+        ConfigError: Bad method, noise, suite or option.
+        EvaluationError: No dataset found.
+    """
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    protocol = (
+        protocol
+        or {
+            "synthetic": EvalProtocol.synthetic,
+            "real-srgb": EvalProtocol.real_srgb,
+            "ldct": EvalProtocol.ldct,
+        }[suite]()
+    )
+    rank, world_size, dist = _shard_info(shard)
+    torch_device = _resolve_device(device)
+    if dist is not None and torch_device.type == "cuda":
+        torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    method_list = _normalise_methods(methods, torch_device)
+    for method in method_list:
+        if method.is_network and method.module is not None:
+            method.module.to(torch_device).eval()
+
+    test_sets = _collect_test_sets(suite, datasets, data_root, ct_patient, max_images)
+    noise_list = _parse_noises(noises) if suite == "synthetic" else [None]
+    cache = ResultCache(Path(out_dir) / "cache") if out_dir is not None else None
+    memory: dict[Path, list[ImageRecord]] = {}
+    tasks = _plan_tasks(test_sets, noise_list, method_list, protocol, dtype, cache, memory)
+
+    run_info = {
+        "package_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "device": str(torch_device),
+        "dtype": dtype,
+        "suite": suite,
+        "world_size": world_size,
+        "rank": rank,
+    }
+    failures = []
+    if compute:
+        failures = _run_tasks(
+            tasks,
+            method_list,
+            protocol,
+            cache,
+            memory,
+            run_info,
+            rank=rank,
+            world_size=world_size,
+            device=torch_device,
+            dtype=dtype,
+            batch_size=batch_size,
+            out_dir=Path(out_dir) if out_dir is not None else None,
+            save_images=save_images,
+            progress=progress and rank == 0,
+        )
+    if dist is not None:
+        dist.barrier()
+    if not merge or rank != 0:
+        return None
+    return _merge_and_write(
+        tasks, method_list, protocol, cache, memory, run_info, failures, out_dir, plots
+    )
+
+
+def _collect_test_sets(
+    suite: str,
+    datasets: Sequence[str | Path] | None,
+    data_root: str | Path | None,
+    ct_patient: str,
+    max_images: int | None,
+) -> list[TestSet]:
+    if datasets is None:
+        defaults = {
+            "synthetic": SYNTHETIC_DATASETS,
+            "real-srgb": REAL_SRGB_DATASETS,
+            "ldct": ("ldct",),
+        }[suite]
+        test_sets = []
+        for name in defaults:
+            try:
+                test_sets.append(
+                    list_test_set(name, suite, data_root=data_root, ct_patient=ct_patient)
+                )
+            except EvaluationError:
+                continue
+        if not test_sets:
+            raise EvaluationError(
+                f"none of the {suite} datasets ({', '.join(defaults)}) was found under "
+                f"{', '.join(map(str, _data_roots(data_root))) or 'any data root'}; pass "
+                "--data-root / $CLIPDENOISE_DATA or dataset folders"
+            )
+    else:
+        test_sets = [
+            list_test_set(name, suite, data_root=data_root, ct_patient=ct_patient)
+            for name in datasets
+        ]
+    if max_images is not None:
+        for test_set in test_sets:
+            test_set.images = test_set.images[:max_images]
+    return test_sets
+
+
+def _plan_tasks(
+    test_sets: list[TestSet],
+    noise_list: list[Any],
+    method_list: list[Method],
+    protocol: EvalProtocol,
+    dtype: str,
+    cache: ResultCache | None,
+    memory: dict[Path, list[ImageRecord]],
+) -> list[_Task]:
+    tasks = []
+    for test_set in test_sets:
+        for noise in noise_list if not test_set.real_noise else [None]:
+            row = RowKey(
+                test_set.name, noise.kind if noise is not None else "real", _level_text(noise)
+            )
+            task = _Task(test_set, noise, row)
+            for method in method_list:
+                key = _cache_key(method, protocol, test_set, dtype)
+                entry = (
+                    cache.entry(method.name, row, key)
+                    if cache is not None
+                    else Path(method.name) / row.label / key
+                )
+                task.entries[method.name] = entry
+                records = cache.load(entry) if cache is not None else {}
+                task.done[method.name] = set(records)
+                if cache is not None:
+                    cache.ensure_meta(
+                        entry,
+                        {
+                            "method": method.describe(),
+                            "protocol": protocol.to_dict(),
+                            "dataset": test_set.name,
+                            "dataset_folder": str(test_set.folder),
+                            "dataset_identity": test_set.identity(),
+                            "noise": str(noise) if noise is not None else "real",
+                            "dtype": dtype,
+                        },
+                    )
+                memory.setdefault(entry, [])
+            tasks.append(task)
+    return tasks
+
+
+def _batches(
+    items: list[tuple[int, TestImage]], test_set: TestSet, batch_size: int
+) -> list[list[tuple[int, TestImage]]]:
+    """Group same-size images into batches of at most ``batch_size`` (order kept per size)."""
+    if batch_size == 1:
+        return [[item] for item in items]
+    groups: dict[tuple[int, int], list[tuple[int, TestImage]]] = {}
+    for item in items:
+        groups.setdefault(_image_size(item[1], test_set), []).append(item)
+    batches = []
+    for size, group in groups.items():
+        step = 1 if size == (-1, -1) else batch_size
+        batches.extend(group[i : i + step] for i in range(0, len(group), step))
+    return batches
+
+
+def _run_tasks(
+    tasks: list[_Task],
+    method_list: list[Method],
+    protocol: EvalProtocol,
+    cache: ResultCache | None,
+    memory: dict[Path, list[ImageRecord]],
+    run_info: dict[str, Any],
+    *,
+    rank: int,
+    world_size: int,
+    device: torch.device,
+    dtype: str,
+    batch_size: int,
+    out_dir: Path | None,
+    save_images: bool,
+    progress: bool,
+) -> list[dict[str, str]]:
+    from tqdm.auto import tqdm
+
+    work = []
+    for task in tasks:
+        shard = [
+            (index, item)
+            for index, item in enumerate(task.test_set.images)
+            if index % world_size == rank
+        ]
+        pending = [
+            (index, item)
+            for index, item in shard
+            if any(item.name not in task.done[m.name] for m in method_list)
+        ]
+        work.append((task, pending))
+    total = sum(
+        sum(1 for _, item in pending for m in method_list if item.name not in task.done[m.name])
+        for task, pending in work
+    )
+    failures: list[dict[str, str]] = []
+    bar = tqdm(total=total, disable=not progress, unit="img", desc="evaluate", dynamic_ncols=True)
+    try:
+        for task, pending in work:
+            bar.set_postfix_str(f"{task.test_set.name} {task.row.label}")
+            for batch in _batches(pending, task.test_set, batch_size):
+                _run_batch(
+                    task,
+                    batch,
+                    method_list,
+                    protocol,
+                    cache,
+                    memory,
+                    run_info,
+                    failures,
+                    device=device,
+                    dtype=dtype,
+                    out_dir=out_dir,
+                    save_images=save_images,
+                    bar=bar,
+                )
+    finally:
+        bar.close()
+    return failures
+
+
+def _run_batch(
+    task: _Task,
+    batch: list[tuple[int, TestImage]],
+    method_list: list[Method],
+    protocol: EvalProtocol,
+    cache: ResultCache | None,
+    memory: dict[Path, list[ImageRecord]],
+    run_info: dict[str, Any],
+    failures: list[dict[str, str]],
+    *,
+    device: torch.device,
+    dtype: str,
+    out_dir: Path | None,
+    save_images: bool,
+    bar: Any,
+) -> None:
+    cleans, noisies, items = [], [], []
+    for index, item in batch:
+        try:
+            clean = _read_clean(item, task.test_set)
+            if task.noise is None:
+                noisy = _read_noisy(item, task.test_set)
+                if noisy.shape != clean.shape:
+                    raise EvaluationError(
+                        f"{item.noisy_path}: shape {noisy.shape} differs from its reference "
+                        f"{item.clean_path} {clean.shape}"
+                    )
+            else:
+                noisy = make_noisy(clean, task.noise, protocol, index)
+        except (ClipDenoiseError, OSError, ValueError) as error:
+            failures.append(
+                {"dataset": task.test_set.name, "image": item.name, "error": str(error)}
+            )
+            bar.update(sum(1 for m in method_list if item.name not in task.done[m.name]))
+            continue
+        cleans.append(clean)
+        noisies.append(noisy)
+        items.append(item)
+    if not items:
+        return
+    noisy_batch = torch.from_numpy(np.stack(noisies)).permute(0, 3, 1, 2).float()
+    for method in method_list:
+        todo = [i for i, item in enumerate(items) if item.name not in task.done[method.name]]
+        if not todo:
+            continue
+        module = method.for_noise(task.noise)
+        if method.is_network and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        restored = restore_batch(
+            method, module, noisy_batch[todo], protocol, device=device, dtype=dtype
+        )
+        if method.is_network and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = (time.perf_counter() - start) / len(todo)
+        sigmas = getattr(module, "last_sigmas", None) or [None] * len(todo)
+        records = []
+        for position, item_index in enumerate(todo):
+            item = items[item_index]
+            restored_image = restored[position].permute(1, 2, 0).numpy()
+            psnr_value, ssim_value = score_pair(cleans[item_index], restored_image, protocol)
+            sigma = sigmas[position]
+            records.append(
+                ImageRecord(
+                    method=method.name,
+                    dataset=task.test_set.name,
+                    noise=task.row.noise,
+                    level=task.row.level,
+                    image=item.name,
+                    height=restored_image.shape[0],
+                    width=restored_image.shape[1],
+                    channels=restored_image.shape[2],
+                    psnr=psnr_value,
+                    ssim=ssim_value,
+                    seconds=seconds,
+                    sigma_used_255=None if sigma is None else float(sigma) * 255.0,
+                    seed=protocol.seed if task.noise is not None else None,
+                    device=run_info["device"] if method.is_network else "cpu",
+                    dtype=dtype if method.is_network else "float64",
+                    checkpoint_sha256=method.checkpoint_sha256,
+                    package_version=run_info["package_version"],
+                    git_commit=run_info["git_commit"],
+                )
+            )
+            if save_images and out_dir is not None:
+                _save_restored(
+                    out_dir
+                    / "images"
+                    / method.name
+                    / task.test_set.name
+                    / task.row.label.replace(":", "_")
+                    / f"{item.name}.png",
+                    restored_image,
+                )
+            task.done[method.name].add(item.name)
+        entry = task.entries[method.name]
+        memory[entry].extend(records)
+        if cache is not None:
+            cache.append(entry, records, rank=int(run_info.get("rank", 0)))
+        bar.update(len(todo))
+
+
+def _merge_and_write(
+    tasks: list[_Task],
+    method_list: list[Method],
+    protocol: EvalProtocol,
+    cache: ResultCache | None,
+    memory: dict[Path, list[ImageRecord]],
+    run_info: dict[str, Any],
+    failures: list[dict[str, str]],
+    out_dir: str | Path | None,
+    plots: bool,
+) -> ResultsTable:
+    records: list[ImageRecord] = []
+    for task in tasks:
+        wanted = {item.name for item in task.test_set.images}
+        for method in method_list:
+            entry = task.entries[method.name]
+            found = cache.load(entry) if cache is not None else {r.image: r for r in memory[entry]}
+            records.extend(found[name] for name in sorted(found) if name in wanted)
+    metadata = dict(run_info)
+    metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    metadata["failures"] = failures
+    table = ResultsTable.from_records(
+        records,
+        methods=[m.name for m in method_list],
+        rows=[task.row for task in tasks],
+        protocol=protocol.to_dict(),
+        metadata=metadata,
+        method_info=[m.describe() for m in method_list],
+    )
+    table.records = records
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        table.write(out_dir)
+        atomic_write_text(out_dir / "per_image.csv", per_image_csv(records))
+        if plots:
+            from clipdenoise.plots import plot_psnr_vs_level
+
+            plot_psnr_vs_level(table, out_dir / "plots")
+    return table

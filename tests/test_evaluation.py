@@ -1,0 +1,358 @@
+"""The evaluation harness end to end: tables against directly computed metrics, resume, sharding,
+file schemas, suites, protocol and CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipdenoise import metrics
+from clipdenoise.cli import build_parser, main
+from clipdenoise.errors import ConfigError
+from clipdenoise.evaluation import EvaluationError, evaluate, list_test_set
+from clipdenoise.inference import pad_to_multiple
+from clipdenoise.methods import resolve_method
+from clipdenoise.noise import add_reference_noise, parse_noise_spec
+from clipdenoise.protocol import EvalProtocol
+from clipdenoise.results import PER_IMAGE_COLUMNS, RESULTS_SCHEMA, ResultsTable
+
+NOISES = ["gaussian:25", "poisson:3"]
+
+
+def _write_png(path, image01):
+    pixels = np.round(np.clip(image01, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
+
+
+@pytest.fixture
+def image_folder(tmp_path, make_image):
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    _write_png(folder / "a.png", make_image(30, 40, 3, seed=1))
+    _write_png(folder / "b.png", make_image(30, 40, 3, seed=2))
+    return folder
+
+
+class Shrink(torch.nn.Module):
+    """A parameter-free 'denoiser' that pulls values towards 0.5, counting its calls."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KeyboardInterrupt("simulated interruption")
+        return 0.5 + 0.8 * (x - 0.5)
+
+
+def _direct_scores(folder, method_fn):
+    """Reference protocol written out by hand: seed 0 per image, pad ×32, crop, clamp, score."""
+    scores = {}
+    for noise in NOISES:
+        spec = parse_noise_spec(noise)
+        values = []
+        for name in ("a", "b"):
+            clean = np.asarray(Image.open(folder / f"{name}.png"), dtype=np.float32) / 255.0
+            noisy = add_reference_noise(clean, spec, seed=0)
+            restored = method_fn(noisy).astype(np.float32)
+            values.append(
+                (
+                    metrics.psnr(metrics.to_metric_scale(clean), metrics.to_metric_scale(restored)),
+                    metrics.ssim(metrics.to_metric_scale(clean), metrics.to_metric_scale(restored)),
+                )
+            )
+        scores[noise] = values
+    return scores
+
+
+def _model_fn(model):
+    def run(noisy):
+        x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float()
+        padded, (h, w) = pad_to_multiple(x, 32)
+        with torch.no_grad():
+            out = model(padded)[..., :h, :w].clamp(0, 1)
+        return out[0].permute(1, 2, 0).numpy()
+
+    return run
+
+
+def test_end_to_end_table_matches_direct_metrics(image_folder, tmp_path, tiny_model):
+    out = tmp_path / "eval"
+    table = evaluate(
+        {"tiny": tiny_model, "floor": "noisy", "nlm": "nlm"},
+        datasets=[image_folder],
+        noises=NOISES,
+        out_dir=out,
+        progress=False,
+    )
+    assert table.methods == ["tiny", "floor", "nlm"]
+    assert [(r.dataset, r.noise, r.level) for r in table.rows] == [
+        ("mini", "gaussian", "25"),
+        ("mini", "poisson", "3"),
+    ]
+    expected = {
+        "tiny": _direct_scores(image_folder, _model_fn(tiny_model)),
+        "floor": _direct_scores(image_folder, lambda noisy: np.clip(noisy, 0, 1)),
+    }
+    for method, per_noise in expected.items():
+        for row, noise in zip(table.rows, NOISES):
+            cell = table.cells[(row, method)]
+            assert cell.num_images == 2
+            assert cell.psnr == pytest.approx(np.mean([p for p, _ in per_noise[noise]]), abs=1e-9)
+            assert cell.ssim == pytest.approx(np.mean([s for _, s in per_noise[noise]]), abs=1e-9)
+    # NLM denoises: best PSNR on the Gaussian row, marked in the markdown.
+    gaussian = table.rows[0]
+    assert table.best(gaussian) == "nlm"
+    assert table.cells[(gaussian, "nlm")].psnr > table.cells[(gaussian, "floor")].psnr + 3
+    line = next(text for text in table.to_markdown().splitlines() if "| gaussian |" in text)
+    assert line.count("**") == 4 and "**" in line.split("|")[-2]
+
+    # The files say the same as the table.
+    document = json.loads((out / "results.json").read_text())
+    assert document["schema"] == RESULTS_SCHEMA
+    assert EvalProtocol.from_dict(document["protocol"]) == EvalProtocol.synthetic()
+    assert set(document["metadata"]) >= {"package_version", "git_commit", "device", "dtype"}
+    assert [m["name"] for m in document["methods"]] == ["tiny", "floor", "nlm"]
+    assert document["rows"][0]["results"]["tiny"]["psnr"] == table.cells[(gaussian, "tiny")].psnr
+    assert document["rows"][0]["best_psnr"] == "nlm"
+    assert ResultsTable.from_dict(document).to_markdown() == table.to_markdown()
+
+    with open(out / "results.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 6 and set(rows[0]) == {
+        "dataset", "noise", "level", "method", "psnr", "ssim", "num_images", "best_psnr", "best_ssim"
+    }  # fmt: skip
+    with open(out / "per_image.csv", newline="") as stream:
+        reader = csv.DictReader(stream)
+        per_image = list(reader)
+    assert tuple(reader.fieldnames) == PER_IMAGE_COLUMNS
+    assert len(per_image) == 2 * 2 * 3
+    nlm_row = next(r for r in per_image if r["method"] == "nlm" and r["noise"] == "gaussian")
+    assert float(nlm_row["sigma_used_255"]) == pytest.approx(25.0)  # told σ for Gaussian noise
+    assert nlm_row["seed"] == "0" and float(nlm_row["seconds"]) > 0
+    assert "<!-- clipdenoise" in (out / "results.md").read_text()
+
+
+def test_interrupted_run_resumes_and_only_computes_missing(image_folder, tmp_path):
+    out = tmp_path / "eval"
+    kwargs = {"datasets": [image_folder], "noises": NOISES, "out_dir": out, "progress": False}
+    flaky = Shrink(fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate({"shrink": flaky}, **kwargs)
+    resumed = Shrink()
+    table = evaluate({"shrink": resumed}, **kwargs)
+    assert resumed.calls == 2  # 4 images x noises in total, 2 were cached before the crash
+    again = Shrink()
+    assert evaluate({"shrink": again}, **kwargs).to_dict()["rows"] == table.to_dict()["rows"]
+    assert again.calls == 0
+    fresh = evaluate({"shrink": Shrink()}, datasets=[image_folder], noises=NOISES, progress=False)
+    assert fresh.to_dict()["rows"] == table.to_dict()["rows"]
+    # A different protocol is a different cache entry, never mixed with the old numbers.
+    other = Shrink()
+    evaluate({"shrink": other}, protocol=EvalProtocol.synthetic(crop_border=2), **kwargs)
+    assert other.calls == 4
+
+
+def test_torn_cache_line_is_recomputed(image_folder, tmp_path):
+    out = tmp_path / "eval"
+    kwargs = {"datasets": [image_folder], "noises": NOISES[:1], "out_dir": out, "progress": False}
+    evaluate({"shrink": Shrink()}, **kwargs)
+    records = next(out.glob("cache/shrink/mini/*/*/records.rank0.jsonl"))
+    lines = records.read_text().splitlines()
+    records.write_text(lines[0] + "\n" + lines[1][:20])  # killed mid-write
+    again = Shrink()
+    table = evaluate({"shrink": again}, **kwargs)
+    assert again.calls == 1 and table.cells[(table.rows[0], "shrink")].num_images == 2
+
+
+def test_shards_merge_to_the_single_process_result(image_folder, tmp_path, tiny_model):
+    kwargs = {"datasets": [image_folder], "noises": NOISES, "progress": False}
+    single = evaluate({"tiny": tiny_model}, **kwargs)
+    out = tmp_path / "sharded"
+    for rank in (1, 0):
+        result = evaluate({"tiny": tiny_model}, out_dir=out, shard=(rank, 2), merge=False, **kwargs)
+        assert result is None
+    assert len(list(out.glob("cache/tiny/mini/*/*/records.rank*.jsonl"))) == 2 * len(NOISES)
+    merged = evaluate({"tiny": tiny_model}, out_dir=out, compute=False, **kwargs)
+    for row in single.rows:
+        assert merged.cells[(row, "tiny")].psnr == pytest.approx(single.cells[(row, "tiny")].psnr)
+        assert merged.cells[(row, "tiny")].num_images == 2
+    with pytest.raises(ConfigError, match="rank"):
+        evaluate({"tiny": tiny_model}, shard=(2, 2), **kwargs)
+
+
+def test_batching_same_size_images_gives_the_same_scores(image_folder, tiny_model):
+    kwargs = {"datasets": [image_folder], "noises": NOISES[:1], "progress": False}
+    one = evaluate({"tiny": tiny_model}, batch_size=1, **kwargs)
+    two = evaluate({"tiny": tiny_model}, batch_size=2, **kwargs)
+    row = one.rows[0]
+    assert two.cells[(row, "tiny")].psnr == pytest.approx(one.cells[(row, "tiny")].psnr, abs=1e-4)
+
+
+def test_bad_images_are_reported_and_skipped(image_folder, tmp_path):
+    (image_folder / "c.png").write_bytes(b"not a png")
+    table = evaluate(
+        ["noisy"],
+        datasets=[image_folder],
+        noises=NOISES[:1],
+        out_dir=tmp_path / "e",
+        progress=False,
+    )
+    assert table.cells[(table.rows[0], "noisy")].num_images == 2
+    (failure,) = table.metadata["failures"]
+    assert failure["image"] == "c" and "c.png" in failure["error"]
+
+
+def test_real_srgb_suite_scores_rounded_outputs_against_references(tmp_path, make_image):
+    folder = tmp_path / "CC"
+    folder.mkdir()
+    clean = make_image(32, 40, 3, seed=5)
+    noisy = np.clip(clean + 0.05 * np.random.RandomState(0).randn(*clean.shape), 0, 1)
+    _write_png(folder / "cam_1_mean.png", clean)
+    _write_png(folder / "cam_1_real.png", noisy)
+    table = evaluate(["noisy"], suite="real-srgb", datasets=[folder], progress=False)
+    row = table.rows[0]
+    assert (row.dataset, row.noise, row.level) == ("CC", "real", "")
+    clean_u8 = np.asarray(Image.open(folder / "cam_1_mean.png"), dtype=np.float64)
+    noisy_u8 = np.asarray(Image.open(folder / "cam_1_real.png"), dtype=np.float64)
+    assert table.cells[(row, "noisy")].psnr == pytest.approx(
+        metrics.psnr(clean_u8, noisy_u8), abs=1e-9
+    )
+    assert table.protocol["round_to_uint8"] is True
+
+
+def test_ldct_suite_uses_hu_metrics_on_the_held_out_patient(tmp_path):
+    folder = tmp_path / "ldct"
+    folder.mkdir()
+    generator = np.random.RandomState(0)
+    for patient in ("L506", "L067"):
+        target = generator.uniform(0.2, 0.4, (32, 32)).astype(np.float32)
+        np.save(folder / f"{patient}_0_target.npy", target)
+        np.save(
+            folder / f"{patient}_0_input.npy",
+            target + 0.01 * generator.randn(32, 32).astype(np.float32),
+        )
+    table = evaluate(["noisy"], suite="ldct", datasets=[folder], progress=False)
+    row = table.rows[0]
+    assert table.cells[(row, "noisy")].num_images == 1  # only the held-out patient
+    target, noisy = np.load(folder / "L506_0_target.npy"), np.load(folder / "L506_0_input.npy")
+    assert table.cells[(row, "noisy")].psnr == pytest.approx(
+        metrics.ct_psnr(target, noisy), abs=1e-5
+    )
+    assert table.cells[(row, "noisy")].ssim == pytest.approx(
+        metrics.ct_ssim(target, noisy), abs=1e-6
+    )
+
+
+def test_kodak_from_shared_data_first_image(shared_dir):
+    table = evaluate(
+        ["noisy"],
+        datasets=["Kodak24"],
+        noises=["gaussian:50"],
+        data_root=shared_dir / "data",
+        max_images=1,
+        progress=False,
+    )
+    cell = table.cells[(table.rows[0], "noisy")]
+    assert cell.num_images == 1 and 14.0 < cell.psnr < 15.5
+    assert len(list_test_set("Kodak", data_root=shared_dir / "data").images) == 24
+
+
+def test_errors_are_clear(tmp_path, image_folder):
+    with pytest.raises(EvaluationError, match="not found"):
+        evaluate(["noisy"], datasets=["NoSuchSet"], data_root=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="unknown method 'foo'"):
+        evaluate(["foo"], datasets=[image_folder], progress=False)
+    with pytest.raises(ConfigError, match="unique"):
+        evaluate(["noisy", "noisy"], datasets=[image_folder], progress=False)
+    with pytest.raises(ConfigError, match="suite"):
+        evaluate(["noisy"], suite="nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EvaluationError, match="no image files"):
+        evaluate(["noisy"], datasets=[empty], progress=False)
+
+
+def test_method_specs_and_ablations(tmp_path, tiny_model):
+    from clipdenoise.checkpoints import save_checkpoint
+
+    assert resolve_method("floor=noisy").name == "floor"
+    assert not resolve_method("bm3d").is_network
+    assert resolve_method("nlm-est").options["sigma"] == "estimated"
+    path = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
+    ours = resolve_method(f"clipdenoise:{path}")
+    assert ours.name == "tiny" and len(ours.checkpoint_sha256) == 64
+    assert resolve_method(f"ablation:frozen:{path}").options == {"ablation": "frozen"}
+    with pytest.raises(ConfigError, match="not the 'with-f5' ablation"):
+        resolve_method(f"ablation:with-f5:{path}")
+
+
+def test_protocol_round_trip_and_validation():
+    protocol = EvalProtocol.real_srgb(channel="y", crop_border=4)
+    assert EvalProtocol.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
+    assert protocol.fingerprint() != EvalProtocol.real_srgb().fingerprint()
+    assert EvalProtocol.ldct().clamp_output is False
+    with pytest.raises(ConfigError, match="valid fields"):
+        EvalProtocol.from_dict({"sed": 1})
+    with pytest.raises(ConfigError, match="channel"):
+        EvalProtocol(channel="lab")
+
+
+def test_cli_help_documents_every_option(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["evaluate", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    subparser = parser._subparsers._group_actions[0].choices["evaluate"]
+    for action in subparser._actions:
+        for option in action.option_strings:
+            assert option in text
+        if action.option_strings and action.help is not argparse_suppress():
+            assert action.help, f"{action.option_strings} has no help"
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def test_cli_run_writes_tables_and_plots(image_folder, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "evaluate", "noisy", "half=nlm", "--datasets", str(image_folder),
+            "--noise", "gaussian:15", "gaussian:25", "--out", str(out), "--no-progress", "--plots",
+            "--grid", str(image_folder / "a.png"), "--grid-crop", "0", "0", "16", "16",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| mini | gaussian | 15 |" in printed and "half" in printed
+    for name in ("results.md", "results.csv", "results.json", "per_image.csv", "grid.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "plots" / "mini_gaussian_psnr.png").stat().st_size > 0
+    assert (
+        main(["evaluate", "noisy", "--datasets", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    )
+
+
+def test_psnr_of_identity_is_infinite_and_table_handles_it(image_folder):
+    class Oracle(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    table = evaluate(
+        {"oracle": Oracle()}, datasets=[image_folder], noises=["gaussian:0"], progress=False
+    )
+    assert math.isinf(table.cells[(table.rows[0], "oracle")].psnr)
