@@ -289,6 +289,10 @@ def test_bad_inputs_are_clear_errors():
         isp.apply_camera_response(np.zeros(3), 201)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         isp.add_camera_noise(np.zeros((4, 4)), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="got dtype uint8 .divide 8-bit images by 255"):
+        isp.add_camera_noise(np.zeros((4, 4, 3), np.uint8), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\], got \[0, 255\]"):
+        isp.add_camera_noise(np.full((4, 4, 3), 255.0), rng=np.random.default_rng(0))
 
 
 def test_processed_clean_is_the_zero_noise_output(make_image):

@@ -101,6 +101,7 @@ NoiseForm = Literal["heteroscedastic", "reference"]
 InverseCRF = Literal["exact", "tabulated"]
 
 _CURVES_RESOURCE = "dorf_crf.npz"
+_RANGE_SLACK = 1e-3
 
 # Malvar-He-Cutler (ICASSP 2004) 5x5 gradient-corrected bilinear filters, in units of 1/8.
 _G_AT_RB = np.array(
@@ -735,4 +736,16 @@ def _check_rgb(image: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"the camera pipeline expects an (H, W, 3) RGB image, got shape {image.shape}"
         )
-    return image.astype(np.float64, copy=False)
+    if image.dtype.kind != "f":
+        raise ValueError(
+            f"the camera pipeline expects float values in [0, 1], got dtype {image.dtype} "
+            "(divide 8-bit images by 255)"
+        )
+    image = image.astype(np.float64, copy=False)
+    low, high = float(image.min(initial=0.0)), float(image.max(initial=0.0))
+    if low < -_RANGE_SLACK or high > 1.0 + _RANGE_SLACK:
+        raise ValueError(
+            f"the camera pipeline expects values in [0, 1], got [{low:.4g}, {high:.4g}]"
+        )
+    # Rounding excursions (e.g. from resampling) are clipped.
+    return np.clip(image, 0.0, 1.0)
