@@ -436,3 +436,27 @@ def test_cli_runs_and_reports_unreadable_files(tmp_path, make_image, capsys):
     code = main(["analyze", str(folder / "bad.png"), "--encoder", "avgpool", "--out", str(out)])
     assert code == 2
     assert "no readable image" in capsys.readouterr().err
+
+
+def test_cli_config_file_reruns_with_overrides(tmp_path, make_image):
+    from PIL import Image
+
+    from clipdenoise.analysis.runner import AnalysisConfig
+    from clipdenoise.cli import main
+    from clipdenoise.config import load_toml
+
+    image_path = tmp_path / "one.png"
+    Image.fromarray((make_image(32, 32) * 255).round().astype(np.uint8)).save(image_path)
+    first = tmp_path / "first"
+    arguments = ["analyze", str(image_path), "--encoder", "avgpool", "--scales", "F1"]
+    arguments += ["--noise", "speckle:0.03", "--tsne-max-dim", "0", "--no-figures", "-q"]
+    assert main([*arguments, "--out", str(first)]) == 0
+    saved = load_toml(AnalysisConfig, first / "analysis_config.toml")
+    assert saved.noises == ("speckle:0.03",) and saved.tsne_max_dim == 0 and not saved.figures
+    second = tmp_path / "second"
+    config = str(first / "analysis_config.toml")
+    assert main(["analyze", "--config", config, "--draws", "3", "-q", "--out", str(second)]) == 0
+    rerun = load_toml(AnalysisConfig, second / "analysis_config.toml")
+    assert rerun.inputs == (str(image_path),) and rerun.draws == 3
+    with open(second / "similarity_records.csv") as stream:
+        assert len(list(csv.DictReader(stream))) == 3 * 2  # draws x metrics

@@ -48,6 +48,7 @@ from clipdenoise.analysis.outputs import (
     write_json,
     write_similarity_records,
     write_similarity_summary,
+    write_text_atomic,
 )
 from clipdenoise.analysis.tsne import TSNEResult, analyze_tsne
 from clipdenoise.encoder import FEATURE_NAMES
@@ -81,7 +82,7 @@ class AnalysisConfig:
             paper's std 0.1 and 0.2.
         tsne_gaussian_stds: Gaussian std on [0, 1] for t-SNE.
         tsne_draws: Noisy draws per image for t-SNE.
-        tsne_max_dim: Values kept per t-SNE feature vector (``None``: all).
+        tsne_max_dim: Values kept per t-SNE feature vector (``0``: the whole map).
         tsne_reduction: ``subsample`` or ``pool``.
         perplexity: t-SNE perplexity (default from the sample count).
         tsne_max_iter: t-SNE optimisation iterations (at least 250).
@@ -106,7 +107,7 @@ class AnalysisConfig:
     tsne_noises: tuple[str, ...] = ()
     tsne_gaussian_stds: tuple[float, ...] = ()
     tsne_draws: int = 8
-    tsne_max_dim: int | None = 16384
+    tsne_max_dim: int = 16384
     tsne_reduction: str = "subsample"
     perplexity: float | None = None
     tsne_max_iter: int = 1000
@@ -301,7 +302,7 @@ def run_analysis(
                     perplexity=config.perplexity,
                     clip=config.clip,
                     crop_size=config.crop_size,
-                    max_dim=config.tsne_max_dim,
+                    max_dim=config.tsne_max_dim or None,
                     reduction=config.tsne_reduction,  # type: ignore[arg-type]
                     max_iter=config.tsne_max_iter,
                     progress=progress,
@@ -341,7 +342,13 @@ def _release(extractor: FeatureExtractor, device: torch.device) -> None:
 
 
 def _write_tables(report, merged, config, device, images) -> None:
+    from clipdenoise.config import dumps_toml
+
     out = report.out_dir
+    # The resolved settings, re-runnable with `clipdenoise analyze --config`.
+    report.add_file(
+        "config_toml", write_text_atomic(out / "analysis_config.toml", dumps_toml(config))
+    )
     report.add_file("records_csv", write_similarity_records(out / "similarity_records.csv", merged))
     report.add_file(
         "summary_csv", write_similarity_summary(out / "similarity_summary.csv", report.summaries)

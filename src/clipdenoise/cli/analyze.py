@@ -68,9 +68,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # only given flags override --config / defaults
     )
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="clean image files or folders")
+    parser.add_argument("inputs", nargs="*", metavar="IMAGE", help="clean image files or folders")
     parser.add_argument("--out", "-o", required=True, help="output folder (created)")
+    parser.add_argument(
+        "--config",
+        metavar="TOML",
+        help="load settings from a TOML file (e.g. a previous run's analysis_config.toml); "
+        "flags given on the command line override it",
+    )
     parser.add_argument(
         "--encoder",
         dest="encoders",
@@ -84,7 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="gaussian_stds",
         type=float,
         nargs="+",
-        default=[],
         metavar="STD",
         help="i.i.d. Gaussian noise std on [0, 1] images, the paper's unit (0.1 = σ 25.5/255)",
     )
@@ -92,25 +98,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--noise",
         dest="noises",
         action="append",
-        default=[],
         metavar="SPEC",
         help="noise spec of clipdenoise.noise, repeatable: gaussian:SIGMA_255, poisson:ALPHA, "
         "spatial_gaussian:SIGMA_255, speckle:VAR, salt_pepper:DENSITY, ...",
     )
-    noise.add_argument("--draws", type=int, default=1, help="noise draws per image (default 1)")
+    noise.add_argument("--draws", type=int, help="noise draws per image (default 1)")
     noise.add_argument("--clip", action="store_true", help="clip noisy images to [0, 1]")
     what = parser.add_argument_group("what to compute")
     what.add_argument(
-        "--scales",
-        nargs="+",
-        default=list(FEATURE_NAMES),
-        choices=FEATURE_NAMES,
-        help="feature scales (default F1..F5)",
+        "--scales", nargs="+", choices=FEATURE_NAMES, help="feature scales (default F1..F5)"
     )
     what.add_argument(
         "--metrics",
         nargs="+",
-        default=["cosine", "cka"],
         choices=["cosine", "cka"],
         help="similarity measures (default both)",
     )
@@ -120,7 +120,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="tsne_gaussian_stds",
         type=float,
         nargs="+",
-        default=[],
         metavar="STD",
         help="Gaussian std on [0, 1] for t-SNE (default the paper's 0.1 0.2)",
     )
@@ -128,78 +127,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tsne-noise",
         dest="tsne_noises",
         action="append",
-        default=[],
         metavar="SPEC",
         help="noise spec for t-SNE, repeatable",
     )
-    what.add_argument("--tsne-draws", type=int, default=8, help="noisy draws per image (default 8)")
-    what.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity")
-    what.add_argument(
-        "--tsne-max-iter", type=int, default=1000, help="t-SNE iterations (default 1000, min 250)"
-    )
+    what.add_argument("--tsne-draws", type=int, help="noisy draws per image for t-SNE (default 8)")
+    what.add_argument("--perplexity", type=float, help="t-SNE perplexity (default from n)")
+    what.add_argument("--tsne-max-iter", type=int, help="t-SNE iterations (default 1000, min 250)")
     memory = parser.add_argument_group("size and memory")
     memory.add_argument(
-        "--crop", type=int, default=None, metavar="SIZE", help="centre-crop images to at most SIZE²"
+        "--crop",
+        dest="crop_size",
+        type=int,
+        metavar="SIZE",
+        help="centre-crop images to at most SIZE x SIZE",
     )
-    memory.add_argument("--max-images", type=int, default=None, help="use at most N images")
+    memory.add_argument("--max-images", type=int, help="use at most N images")
     memory.add_argument(
         "--max-positions",
         type=int,
-        default=None,
         help="CKA: sub-sample at most N spatial positions per scale (default all)",
     )
     memory.add_argument(
         "--tsne-max-dim",
         type=int,
-        default=16384,
         help="values kept per t-SNE feature vector (default 16384; 0 = whole map)",
     )
     memory.add_argument(
         "--tsne-reduction",
         choices=["subsample", "pool"],
-        default="subsample",
         help="how t-SNE vectors are shrunk: random positions (default) or average pooling",
     )
     run = parser.add_argument_group("run")
     run.add_argument("--recursive", action="store_true", help="search folders recursively")
-    run.add_argument("--seed", type=int, default=0, help="seed of noise, random init, t-SNE")
-    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
-    run.add_argument("--no-figures", action="store_true", help="write tables only")
+    run.add_argument("--seed", type=int, help="seed of noise, random init, t-SNE (default 0)")
+    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    run.add_argument("--no-figures", dest="figures", action="store_false", help="write tables only")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from clipdenoise.analysis.runner import AnalysisConfig, run_analysis
+#: Namespace entries that are not AnalysisConfig fields.
+_NOT_CONFIG = {"out", "config", "quiet", "func", "command"}
 
-    config = AnalysisConfig(
-        inputs=tuple(args.inputs),
-        encoders=tuple(args.encoders or ["RN50"]),
-        noises=tuple(args.noises),
-        gaussian_stds=tuple(args.gaussian_stds),
-        draws=args.draws,
-        scales=tuple(args.scales),
-        metrics=tuple(args.metrics),
-        crop_size=args.crop,
-        clip=args.clip,
-        max_positions=args.max_positions,
-        max_images=args.max_images,
-        recursive=args.recursive,
-        tsne=args.tsne,
-        tsne_noises=tuple(args.tsne_noises),
-        tsne_gaussian_stds=tuple(args.tsne_gaussian_stds),
-        tsne_draws=args.tsne_draws,
-        tsne_max_dim=args.tsne_max_dim or None,
-        tsne_reduction=args.tsne_reduction,
-        perplexity=args.perplexity,
-        tsne_max_iter=args.tsne_max_iter,
-        seed=args.seed,
-        device=args.device,
-        figures=not args.no_figures,
-    )
-    log = (lambda message: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    report = run_analysis(config, args.out, progress=not args.quiet, log=log)
-    if not args.quiet:
+
+def build_config(args: argparse.Namespace):
+    """The :class:`AnalysisConfig` of ``--config`` (if any) with the given flags applied."""
+    from clipdenoise.analysis.runner import AnalysisConfig
+    from clipdenoise.config import from_dict, load_toml, to_dict
+
+    data = to_dict(load_toml(AnalysisConfig, args.config)) if "config" in args else {}
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    if not given.get("inputs"):
+        given.pop("inputs", None)  # none on the command line: keep the config file's
+    data.update(given)
+    data.setdefault("inputs", [])
+    return from_dict(AnalysisConfig, data)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from clipdenoise.analysis.runner import run_analysis
+
+    config = build_config(args)
+    quiet = getattr(args, "quiet", False)
+    log = (lambda message: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    report = run_analysis(config, args.out, progress=not quiet, log=log)
+    if not quiet:
         print(format_summary(report))
     if report.failures:
         print(f"{len(report.failures)} image(s) could not be read:", file=sys.stderr)
