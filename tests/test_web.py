@@ -575,8 +575,15 @@ def test_serve_config_validation():
     with pytest.raises(ConfigError, match="max_pixels"):
         ServeConfig(max_pixels=0)
     with pytest.raises(ConfigError, match="tile_overlap"):
-        ServeConfig(tile_size=64, tile_overlap=64)
-    assert InferenceSettings().device == "cpu"
+        ServeConfig(tile_size=64, tile_overlap=40)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        ServeConfig(tile_size=100)
+    assert InferenceSettings().device == "auto"
+    with pytest.raises(ConfigError, match="device"):
+        create_app(
+            build_catalogue(include_imported=False), settings=InferenceSettings(device="tpu")
+        )
+    assert ServeConfig().host == "127.0.0.1"
 
 
 def test_camera_noise_on_grey_image_is_refused(client):

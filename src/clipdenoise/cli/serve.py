@@ -48,11 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not list the models imported into the cache (only --weights ones)",
     )
-    models.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
+    models.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
+    )
     models.add_argument(
         "--dtype",
         default="float32",
-        choices=("float32", "bfloat16", "float16"),
+        choices=("float32", "bfloat16", "float16", "auto"),
         help="network precision",
     )
     network = parser.add_argument_group("network")

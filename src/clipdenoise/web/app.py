@@ -192,6 +192,9 @@ def create_app(
         tile_size=config.tile_size, tile_overlap=config.tile_overlap
     )
     catalogue = catalogue if catalogue is not None else build_catalogue()
+    from clipdenoise.inference import resolve_device
+
+    device = str(resolve_device(settings.device))  # a bad --device fails now, not per request
     static_files = load_static_files()
     denoisers = DenoiserCache(settings)
     manager = JobManager(
@@ -293,7 +296,7 @@ def create_app(
                 "tile_size": settings.tile_size,
                 "tile_overlap": settings.tile_overlap,
             },
-            "device": settings.device,
+            "device": device,
         }
 
     @app.get("/api/samples/{key}")

@@ -31,12 +31,13 @@ from clipdenoise.web.upload import (
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """How networks run: device, dtype and tiling (see ``clipdenoise serve --help``)."""
+    """How networks run: device (``auto`` picks CUDA, then MPS, then the CPU), compute dtype
+    and tiling (see ``clipdenoise serve --help``)."""
 
-    device: str = "cpu"
+    device: str = "auto"
     dtype: str = "float32"
     tile_size: int = 512
-    tile_overlap: int = 32
+    tile_overlap: int = 128
 
 
 @dataclass(frozen=True)

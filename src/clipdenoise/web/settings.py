@@ -26,8 +26,10 @@ class ServeConfig:
         max_queue: Jobs that may wait for a free slot; beyond that requests get HTTP 503 with a
             ``Retry-After`` header instead of piling up.
         job_timeout_s: Seconds a job may run (queueing not counted) before it is cancelled.
-        tile_size: Tile side (pixels) for networks; larger images are denoised tile by tile.
-        tile_overlap: Overlap between neighbouring tiles (pixels).
+        tile_size: Tile side (pixels, a multiple of 32) for networks; larger images are denoised
+            tile by tile.
+        tile_overlap: Overlap between neighbouring tiles (pixels, at most half a tile); the
+            default covers the network's receptive field, so tiles leave no seams.
         result_ttl_s: Seconds finished results stay downloadable (kept in memory only).
         max_results: Finished jobs kept at most; the oldest are dropped first.
     """
@@ -40,7 +42,7 @@ class ServeConfig:
     max_queue: int = 32
     job_timeout_s: float = 300.0
     tile_size: int = 512
-    tile_overlap: int = 32
+    tile_overlap: int = 128
     result_ttl_s: float = 900.0
     max_results: int = 16
 
@@ -59,9 +61,14 @@ class ServeConfig:
                 raise ConfigError(f"serve option {name} must be positive, got {value}")
         if self.max_queue < 0:
             raise ConfigError(f"serve option max_queue must be >= 0, got {self.max_queue}")
-        if not 0 <= self.tile_overlap < self.tile_size:
+        if self.tile_size < 64 or self.tile_size % 32:
             raise ConfigError(
-                f"serve option tile_overlap must be in [0, tile_size), got {self.tile_overlap}"
+                f"serve option tile_size must be a multiple of 32, at least 64, got {self.tile_size}"
+            )
+        if not 0 <= 2 * self.tile_overlap <= self.tile_size:
+            raise ConfigError(
+                "serve option tile_overlap must be between 0 and half the tile size, got "
+                f"{self.tile_overlap} for tiles of {self.tile_size}"
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"serve option port must be in [0, 65535], got {self.port}")
