@@ -233,6 +233,22 @@ def test_random_init_clip_encoder_is_seeded_and_trimmed():
     assert [tuple(f.shape) for f in features] == [(1, 64, 16, 16), (1, 256, 8, 8)]
 
 
+def test_clip_weights_file_is_loaded_into_the_trunk(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    source = CLIPResNetEncoder((3, 4, 6, 3), 64, features=("F1",))  # RN50 stem only: small
+    weights = {f"visual.{k}": v for k, v in source.state_dict().items()}
+    save_file(weights, tmp_path / "rn50-stem.safetensors")
+    extractor = load_feature_extractor(
+        f"RN50:{tmp_path / 'rn50-stem.safetensors'}", features=("F1",)
+    )
+    assert extractor.label == "CLIP RN50 (rn50-stem.safetensors)" and not extractor.control
+    torch.testing.assert_close(extractor.encoder.conv3.weight, source.conv3.weight)
+    image = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(extractor(image)[0], source.eval()(image)[0])
+
+
 def test_torchvision_layout_resnet50_matches_torchvision():
     model = ImageNetResNet((3, 4, 6, 3))
     # torchvision.models.resnet50(): 25,557,032 parameters, 320 state-dict entries
