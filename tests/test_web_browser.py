@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
 pytest.importorskip("fastapi")
 selenium = pytest.importorskip(
@@ -265,3 +268,43 @@ def test_sample_with_classical_baseline_and_screenshot(driver, server, tmp_path)
         driver.set_window_size(1400, 1000)
     if os.environ.get("CLIPDENOISE_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(screenshot, REPO_ROOT / "docs" / "screenshot.png")
+
+
+class SlowIdentity(nn.Module):
+    """Identity network taking 0.1 s per forward call (one call per tile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        time.sleep(0.1)
+        return x * self.scale
+
+
+@pytest.fixture(scope="module")
+def slow_server():
+    catalogue = build_catalogue(
+        models={"slow": SlowIdentity()}, include_imported=False, baselines=False
+    )
+    app = create_app(catalogue, config=ServeConfig(tile_size=64, tile_overlap=16))
+    with BackgroundServer(app) as running:
+        yield running
+
+
+def test_tiled_progress_shown_and_cancel_button(driver, slow_server):
+    open_page(driver, slow_server)
+    driver.find_element(By.CSS_SELECTOR, '.sample[data-key="scene"]').click()
+    driver.find_element(By.ID, "denoise-button").click()
+    progress_text = driver.find_element(By.ID, "progress-text")
+    WebDriverWait(driver, 20).until(lambda d: "denoising tile" in progress_text.text)
+    assert driver.find_element(By.ID, "progress").is_displayed()
+    assert re.search(r"tile \d+ of \d+ — \d+%", progress_text.text), progress_text.text
+    width = driver.execute_script("return document.getElementById('progress-bar').style.width;")
+    assert width.endswith("%")
+    driver.find_element(By.ID, "cancel-button").click()
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert driver.find_element(By.ID, "error").text == "Cancelled."
+    assert not driver.find_element(By.ID, "progress").is_displayed()
+    states = [job.state.value for job in slow_server.app.state.manager._jobs.values()]
+    assert states == ["cancelled"]

@@ -258,17 +258,20 @@
   }
 
   async function poll() {
-    if (!state.jobId || state.jobId === "pending") return;
+    const id = state.jobId;
+    if (!id || id === "pending") return;
     let job;
     try {
-      const response = await fetch("/api/jobs/" + encodeURIComponent(state.jobId));
+      const response = await fetch("/api/jobs/" + encodeURIComponent(id));
       if (!response.ok) throw new Error(await readError(response));
       job = await response.json();
     } catch (error) {
+      if (state.jobId !== id) return;
       finishJob();
       showError("Lost track of the job: " + error.message);
       return;
     }
+    if (state.jobId !== id) return; // cancelled (or replaced) while this poll was in flight
     showJob(job);
     if (job.state === "queued" || job.state === "running") schedulePoll();
   }
