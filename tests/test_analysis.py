@@ -433,6 +433,7 @@ def test_cli_runs_and_reports_unreadable_files(tmp_path, make_image, capsys):
         pixels = (make_image(48, 64, seed=index) * 255).round().astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"good{index}.png")
     (folder / "bad.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((3, 40, 3), np.uint8)).save(folder / "sliver.png")  # < stride 4
     out = tmp_path / "out"
     code = main(
         [
@@ -442,7 +443,8 @@ def test_cli_runs_and_reports_unreadable_files(tmp_path, make_image, capsys):
     )  # fmt: skip
     captured = capsys.readouterr()
     assert code == 1
-    assert "bad.png" in captured.err and "1 image(s) could not be read" in captured.err
+    assert "bad.png" in captured.err and "2 image(s) could not be read" in captured.err
+    assert "sliver: image is 40x3, smaller than the stride 4 of the deepest scale" in captured.err
     assert "cosine — average-pool pyramid (control)" in captured.out
     with open(out / "similarity_summary.csv") as stream:
         summary = list(csv.DictReader(stream))

@@ -263,6 +263,7 @@ def run_analysis(
         images, report.failures = load_analysis_images(
             config.inputs, recursive=config.recursive, limit=config.max_images
         )
+    images = _drop_too_small(images, config.scales, report.failures)
     for path, message in report.failures:
         say(f"skipped {path}: {message}")
     if not images:
@@ -318,6 +319,26 @@ def run_analysis(
     report.seconds = time.perf_counter() - started
     _write_report_json(report, config, device, images, merged)
     return report
+
+
+def _drop_too_small(
+    images: list[AnalysisImage], scales: tuple[str, ...], failures: list[tuple[str, str]]
+) -> list[AnalysisImage]:
+    """Move images smaller than the deepest scale's stride to ``failures``."""
+    stride = 2 ** (max(FEATURE_NAMES.index(name) for name in scales) + 1)
+    kept = []
+    for image in images:
+        height, width = image.pixels.shape[:2]
+        if min(height, width) < stride:
+            failures.append(
+                (
+                    image.name,
+                    f"image is {width}x{height}, smaller than the stride {stride} of the deepest scale",
+                )
+            )
+        else:
+            kept.append(image)
+    return kept
 
 
 def _merge(first: SimilarityResult, second: SimilarityResult) -> SimilarityResult:
