@@ -14,7 +14,7 @@ from PIL import Image
 
 from clipdenoise import metrics
 from clipdenoise.cli import build_parser, main
-from clipdenoise.errors import ConfigError
+from clipdenoise.errors import ClipDenoiseError, ConfigError
 from clipdenoise.evaluation import EvaluationError, evaluate, list_test_set
 from clipdenoise.inference import pad_to_multiple
 from clipdenoise.methods import resolve_method
@@ -268,8 +268,10 @@ def test_kodak_from_shared_data_first_image(shared_dir):
 
 
 def test_errors_are_clear(tmp_path, image_folder):
-    with pytest.raises(EvaluationError, match="not found"):
+    with pytest.raises(EvaluationError, match="'NoSuchSet' not found"):
         evaluate(["noisy"], datasets=["NoSuchSet"], data_root=tmp_path, progress=False)
+    with pytest.raises(ClipDenoiseError, match="McMaster"):  # a known set, absent: says where
+        evaluate(["noisy"], datasets=["McM"], data_root=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="unknown method 'foo'"):
         evaluate(["foo"], datasets=[image_folder], progress=False)
     with pytest.raises(ConfigError, match="unique"):
@@ -356,3 +358,33 @@ def test_psnr_of_identity_is_infinite_and_table_handles_it(image_folder):
         {"oracle": Oracle()}, datasets=[image_folder], noises=["gaussian:0"], progress=False
     )
     assert math.isinf(table.cells[(table.rows[0], "oracle")].psnr)
+
+
+def _torchrun_worker(rank: int, folder: str, out: str, port: int) -> None:
+    import os
+
+    os.environ.update(
+        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    result = evaluate(["noisy"], datasets=[folder], noises=NOISES[:1], out_dir=out, progress=False)
+    assert (result is None) == (rank != 0)
+
+
+@pytest.mark.slow
+def test_torchrun_gloo_ranks_share_images_and_rank0_merges(image_folder, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "ddp"
+    mp.spawn(_torchrun_worker, args=(str(image_folder), str(out), port), nprocs=2, join=True)
+    document = json.loads((out / "results.json").read_text())
+    assert document["rows"][0]["results"]["noisy"]["num_images"] == 2
+    assert document["metadata"]["world_size"] == 2
+    files = sorted(p.name for p in out.glob("cache/noisy/mini/*/*/records.rank*.jsonl"))
+    assert files == ["records.rank0.jsonl", "records.rank1.jsonl"]

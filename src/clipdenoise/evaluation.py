@@ -86,6 +86,7 @@ DATASET_ALIASES: dict[str, tuple[str, ...]] = {
     "CC": ("CC15", "cc"),
     "PolyU": ("polyu",),
     "SIDD": ("SIDD_val", "SIDD_validation", "SSID/SIDD_test_PNG"),
+    "ldct": ("Mayo", "mayo", "AAPM", "LDCT"),
 }
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -152,15 +153,15 @@ def resolve_dataset_folder(name: str | Path, data_root: str | Path | None = None
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    try:  # the data module's resolver knows the dataset registry when it is installed
+    registry_error: Exception | None = None
+    try:  # the data module's registry knows every benchmark's folder names and sources
         from clipdenoise.data import resolve_dataset_dir
+
+        return Path(resolve_dataset_dir(str(name), data_root))
     except ImportError:
-        resolve_dataset_dir = None
-    if resolve_dataset_dir is not None:
-        try:
-            return Path(resolve_dataset_dir(str(name), data_root))
-        except (ClipDenoiseError, FileNotFoundError, KeyError, ValueError):
-            pass
+        pass
+    except (ClipDenoiseError, FileNotFoundError, KeyError, ValueError) as error:
+        registry_error = error
     candidates = [str(name)]
     for canonical, aliases in DATASET_ALIASES.items():
         if str(name) == canonical or str(name) in aliases:
@@ -173,7 +174,8 @@ def resolve_dataset_folder(name: str | Path, data_root: str | Path | None = None
             if folder.is_dir():
                 return folder
     hint = ", ".join(tried) if tried else "no data root given (--data-root or $CLIPDENOISE_DATA)"
-    raise EvaluationError(f"dataset {str(name)!r} not found; looked in: {hint}")
+    detail = f" ({registry_error})" if registry_error is not None else ""
+    raise EvaluationError(f"dataset {str(name)!r} not found; looked in: {hint}{detail}")
 
 
 def _dataset_label(name: str | Path) -> str:
@@ -219,17 +221,17 @@ def _list_real_pairs(folder: Path) -> list[TestImage]:
 
 
 def _list_ct_pairs(folder: Path, patient: str) -> list[TestImage]:
-    inputs = sorted(p for p in folder.glob("*input*.npy") if patient in p.name)
-    targets = sorted(p for p in folder.glob("*target*.npy") if patient in p.name)
-    if len(inputs) != len(targets):
-        raise EvaluationError(
-            f"{folder}: {len(inputs)} '*input*' but {len(targets)} '*target*' slices of "
-            f"patient {patient}"
-        )
-    return [
-        TestImage(target.stem.replace("target", "").strip("_"), target, noisy)
-        for noisy, target in zip(inputs, targets)
-    ]
+    """``{patient}_{i}_input.npy`` / ``{patient}_{i}_target.npy`` pairs (RED-CNN's ``prep.py``
+    layout the reference reads; ``clipdenoise synth mayo`` writes it from the DICOM release)."""
+    pairs = []
+    for noisy in sorted(folder.glob("*input*.npy")):
+        if patient not in noisy.name:
+            continue
+        target = noisy.with_name(noisy.name.replace("input", "target"))
+        if not target.is_file():
+            raise EvaluationError(f"{noisy}: no full-dose slice {target.name} beside it")
+        pairs.append(TestImage(noisy.stem.replace("input", "").strip("_"), target, noisy))
+    return pairs
 
 
 def list_test_set(
@@ -511,23 +513,25 @@ def _cache_key(method: Method, protocol: EvalProtocol, test_set: TestSet, dtype:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _shard_info(shard: tuple[int, int] | None) -> tuple[int, int, Any]:
-    """(rank, world_size, dist-info-or-None): an explicit shard, torchrun, or a single process."""
+def _shard_info(shard: tuple[int, int] | None) -> tuple[int, int, Any, bool]:
+    """(rank, world_size, torch.distributed or None, whether we created the process group):
+    an explicit shard, a torchrun job (``WORLD_SIZE`` > 1), or a single process."""
     if shard is not None:
         rank, world = shard
         if not 0 <= rank < world:
             raise ConfigError(
                 f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
             )
-        return rank, world, None
+        return rank, world, None, False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 
-        if not dist.is_initialized():
+        created = not dist.is_initialized()
+        if created:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend=backend)
-        return dist.get_rank(), dist.get_world_size(), dist
-    return 0, 1, None
+        return dist.get_rank(), dist.get_world_size(), dist, created
+    return 0, 1, None, False
 
 
 def evaluate(
@@ -604,7 +608,9 @@ def evaluate(
             "ldct": EvalProtocol.ldct,
         }[suite]()
     )
-    rank, world_size, dist = _shard_info(shard)
+    rank, world_size, dist, created_group = _shard_info(shard)
+    if world_size > 1 and out_dir is None:
+        raise ConfigError("a sharded / torchrun evaluation needs out_dir (ranks merge on disk)")
     torch_device = _resolve_device(device)
     if dist is not None and torch_device.type == "cuda":
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
@@ -649,6 +655,8 @@ def evaluate(
         )
     if dist is not None:
         dist.barrier()
+        if created_group:
+            dist.destroy_process_group()
     if not merge or rank != 0:
         return None
     return _merge_and_write(
