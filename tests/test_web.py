@@ -622,3 +622,15 @@ def test_clipdenoise_serve_command_serves_on_loopback(tmp_path):
     output = log.read_text()
     assert f"http://127.0.0.1:{port}/" in output
     assert "UNTRAINED" in output and "clipdenoise weights" in output
+
+
+def test_every_noise_kind_works_with_the_level_the_page_suggests(client):
+    kinds = client.get("/api/info").json()["noise_kinds"]
+    upload = png_bytes(smooth_uint8(40, 40, seed=4))
+    for kind in kinds:
+        response = submit(client, upload, noise=kind["name"], level=kind["suggested"], seed="3")
+        assert response.status_code == 202, (kind["name"], response.text)
+        job = wait_done(client, response.json()["id"])
+        assert job["state"] == "done", (kind["name"], job)
+        assert job["result"]["noise"].startswith(kind["name"] + ":")
+        assert job["result"]["metrics"]["noisy"]["psnr"] < 40.0, kind["name"]
