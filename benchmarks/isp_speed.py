@@ -14,6 +14,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -58,6 +59,37 @@ def main() -> None:
     print(f"image {args.size}x{args.size}x3, median of {args.repeats}, one thread")
     for name, function in stages.items():
         print(f"  {name:<46s} {median_seconds(function, args.repeats):.3f} s")
+    benchmark_torch(args.repeats)
+
+
+def _torch_batch(device: str) -> None:
+    import torch
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    clean = torch.rand(16, 3, 128, 128, device=device, generator=generator)
+    isp.add_camera_noise_torch(clean, generator)
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def benchmark_torch(repeats: int) -> None:
+    """The batched torch path on a training batch (16 x 3 x 128 x 128), CPU and CUDA if present."""
+    import torch
+
+    torch.set_num_threads(1)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print("add_camera_noise_torch, batch 16x3x128x128, median of", repeats)
+    for device in devices:
+        seconds = median_seconds(functools.partial(_torch_batch, device), repeats)
+        print(f"  {device:<46s} {seconds:.3f} s")
+    batch = np.random.default_rng(0).random((16, 128, 128, 3)).astype(np.float32)
+    loop_rng = np.random.default_rng(1)
+
+    def numpy_loop() -> None:
+        for image in batch:
+            isp.add_camera_noise(image, rng=loop_rng)
+
+    print(f"  {'numpy, one image at a time':<46s} {median_seconds(numpy_loop, repeats):.3f} s")
 
 
 if __name__ == "__main__":

@@ -303,3 +303,85 @@ def test_processed_clean_is_the_zero_noise_output(make_image):
     plain = isp.simulate_camera_noise(clean, np.random.default_rng(4))
     np.testing.assert_array_equal(plain.noisy, result.noisy)  # consumes no randomness
     assert plain.processed_clean is None
+
+
+# --------------------------------------------------------------------------- batched torch path
+
+
+def _batch(make_image, count=4, height=19, width=22):
+    import torch
+
+    images = [make_image(height, width, seed=seed) for seed in range(count)]
+    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).double()
+    return images, tensor
+
+
+@pytest.mark.parametrize("inverse_crf", ["exact", "tabulated"])
+@pytest.mark.parametrize("srgb_transfer", [True, False])
+def test_torch_pipeline_matches_numpy(make_image, inverse_crf, srgb_transfer):
+    config = isp.CameraNoiseConfig(inverse_crf=inverse_crf, srgb_transfer=srgb_transfer)
+    images, tensor = _batch(make_image)
+    params = [
+        isp.CameraParams(
+            crf_index=17 + 40 * i,
+            matrix_weights=(0.1 * i, 0.2, 0.3, 0.5 - 0.1 * i),
+            bayer_pattern=isp.BAYER_PATTERNS[i],
+            red_gain=0.8 + 0.05 * i,
+            blue_gain=0.9,
+        )
+        for i in range(4)
+    ]
+    raw = isp.unprocess_torch(tensor, params, config)
+    restored = isp.process_torch(raw, params, config)
+    assert raw.shape == (4, 1, 19, 22) and restored.shape == (4, 3, 19, 22)
+    for index, (image, camera) in enumerate(zip(images, params)):
+        expected_raw = isp.unprocess(image, camera, config)
+        np.testing.assert_allclose(raw[index, 0].numpy(), expected_raw, atol=1e-6)
+        expected = isp.process(expected_raw, camera, config)
+        np.testing.assert_allclose(restored[index].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+
+
+def test_torch_demosaic_of_constant_colours_with_mixed_patterns():
+    import torch
+
+    colour = torch.tensor([0.2, 0.55, 0.85], dtype=torch.float64).view(1, 3, 1, 1)
+    rgb = colour.expand(4, 3, 9, 10)
+    maps = np.stack([isp.bayer_channel_map((9, 10), p) for p in isp.BAYER_PATTERNS])
+    channels = torch.as_tensor(maps[:, None], dtype=torch.int64)
+    raw = torch.gather(rgb, 1, channels)
+    restored = isp.demosaic_malvar2004_torch(raw, channels)
+    torch.testing.assert_close(restored, rgb, atol=1e-12, rtol=0)
+
+
+def test_torch_raw_noise_variance():
+    import torch
+
+    raw = torch.full((2, 1, 400, 500), 0.3, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    sigma_s = torch.tensor([0.04, 0.08], dtype=torch.float64).view(2, 1, 1, 1)
+    noisy = isp.add_raw_noise_torch(raw, sigma_s, 0.03, generator)
+    for index, level in enumerate((0.04, 0.08)):
+        expected = level**2 * 0.3 + 0.03**2
+        assert noisy[index].var().item() == pytest.approx(expected, rel=0.02)
+
+
+def test_add_camera_noise_torch_is_seeded(make_image):
+    import torch
+
+    _, tensor = _batch(make_image, count=3)
+    clean = tensor.float()
+    first, params = isp.add_camera_noise_torch(clean, torch.Generator().manual_seed(5))
+    second, _ = isp.add_camera_noise_torch(clean, torch.Generator().manual_seed(5))
+    other, _ = isp.add_camera_noise_torch(clean, torch.Generator().manual_seed(6))
+    assert first.shape == clean.shape and first.dtype == torch.float32
+    assert first.min().item() >= 0.0 and first.max().item() <= 1.0
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    assert not torch.equal(first, other)
+    assert len(params) == 3 and len({p.crf_index for p in params}) == 3
+    assert 0.02 < (first - clean).std().item() < 0.3
+    single, single_params = isp.add_camera_noise_torch(clean[0], torch.Generator().manual_seed(1))
+    assert single.shape == clean[0].shape and len(single_params) == 1
+    with pytest.raises(ValueError, match=r"needs \(B, 3, H, W\) RGB tensors"):
+        isp.add_camera_noise_torch(clean[:, :1], None)
+    with pytest.raises(ValueError, match="at least 3x3"):
+        isp.add_camera_noise_torch(clean[:, :, :2, :2], None)

@@ -12,7 +12,9 @@ domain of a simulated camera, exactly as the reference's data preparation
          --camera->XYZ--> XYZ --XYZ->sRGB--> --camera response--> noisy sRGB
 
 Everything is vectorised numpy (the reference loops per pixel in Python/Cython): a 512x512 image
-takes 0.13 s on one core (``benchmarks/isp_speed.py``; demosaicing 0.013 s of it). Every random choice
+takes 0.13 s on one core (``benchmarks/isp_speed.py``; demosaicing 0.013 s of it). The same
+pipeline runs batched in torch on any device (:func:`add_camera_noise_torch`, one camera per
+sample; equal to the numpy path to 1e-5) for online synthesis during training. Every random choice
 comes from an explicit ``np.random.Generator`` and is recorded in a :class:`CameraParams`, so
 :func:`unprocess` / :func:`process` reproduce a run from its parameters.
 
@@ -57,15 +59,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy import ndimage
 
 from clipdenoise.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 BAYER_PATTERNS: tuple[str, ...] = ("GRBG", "RGGB", "GBRG", "BGGR")
 """The four Bayer layouts, in the reference's index order; each letter is a 2x2 cell read
@@ -749,3 +755,262 @@ def _check_rgb(image: np.ndarray) -> np.ndarray:
         )
     # Rounding excursions (e.g. from resampling) are clipped.
     return np.clip(image, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- batched torch path
+# The same pipeline on (B, 3, H, W) tensors on any device, one camera per sample, for online
+# noise synthesis during training. It follows the numpy functions above step by step (tested
+# equal to float32 rounding); torch is imported inside the functions.
+
+
+def unprocess_torch(
+    srgb: torch.Tensor,
+    params: Sequence[CameraParams],
+    config: CameraNoiseConfig | None = None,
+) -> torch.Tensor:
+    """Batched :func:`unprocess`: ``(B, 3, H, W)`` sRGB in [0, 1] -> ``(B, 1, H, W)`` raw.
+
+    Args:
+        srgb: float tensor on any device.
+        params: one camera per sample.
+        config: pipeline conventions (``inverse_crf``, ``srgb_transfer``).
+    """
+    import torch
+
+    config = config or CameraNoiseConfig()
+    batch = _torch_camera_batch(srgb, params)
+    if config.inverse_crf == "exact":
+        irradiance = _interp_nonuniform(srgb, batch.crf, batch.grid)
+    else:
+        irradiance = _interp_uniform(srgb, batch.inverse_crf)
+    linear = _srgb_decode_torch(irradiance) if config.srgb_transfer else irradiance
+    to_camera = batch.xyz_to_camera @ batch.srgb_to_xyz  # (B, 3, 3)
+    camera = torch.einsum("bij,bjhw->bihw", to_camera, linear).clamp(0.0, 1.0)
+    channels = batch.channel_map(srgb.shape[-2:])  # (B, 1, H, W) int64
+    raw = torch.gather(camera, 1, channels)
+    return raw * torch.gather(batch.gains, 1, channels)
+
+
+def process_torch(
+    raw: torch.Tensor,
+    params: Sequence[CameraParams],
+    config: CameraNoiseConfig | None = None,
+) -> torch.Tensor:
+    """Batched :func:`process`: ``(B, 1, H, W)`` raw -> ``(B, 3, H, W)`` sRGB in [0, 1]
+    (H, W >= 3 for the mirrored 5x5 demosaicing filters)."""
+    import torch
+
+    config = config or CameraNoiseConfig()
+    batch = _torch_camera_batch(raw, params)
+    channels = batch.channel_map(raw.shape[-2:])
+    balanced = (raw / torch.gather(batch.gains, 1, channels)).clamp(0.0, 1.0)
+    camera = demosaic_malvar2004_torch(balanced, channels).clamp(0.0, 1.0)
+    to_linear = batch.xyz_to_srgb @ torch.linalg.inv(batch.xyz_to_camera)
+    linear = torch.einsum("bij,bjhw->bihw", to_linear, camera)
+    if config.srgb_transfer:
+        linear = _srgb_encode_torch(linear)
+    return _interp_uniform(linear.clamp(0.0, 1.0), batch.crf)
+
+
+def demosaic_malvar2004_torch(raw: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """Batched :func:`demosaic_malvar2004`.
+
+    Args:
+        raw: ``(B, 1, H, W)`` float mosaic (H, W >= 3).
+        channels: ``(B, 1, H, W)`` integer colour of each site (0 R, 1 G, 2 B), e.g. from
+            :func:`bayer_channel_map`; patterns may differ between samples.
+
+    Returns:
+        ``(B, 3, H, W)``, not clipped.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    kernels = np.stack([_G_AT_RB, _RB_AT_G_ROW, _RB_AT_G_COLUMN, _RB_AT_BR])[:, None] / 8.0
+    weight = torch.as_tensor(kernels, dtype=raw.dtype, device=raw.device)
+    # torch "reflect" excludes the edge sample, i.e. scipy's "mirror": the Bayer parity holds.
+    padded = F.pad(raw, (2, 2, 2, 2), mode="reflect")
+    green_estimate, along_row, along_column, diagonal = F.conv2d(padded, weight).unbind(1)
+    site = channels[:, 0]
+    value = raw[:, 0]
+    is_red, is_green, is_blue = site == 0, site == 1, site == 2
+    row_has_red = is_red.any(dim=2, keepdim=True)
+    green_in_red_row = is_green & row_has_red
+    green_in_blue_row = is_green & ~row_has_red
+    red = torch.where(
+        is_red,
+        value,
+        torch.where(green_in_red_row, along_row, torch.where(is_blue, diagonal, along_column)),
+    )
+    green = torch.where(is_green, value, green_estimate)
+    blue = torch.where(
+        is_blue,
+        value,
+        torch.where(green_in_blue_row, along_row, torch.where(is_red, diagonal, along_column)),
+    )
+    return torch.stack([red, green, blue], dim=1)
+
+
+def add_raw_noise_torch(
+    raw: torch.Tensor,
+    sigma_s: torch.Tensor | float,
+    sigma_c: torch.Tensor | float,
+    generator: torch.Generator | None,
+    *,
+    form: NoiseForm = "heteroscedastic",
+) -> torch.Tensor:
+    """Batched :func:`add_raw_noise` (clipped to [0, 1]); ``sigma_*`` floats or tensors that
+    broadcast against ``raw`` (e.g. ``(B, 1, 1, 1)``)."""
+    import torch
+
+    def normal() -> torch.Tensor:
+        return torch.randn(raw.shape, generator=generator, device=raw.device, dtype=raw.dtype)
+
+    if form == "heteroscedastic":
+        noisy = raw + torch.sqrt(sigma_s**2 * raw.clamp_min(0.0) + sigma_c**2) * normal()
+    elif form == "reference":
+        shot = normal()
+        noisy = raw + shot * (sigma_s * raw) + normal() * sigma_c
+    else:
+        raise ConfigError(f"noise form must be 'heteroscedastic' or 'reference', got {form!r}")
+    return noisy.clamp(0.0, 1.0)
+
+
+def add_camera_noise_torch(
+    clean: torch.Tensor,
+    generator: torch.Generator | None = None,
+    config: CameraNoiseConfig | None = None,
+    *,
+    params: Sequence[CameraParams] | None = None,
+) -> tuple[torch.Tensor, list[CameraParams]]:
+    """Realistic sRGB camera noise for a batch, on the batch's device.
+
+    Each sample gets its own camera (:func:`sample_camera_params`, drawn with a numpy generator
+    seeded from ``generator``) and its own noise (drawn with ``generator``, so the generator
+    must live on ``clean``'s device). Same generator state -> same output.
+
+    Args:
+        clean: ``(B, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], sRGB; H, W >= 3.
+        generator: the source of every random choice.
+        config: noise levels and pipeline conventions.
+        params: cameras to use instead of drawing them (one per sample).
+
+    Returns:
+        ``(noisy, params)``: noisy of ``clean``'s shape and dtype, in [0, 1], and the cameras.
+    """
+    import torch
+
+    config = config or CameraNoiseConfig()
+    single = clean.dim() == 3
+    batch = clean[None] if single else clean
+    if batch.dim() != 4 or batch.shape[1] != 3:
+        raise ValueError(f"camera noise needs (B, 3, H, W) RGB tensors, got {tuple(clean.shape)}")
+    if min(batch.shape[-2:]) < 3:
+        raise ValueError(f"camera noise needs images of at least 3x3, got {tuple(clean.shape)}")
+    if params is None:
+        seed = torch.randint(0, 2**62, (1,), generator=generator, device=batch.device)
+        rng = np.random.default_rng(int(seed.item()))
+        params = [sample_camera_params(rng, config) for _ in range(batch.shape[0])]
+    if len(params) != batch.shape[0]:
+        raise ValueError(f"{len(params)} cameras for a batch of {batch.shape[0]}")
+    work = batch.clamp(0.0, 1.0)
+    raw = unprocess_torch(work, params, config)
+    sigma_s = torch.tensor([p.sigma_s for p in params], dtype=work.dtype, device=work.device)
+    sigma_c = torch.tensor([p.sigma_c for p in params], dtype=work.dtype, device=work.device)
+    noisy_raw = add_raw_noise_torch(
+        raw,
+        sigma_s.view(-1, 1, 1, 1),
+        sigma_c.view(-1, 1, 1, 1),
+        generator,
+        form=config.noise_form,
+    )
+    noisy = process_torch(noisy_raw, params, config).to(clean.dtype)
+    return (noisy[0] if single else noisy), list(params)
+
+
+@dataclass(frozen=True)
+class _TorchCameraBatch:
+    """Per-sample camera tables as tensors on one device and dtype."""
+
+    grid: torch.Tensor  # (1024,)
+    crf: torch.Tensor  # (B, 1024)
+    inverse_crf: torch.Tensor  # (B, 1024)
+    xyz_to_camera: torch.Tensor  # (B, 3, 3)
+    srgb_to_xyz: torch.Tensor  # (B, 3, 3)
+    xyz_to_srgb: torch.Tensor  # (B, 3, 3)
+    gains: torch.Tensor  # (B, 3, 1, 1) -> gathered per site
+    patterns: tuple[str, ...]
+
+    def channel_map(self, shape: Sequence[int]) -> torch.Tensor:
+        import torch
+
+        height, width = int(shape[0]), int(shape[1])
+        maps = np.stack([bayer_channel_map((height, width), p) for p in self.patterns])
+        return torch.as_tensor(maps[:, None], dtype=torch.int64, device=self.crf.device)
+
+
+def _torch_camera_batch(like: torch.Tensor, params: Sequence[CameraParams]) -> _TorchCameraBatch:
+    import torch
+
+    curves = load_camera_response_curves()
+    indices = [p.crf_index for p in params]
+    count = len(params)
+    height, width = like.shape[-2:]
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        # np.array copies: the cached curves are read-only, which torch warns about.
+        return torch.as_tensor(np.array(array), dtype=like.dtype, device=like.device)
+
+    gains = np.array([[p.red_gain, 1.0, p.blue_gain] for p in params])
+    return _TorchCameraBatch(
+        grid=tensor(curves.grid),
+        crf=tensor(curves.crf[indices]),
+        inverse_crf=tensor(curves.inverse_crf[indices]),
+        xyz_to_camera=tensor(np.stack([p.xyz_to_camera for p in params])),
+        srgb_to_xyz=tensor(np.broadcast_to(SRGB_TO_XYZ, (count, 3, 3))),
+        xyz_to_srgb=tensor(np.broadcast_to(XYZ_TO_SRGB, (count, 3, 3))),
+        gains=tensor(gains[:, :, None, None]).expand(count, 3, height, width),
+        patterns=tuple(p.bayer_pattern for p in params),
+    )
+
+
+def _interp_uniform(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Per-sample linear interpolation of ``table[b]`` (samples on a uniform [0, 1] grid)."""
+    import torch
+
+    bins = table.shape[1] - 1
+    flat = values.reshape(values.shape[0], -1).clamp(0.0, 1.0) * bins
+    left = flat.floor().clamp(0, bins - 1)
+    fraction = flat - left
+    left = left.long()
+    low = torch.gather(table, 1, left)
+    high = torch.gather(table, 1, left + 1)
+    return (low + fraction * (high - low)).reshape(values.shape)
+
+
+def _interp_nonuniform(values: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``np.interp(values[b], xp[b], fp)`` for non-decreasing ``xp[b]`` from 0 to 1."""
+    import torch
+
+    flat = values.reshape(values.shape[0], -1).clamp(0.0, 1.0).contiguous()
+    right = torch.searchsorted(xp.contiguous(), flat, right=True).clamp(1, xp.shape[1] - 1)
+    left = right - 1
+    x0, x1 = torch.gather(xp, 1, left), torch.gather(xp, 1, right)
+    y0, y1 = fp[left], fp[right]
+    span = x1 - x0
+    fraction = torch.where(span > 0, (flat - x0) / torch.where(span > 0, span, 1.0), 0.0)
+    return (y0 + fraction.clamp(0.0, 1.0) * (y1 - y0)).reshape(values.shape)
+
+
+def _srgb_decode_torch(encoded: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    high = ((encoded.clamp_min(0.0) + 0.055) / 1.055) ** 2.4
+    return torch.where(encoded > 0.04045, high, encoded / 12.92)
+
+
+def _srgb_encode_torch(linear: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    high = 1.055 * linear.clamp_min(0.0) ** (1.0 / 2.4) - 0.055
+    return torch.where(linear > 0.0031308, high, linear * 12.92)
