@@ -75,6 +75,19 @@ def submit(client: TestClient, data: bytes | None = None, filename="image.png", 
     return client.post("/api/jobs", data=fields, files=files)
 
 
+class SlowNet(nn.Module):
+    """Identity network taking ``delay`` seconds per forward call (one call per tile)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        time.sleep(self.delay)
+        return x * self.scale
+
+
 @pytest.fixture(scope="module")
 def client():
     with TestClient(make_app(max_upload_bytes=2_000_000, max_pixels=2_000_000)) as test_client:
@@ -418,13 +431,17 @@ def test_twenty_concurrent_requests_all_answered():
 
     from clipdenoise.web.server import BackgroundServer
 
-    app = make_app(max_concurrent=2, max_queue=32, max_results=32)
+    # 50 ms per job: with 2 workers, requests arriving together must wait in line
+    catalogue = build_catalogue(
+        models={"slow": SlowNet(0.05)}, include_imported=False, baselines=False
+    )
+    app = create_app(catalogue, config=ServeConfig(max_concurrent=2, max_queue=32, max_results=32))
     upload = png_bytes(smooth_uint8(64, 64))
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         responses: list = [None] * 20
 
         def post(index: int) -> None:
-            fields = {"model": TINY, "noise": "gaussian", "level": "15", "seed": str(index)}
+            fields = {"model": "slow", "noise": "gaussian", "level": "15", "seed": str(index)}
             responses[index] = http.post(
                 "/api/jobs", data=fields, files={"file": ("x.png", upload, "image/png")}
             )
@@ -481,19 +498,6 @@ def test_http_503_with_retry_after_when_busy():
 
 
 # ------------------------------------------------------------------------------------ timeouts
-class SlowNet(nn.Module):
-    """Identity network taking ``delay`` seconds per forward call (one call per tile)."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-        self.scale = nn.Parameter(torch.ones(1))
-
-    def forward(self, x):
-        time.sleep(self.delay)
-        return x * self.scale
-
-
 def test_job_over_time_limit_is_cancelled_and_server_keeps_serving():
     catalogue = build_catalogue(
         models={"slow": SlowNet(0.1), "fast": SlowNet(0.0)}, include_imported=False, baselines=False
@@ -510,6 +514,9 @@ def test_job_over_time_limit_is_cancelled_and_server_keeps_serving():
         assert fast["state"] == "done"
         assert fast["result"]["tiles"] > 1  # large images are tiled
         # the cancelled job really stopped: its worker is free again
+        deadline = time.monotonic() + 5
+        while client.get("/healthz").json()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert client.get("/healthz").json()["running"] == 0
 
 
