@@ -231,6 +231,10 @@ def test_random_init_clip_encoder_is_seeded_and_trimmed():
     assert torch.equal(first.encoder.conv1.weight, again.encoder.conv1.weight)
     features = first(torch.rand(1, 3, 32, 32))
     assert [tuple(f.shape) for f in features] == [(1, 64, 16, 16), (1, 256, 8, 8)]
+    normalized = load_feature_extractor(
+        "RN50:random", features=("F1",), seed=1, clip_normalize=True
+    )
+    assert normalized.encoder.normalize and not first.encoder.normalize
 
 
 def test_clip_weights_file_is_loaded_into_the_trunk(tmp_path):

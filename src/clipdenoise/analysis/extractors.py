@@ -359,6 +359,7 @@ def clip_feature_extractor(
     features: Sequence[str] = FEATURE_NAMES,
     seed: int = 0,
     label: str | None = None,
+    normalize: bool = False,
 ) -> CLIPFeatureExtractor:
     """A CLIP ResNet trunk returning ``features`` (default F1..F5), in eval mode.
 
@@ -369,6 +370,8 @@ def clip_feature_extractor(
         features: Scales to return; deeper stages are not built.
         seed: Seed of the random initialisation.
         label: Legend name (default from the arch and weights).
+        normalize: Apply CLIP's mean/std normalisation first. Off by default, as in the
+            reference denoiser, which feeds [0, 1] images to the trunk.
 
     Raises:
         clipdenoise.errors.WeightsNotFoundError: CLIP weights are not available; the message
@@ -378,7 +381,7 @@ def clip_feature_extractor(
     layers, width = arch_layers_width(arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = CLIPResNetEncoder(layers, width, features=features)
+        encoder = CLIPResNetEncoder(layers, width, features=features, normalize=normalize)
     if weights is not None:
         from clipdenoise.weights import load_clip_encoder_weights
 
@@ -464,6 +467,7 @@ def load_feature_extractor(
     *,
     features: Sequence[str] = FEATURE_NAMES,
     seed: int = 0,
+    clip_normalize: bool = False,
 ) -> FeatureExtractor:
     """Build the extractor described by ``spec`` (an :class:`EncoderSpec` or its CLI string).
 
@@ -471,6 +475,8 @@ def load_feature_extractor(
         spec: What to load (see :func:`parse_encoder_spec`).
         features: Scales to compute (subset of F1..F5).
         seed: Seed of random initialisation (``RN50:random``).
+        clip_normalize: CLIP trunks (``clip`` kind) apply CLIP's mean/std normalisation first
+            (a checkpoint's encoder keeps its own setting; ImageNet ResNets always normalise).
     """
     if isinstance(spec, str):
         spec = parse_encoder_spec(spec)
@@ -482,7 +488,12 @@ def load_feature_extractor(
         )
     if spec.kind == "clip":
         return clip_feature_extractor(
-            str(spec.arch), spec.weights, features=features, seed=seed, label=spec.display_label
+            str(spec.arch),
+            spec.weights,
+            features=features,
+            seed=seed,
+            label=spec.display_label,
+            normalize=clip_normalize,
         )
     if spec.kind == "checkpoint":
         return checkpoint_feature_extractor(str(spec.weights), features=features, label=spec.label)

@@ -89,6 +89,8 @@ class AnalysisConfig:
         seed: Seed of noise, sub-sampling, random-init encoders and t-SNE.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` …
         figures: Write PNG figures.
+        clip_normalize: Feed CLIP trunks mean/std-normalised images (the reference denoiser
+            feeds [0, 1] images unnormalised, the default).
     """
 
     inputs: tuple[str, ...]
@@ -114,6 +116,7 @@ class AnalysisConfig:
     seed: int = 0
     device: str = "auto"
     figures: bool = True
+    clip_normalize: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -277,7 +280,9 @@ def run_analysis(
 
     merged: SimilarityResult | None = None
     for spec in specs:
-        extractor = load_feature_extractor(spec, features=config.scales, seed=config.seed)
+        extractor = load_feature_extractor(
+            spec, features=config.scales, seed=config.seed, clip_normalize=config.clip_normalize
+        )
         extractor.to(device)
         result = analyze_similarity(
             images,

@@ -157,6 +157,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["subsample", "pool"],
         help="how t-SNE vectors are shrunk: random positions (default) or average pooling",
     )
+    what.add_argument(
+        "--clip-normalize",
+        action="store_true",
+        help="feed CLIP trunks mean/std-normalised images (default: [0, 1] images, as the "
+        "denoiser does)",
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--recursive", action="store_true", help="search folders recursively")
     run.add_argument("--seed", type=int, help="seed of noise, random init, t-SNE (default 0)")
