@@ -641,3 +641,17 @@ def test_every_noise_kind_works_with_the_level_the_page_suggests(client):
         assert job["state"] == "done", (kind["name"], job)
         assert job["result"]["noise"].startswith(kind["name"] + ":")
         assert job["result"]["metrics"]["noisy"]["psnr"] < 40.0, kind["name"]
+
+
+def test_finished_results_expire_and_are_capped():
+    manager = JobManager(lambda payload, context: payload, max_results=2, result_ttl_s=60)
+    jobs = [manager.submit(index) for index in range(4)]
+    for job in jobs:
+        manager.wait(job.id, timeout=10)
+    manager.submit(99)  # purging happens when new work arrives
+    assert [manager.get(job.id) is not None for job in jobs] == [False, False, True, True]
+    manager.result_ttl_s = 0.0
+    time.sleep(0.01)
+    manager.submit(100)
+    assert all(manager.get(job.id) is None for job in jobs)
+    manager.shutdown()

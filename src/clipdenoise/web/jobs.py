@@ -46,7 +46,7 @@ class JobCancelledError(ClipDenoiseError, RuntimeError):
     """Raised inside a job's work when it was cancelled or exceeded its time limit."""
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are compared by identity
 class Job:
     """One denoising request and what became of it.
 
@@ -266,9 +266,12 @@ class JobManager:
         job.done_event.set()
 
     def _purge_locked(self) -> None:
+        """Drop finished jobs older than the TTL, then the oldest beyond ``max_results``."""
         now = time.monotonic()
         finished = [job for job in self._jobs.values() if job.state in FINISHED]
-        expired = [job for job in finished if now - (job.finished_at or now) > self.result_ttl_s]
-        surplus = len(finished) - len(expired) - self.max_results
-        for job in expired + [j for j in finished if j not in expired][: max(surplus, 0)]:
+        finished.sort(key=lambda job: job.finished_at or now)
+        kept = [job for job in finished if now - (job.finished_at or now) <= self.result_ttl_s]
+        dropped = [job for job in finished if job not in kept]
+        dropped += kept[: max(len(kept) - self.max_results, 0)]
+        for job in dropped:
             self._jobs.pop(job.id, None)
