@@ -379,6 +379,12 @@ def test_add_camera_noise_torch_is_seeded(make_image):
     assert not torch.equal(first, other)
     assert len(params) == 3 and len({p.crf_index for p in params}) == 3
     assert 0.02 < (first - clean).std().item() < 0.3
+    half, _ = isp.add_camera_noise_torch(clean.bfloat16(), torch.Generator().manual_seed(5))
+    assert half.dtype == torch.bfloat16  # computed in float32, returned in the input's dtype
+    rounded, _ = isp.add_camera_noise_torch(
+        clean.bfloat16().float(), torch.Generator().manual_seed(5)
+    )
+    assert (half.float() - rounded).abs().max().item() <= 2**-8  # bf16 output rounding only
     single, single_params = isp.add_camera_noise_torch(clean[0], torch.Generator().manual_seed(1))
     assert single.shape == clean[0].shape and len(single_params) == 1
     with pytest.raises(ValueError, match=r"needs \(B, 3, H, W\) RGB tensors"):

@@ -913,7 +913,9 @@ def add_camera_noise_torch(
         params = [sample_camera_params(rng, config) for _ in range(batch.shape[0])]
     if len(params) != batch.shape[0]:
         raise ValueError(f"{len(params)} cameras for a batch of {batch.shape[0]}")
-    work = batch.clamp(0.0, 1.0)
+    # Tone curves amplify rounding up to ~250x in the shadows: never compute in 16-bit floats.
+    work_dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
+    work = batch.clamp(0.0, 1.0).to(work_dtype)
     raw = unprocess_torch(work, params, config)
     sigma_s = torch.tensor([p.sigma_s for p in params], dtype=work.dtype, device=work.device)
     sigma_c = torch.tensor([p.sigma_c for p in params], dtype=work.dtype, device=work.device)
