@@ -49,6 +49,7 @@ FAST = [
     "train.checkpoint_every=4",
     "train.progress=false",
     "train.cpu_threads=1",
+    "train.amp=none",
     "eval.every=1000",
     "eval.max_images=2",
 ]

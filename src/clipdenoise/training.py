@@ -33,6 +33,7 @@ GPU with ``train.deterministic = true``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -778,7 +779,10 @@ def train(
         torch.set_num_threads(config.train.cpu_threads)
     info = init_distributed(config.train.device)
     try:
-        return _train(config, run_dir, info, data_root, resume, overwrite, stop_after)
+        trainer = Trainer(
+            config, run_dir, info, data_root=data_root, resume=resume, overwrite=overwrite
+        )
+        return trainer.run(stop_after)
     finally:
         shutdown_distributed(info)
         torch.set_num_threads(threads)
@@ -823,358 +827,414 @@ def _build_model(config: ExperimentConfig, state: dict[str, Any] | None) -> CLIP
     return model
 
 
-def _train(
-    config: ExperimentConfig,
-    run_dir: Path,
-    info: DistInfo,
-    data_root: str | Path | None,
-    resume: str | Path | None,
-    overwrite: bool,
-    stop_after: int | None,
-) -> TrainResult:
-    from clipdenoise.noise import add_noise, parse_noise_spec
-    from clipdenoise.training_data import RunSampler, TrainPatchDataset, seed_worker
+@dataclass
+class LoopCounters:
+    """Counters carried across save/resume (stored in the state's ``extra``)."""
 
-    settings = config.train
-    state_file = _find_resume_state(run_dir, resume)
-    state = load_training_state(state_file) if state_file is not None else None
-    if info.is_main:
-        prepare_run_dir(run_dir, resuming=resume is not None, overwrite=overwrite)
-    barrier(info)
+    best_psnr: float = -math.inf
+    best_iteration: int = 0
+    skipped_steps: int = 0
 
-    # ---- fail fast: settings, weights, data (before any long work)
-    noise_spec = parse_noise_spec(config.noise.train)
-    if config.eval.val_dir and config.eval.format == "images":
-        parse_noise_spec(config.eval.noise)
-    amp_dtype = resolve_amp(settings.amp, info.device)
-    loss_fn = make_loss(settings.loss)
-    schedule = settings.lr_schedule()
-    _configure_determinism(settings)
-    model = _build_model(config, state).to(info.device)
-    store = build_train_store(config, data_root)
-    val_set = build_validation_set(config, data_root) if info.is_main else None
-
-    # ---- run folder (rank 0 writes)
-    start_iter = int(state["iteration"]) if state is not None else 0
-    config_json = config_io.dumps_json(config)
-    log = RunLog(
-        run_dir / LOG_NAME,
-        enabled=info.is_main,
-        tensorboard_dir=run_dir / "tensorboard" if settings.tensorboard else None,
-    )
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(config_io.dumps_toml(config), run_dir / RUN_CONFIG_NAME)
-        if state is not None:
-            log.truncate_after(start_iter)
-        log.write(
-            {
-                "event": "resume" if state is not None else "start",
-                "iteration": start_iter,
-                "world_size": info.world_size,
-                "global_batch": config.global_batch_per_process * info.world_size,
-                "device": str(info.device),
-                "train_images": len(store),
-                "val_images": len(val_set.names) if val_set else 0,
-            }
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> LoopCounters:
+        extra = dict(state["extra"]) if state is not None else {}
+        return cls(
+            best_psnr=float(extra.get("best_psnr", -math.inf)),
+            best_iteration=int(extra.get("best_iteration", 0)),
+            skipped_steps=int(extra.get("skipped_steps", 0)),
         )
-    barrier(info)
 
-    # ---- model wrappers, optimizer
-    if settings.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    parameters = model.trainable_parameters()
-    if not parameters:
-        raise ConfigError("the model has no trainable parameters")
-    optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_cls(
-        parameters,
-        lr=schedule.lr_at(start_iter),
-        betas=settings.betas,
-        weight_decay=settings.weight_decay,
-    )
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-    forward: nn.Module = model
-    if info.is_distributed:
-        from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [info.device.index] if info.device.type == "cuda" else None
-        forward = DistributedDataParallel(model, device_ids=device_ids)
-    if settings.compile:
-        forward = torch.compile(forward)
+class Trainer:
+    """One training run: set up by :meth:`__init__` (failing fast), executed by :meth:`run`.
 
-    def autocast() -> contextlib.AbstractContextManager:
-        if amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=info.device.type, dtype=amp_dtype)
+    Use :func:`train`; this class exists to keep each part of the loop a small method.
+    """
 
-    step = StepContext(
-        forward=forward,
-        optimizer=optimizer,
-        parameters=parameters,
-        loss_fn=loss_fn,
-        autocast=autocast,
-        scaler=scaler,
-        grad_clip_norm=settings.grad_clip_norm,
-        info=info,
-        channels_last=settings.channels_last,
-    )
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: Path,
+        info: DistInfo,
+        *,
+        data_root: str | Path | None,
+        resume: str | Path | None,
+        overwrite: bool,
+    ) -> None:
+        from clipdenoise.noise import parse_noise_spec
 
-    # ---- data: local sample s of this rank is global index s * world + rank
-    accum = settings.grad_accum_steps
-    per_iter = config.data.batch_size * accum
-    dataset = TrainPatchDataset(
-        store,
-        config.data.patch_size,
-        seed=settings.seed,
-        geometric_augs=config.data.geometric_augs,
-        noise=noise_spec if config.noise.in_workers else None,
-    )
-    sampler = RunSampler(
-        start_iter * per_iter,
-        settings.num_iters * per_iter,
-        rank=info.rank,
-        world_size=info.world_size,
-    )
-    workers = config.data.num_workers
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=config.data.batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=config.data.pin_memory and info.device.type == "cuda",
-        worker_init_fn=seed_worker if workers > 0 else None,
-        prefetch_factor=config.data.prefetch_factor if workers > 0 else None,
-        persistent_workers=False,
-        drop_last=False,
-    )
-
-    # ---- loop state
-    extra = dict(state["extra"]) if state is not None else {}
-    best_psnr = float(extra.get("best_psnr", -math.inf))
-    best_iteration = int(extra.get("best_iteration", 0))
-    skipped_total = int(extra.get("skipped_steps", 0))
-    if state is not None:
-        restore_rng_states(state["rng"])
-    del state
-
-    def save_state(iteration: int) -> Path | None:
-        path = None
+        self.config, self.run_dir, self.info = config, run_dir, info
+        self.settings = settings = config.train
+        state_file = _find_resume_state(run_dir, resume)
+        state = load_training_state(state_file) if state_file is not None else None
         if info.is_main:
-            path = save_training_state(
-                run_dir,
-                iteration=iteration,
-                model_state=model.state_dict(),
-                optimizer_state=optimizer.state_dict(),
-                scaler_state=scaler.state_dict() if scaler is not None else None,
-                extra={
-                    "best_psnr": best_psnr,
-                    "best_iteration": best_iteration,
-                    "skipped_steps": skipped_total,
-                },
-                config_json=config_json,
-                keep_last=settings.keep_states,
-            )
-        barrier(info)
-        return path
-
-    def save_weights(name: str, iteration: int, extra_meta: dict[str, Any] | None = None) -> None:
-        if info.is_main:
-            from clipdenoise.checkpoints import save_checkpoint
-
-            metadata = {"train_config": config_json, "iteration": str(iteration)}
-            metadata.update({k: str(v) for k, v in (extra_meta or {}).items()})
-            save_checkpoint(
-                model, run_dir / CHECKPOINTS_DIRNAME / f"{name}.safetensors", metadata=metadata
-            )
+            prepare_run_dir(run_dir, resuming=resume is not None, overwrite=overwrite)
         barrier(info)
 
-    def run_validation(iteration: int) -> dict[str, float] | None:
-        nonlocal best_psnr, best_iteration
-        scores = None
-        if info.is_main and val_set is not None:
-            started = time.perf_counter()
-            scores = validate(model, val_set, info.device)
-            log.write(
+        # fail fast: settings, weights, data, before any long work
+        self.noise_spec = parse_noise_spec(config.noise.train)
+        if config.eval.val_dir and config.eval.format == "images":
+            parse_noise_spec(config.eval.noise)
+        self.amp_dtype = resolve_amp(settings.amp, info.device)
+        self.schedule = settings.lr_schedule()
+        loss_fn = make_loss(settings.loss)
+        _configure_determinism(settings)
+        self.model = _build_model(config, state).to(info.device)
+        self.store = build_train_store(config, data_root)
+        self.val_set = build_validation_set(config, data_root) if info.is_main else None
+
+        self.start_iter = int(state["iteration"]) if state is not None else 0
+        self.config_json = config_io.dumps_json(config)
+        self.log = RunLog(
+            run_dir / LOG_NAME,
+            enabled=info.is_main,
+            tensorboard_dir=run_dir / "tensorboard" if settings.tensorboard else None,
+        )
+        self._start_run_folder(resumed=state is not None)
+        self.step = self._build_step(loss_fn, state)
+        self.loader = self._build_loader()
+        self.counters = LoopCounters.from_state(state)
+        if state is not None:
+            restore_rng_states(state["rng"])
+        self.noise_generator = torch.Generator(device=info.device)
+        self.aug_generator = torch.Generator(device=info.device)
+        self.model.aug_generator = self.aug_generator
+
+    # ------------------------------------------------------------------ setup
+    def _start_run_folder(self, *, resumed: bool) -> None:
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(config_io.dumps_toml(self.config), self.run_dir / RUN_CONFIG_NAME)
+            if resumed:
+                self.log.truncate_after(self.start_iter)
+            self.log.write(
                 {
-                    "event": "validation",
-                    "iteration": iteration,
-                    **scores,
-                    "val_time_s": round(time.perf_counter() - started, 3),
+                    "event": "resume" if resumed else "start",
+                    "iteration": self.start_iter,
+                    "world_size": self.info.world_size,
+                    "global_batch": self.global_batch,
+                    "device": str(self.info.device),
+                    "train_images": len(self.store),
+                    "val_images": len(self.val_set.names) if self.val_set else 0,
                 }
             )
-            if scores["val_psnr"] > best_psnr:
-                best_psnr, best_iteration = scores["val_psnr"], iteration
+        barrier(self.info)
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.global_batch_per_process * self.info.world_size
+
+    def _build_step(self, loss_fn, state: dict[str, Any] | None) -> StepContext:
+        settings, info = self.settings, self.info
+        if settings.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model.train()
+        parameters = self.model.trainable_parameters()
+        if not parameters:
+            raise ConfigError("the model has no trainable parameters")
+        optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(
+            parameters,
+            lr=self.schedule.lr_at(self.start_iter),
+            betas=settings.betas,
+            weight_decay=settings.weight_decay,
+        )
+        scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        forward: nn.Module = self.model
+        if info.is_distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [info.device.index] if info.device.type == "cuda" else None
+            forward = DistributedDataParallel(self.model, device_ids=device_ids)
+        if settings.compile:
+            forward = torch.compile(forward)
+        amp_dtype = self.amp_dtype
+
+        def autocast() -> contextlib.AbstractContextManager:
+            if amp_dtype is None:
+                return contextlib.nullcontext()
+            return torch.autocast(device_type=info.device.type, dtype=amp_dtype)
+
+        return StepContext(
+            forward=forward,
+            optimizer=optimizer,
+            parameters=parameters,
+            loss_fn=loss_fn,
+            autocast=autocast,
+            scaler=scaler,
+            grad_clip_norm=settings.grad_clip_norm,
+            info=info,
+            channels_last=settings.channels_last,
+        )
+
+    def _build_loader(self) -> torch.utils.data.DataLoader:
+        """Batches from ``start_iter`` on; local sample s of a rank is global s × world + rank."""
+        from clipdenoise.training_data import RunSampler, TrainPatchDataset, seed_worker
+
+        data, settings = self.config.data, self.settings
+        per_iter = data.batch_size * settings.grad_accum_steps
+        dataset = TrainPatchDataset(
+            self.store,
+            data.patch_size,
+            seed=settings.seed,
+            geometric_augs=data.geometric_augs,
+            noise=self.noise_spec if self.config.noise.in_workers else None,
+        )
+        sampler = RunSampler(
+            self.start_iter * per_iter,
+            settings.num_iters * per_iter,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+        )
+        workers = data.num_workers
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=data.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=data.pin_memory and self.info.device.type == "cuda",
+            worker_init_fn=seed_worker if workers > 0 else None,
+            prefetch_factor=data.prefetch_factor if workers > 0 else None,
+        )
+
+    # ------------------------------------------------------------------ one iteration
+    def next_micro_batches(
+        self, batches, iteration: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(noisy, clean)`` micro-batches of ``iteration`` on the device (noise, mixup)."""
+        from clipdenoise.noise import add_noise
+
+        settings, device, rank = self.settings, self.info.device, self.info.rank
+        micro_batches = []
+        for micro in range(settings.grad_accum_steps):
+            batch = next(batches)
+            clean = batch["clean"].to(device, non_blocking=True)
+            if "noisy" in batch:
+                noisy = batch["noisy"].to(device, non_blocking=True)
+            else:
+                seed = iteration_seed(settings.seed, 1, rank, iteration, micro)
+                noisy = add_noise(clean, self.noise_spec, self.noise_generator.manual_seed(seed))
+            if settings.mixup:
+                noisy, clean = mix_batch(
+                    noisy,
+                    clean,
+                    beta=settings.mixup_beta,
+                    identity=settings.mixup_identity,
+                    seed=iteration_seed(settings.seed, 2, rank, iteration, micro),
+                )
+            micro_batches.append((noisy, clean))
+        self.aug_generator.manual_seed(iteration_seed(settings.seed, 3, rank, iteration))
+        return micro_batches
+
+    def handle_bad_step(self, iteration: int, loss: float, consecutive: int) -> None:
+        """Apply ``nan_policy`` to a non-finite loss at (0-based) ``iteration``."""
+        number = iteration + 1
+        if self.settings.nan_policy == "stop":
+            path = self.save_state(iteration)
+            self.log.write({"event": "nan", "iteration": number, "loss": loss})
+            raise TrainingError(
+                f"loss became {loss} at iteration {number}; the last good state (iteration "
+                f"{iteration}) is saved in {path or self.run_dir / 'states'}. Lower train.lr, "
+                "enable train.grad_clip_norm, or set train.nan_policy = 'skip'."
+            )
+        self.counters.skipped_steps += 1
+        self.log.write({"event": "skipped_step", "iteration": number, "loss": loss})
+        if consecutive > self.settings.max_skipped_steps:
+            self.save_state(iteration)
+            raise TrainingError(
+                f"{consecutive} consecutive non-finite losses up to iteration {number}; "
+                f"training diverged (state saved at iteration {iteration})"
+            )
+
+    # ------------------------------------------------------------------ saving, validation
+    def save_state(self, iteration: int) -> Path | None:
+        """Write the training state after ``iteration`` iterations (rank 0; all ranks wait)."""
+        path = None
+        if self.info.is_main:
+            step = self.step
+            path = save_training_state(
+                self.run_dir,
+                iteration=iteration,
+                model_state=self.model.state_dict(),
+                optimizer_state=step.optimizer.state_dict(),
+                scaler_state=step.scaler.state_dict() if step.scaler is not None else None,
+                extra=dataclasses.asdict(self.counters),
+                config_json=self.config_json,
+                keep_last=self.settings.keep_states,
+            )
+        barrier(self.info)
+        return path
+
+    def save_weights(self, name: str, iteration: int, **metadata: str) -> Path:
+        """Save a ``checkpoints/<name>.safetensors`` weights file (rank 0; all ranks wait)."""
+        from clipdenoise.checkpoints import save_checkpoint
+
+        path = self.run_dir / CHECKPOINTS_DIRNAME / f"{name}.safetensors"
+        if self.info.is_main:
+            info = {"train_config": self.config_json, "iteration": str(iteration), **metadata}
+            save_checkpoint(self.model, path, metadata=info)
+        barrier(self.info)
+        return path
+
+    def validate_and_keep_best(self, iteration: int) -> dict[str, float] | None:
+        """Validate (rank 0), log the scores and save ``best`` when PSNR improved."""
+        scores = None
+        if self.info.is_main and self.val_set is not None:
+            started = time.perf_counter()
+            scores = validate(self.model, self.val_set, self.info.device)
+            elapsed = round(time.perf_counter() - started, 3)
+            self.log.write(
+                {"event": "validation", "iteration": iteration, **scores, "val_time_s": elapsed}
+            )
+            if scores["val_psnr"] > self.counters.best_psnr:
+                self.counters.best_psnr = scores["val_psnr"]
+                self.counters.best_iteration = iteration
                 from clipdenoise.checkpoints import save_checkpoint
 
                 save_checkpoint(
-                    model,
-                    run_dir / CHECKPOINTS_DIRNAME / "best.safetensors",
+                    self.model,
+                    self.run_dir / CHECKPOINTS_DIRNAME / "best.safetensors",
                     metadata={
-                        "train_config": config_json,
+                        "train_config": self.config_json,
                         "iteration": str(iteration),
                         "val_psnr": f"{scores['val_psnr']:.4f}",
                     },
                 )
-        barrier(info)
+        barrier(self.info)
         return scores
 
-    progress = _progress_bar(settings, info, start_iter)
-    losses: dict[int, float] = {}
-    window: list[float] = []
-    last_scores: dict[str, float] | None = None
-    consecutive_skips = 0
-    status: Literal["completed", "interrupted", "paused"] = "completed"
-    iteration = start_iter
-    train_seconds = 0.0
-    window_start = time.perf_counter()
-    batches = iter(loader)
-    aug_generator = torch.Generator(device=info.device)
-    noise_generator = torch.Generator(device=info.device)
-    model.aug_generator = aug_generator
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Train from ``start_iter`` to ``num_iters`` (or ``stop_after``, or a signal)."""
+        settings, info = self.settings, self.info
+        progress = _progress_bar(settings, info, self.start_iter)
+        losses: dict[int, float] = {}
+        window: list[float] = []
+        last_scores: dict[str, float] | None = None
+        consecutive_bad = 0
+        status: Literal["completed", "interrupted", "paused"] = "completed"
+        iteration = self.start_iter
+        train_seconds = 0.0
+        window_start = time.perf_counter()
+        batches = iter(self.loader)
+        with StopRequest() as stop:
+            try:
+                while iteration < settings.num_iters:
+                    tick = time.perf_counter()
+                    lr = self.schedule.lr_at(iteration)
+                    for group in self.step.optimizer.param_groups:
+                        group["lr"] = lr
+                    loss, stepped = train_step(
+                        self.step, self.next_micro_batches(batches, iteration)
+                    )
+                    loss = mean_over_ranks(loss, info)
+                    consecutive_bad = 0 if stepped else consecutive_bad + 1
+                    if not stepped:
+                        self.handle_bad_step(iteration, loss, consecutive_bad)
+                    iteration += 1
+                    losses[iteration] = loss
+                    if stepped:
+                        window.append(loss)
+                    train_seconds += time.perf_counter() - tick
+                    progress.update(1)
 
-    with StopRequest() as stop:
-        while iteration < settings.num_iters:
-            tick = time.perf_counter()
-            lr = schedule.lr_at(iteration)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            micro_batches = []
-            for micro in range(accum):
-                batch = next(batches)
-                clean = batch["clean"].to(info.device, non_blocking=True)
-                if "noisy" in batch:
-                    noisy = batch["noisy"].to(info.device, non_blocking=True)
-                else:
-                    noise_generator.manual_seed(
-                        iteration_seed(settings.seed, 1, info.rank, iteration, micro)
-                    )
-                    noisy = add_noise(clean, noise_spec, noise_generator)
-                if settings.mixup:
-                    noisy, clean = mix_batch(
-                        noisy,
-                        clean,
-                        beta=settings.mixup_beta,
-                        identity=settings.mixup_identity,
-                        seed=iteration_seed(settings.seed, 2, info.rank, iteration, micro),
-                    )
-                micro_batches.append((noisy, clean))
-            aug_generator.manual_seed(iteration_seed(settings.seed, 3, info.rank, iteration))
-            loss, stepped = train_step(step, micro_batches)
-            loss = mean_over_ranks(loss, info)
-            if not stepped:
-                if settings.nan_policy == "stop":
-                    path = save_state(iteration)
-                    log.write({"event": "nan", "iteration": iteration + 1, "loss": loss})
-                    progress.close()
-                    raise TrainingError(
-                        f"loss became {loss} at iteration {iteration + 1}; the last good state "
-                        f"(iteration {iteration}) is saved in {path or run_dir / 'states'}. "
-                        "Lower train.lr, enable train.grad_clip_norm, or set train.nan_policy = 'skip'."
-                    )
-                skipped_total += 1
-                consecutive_skips += 1
-                log.write({"event": "skipped_step", "iteration": iteration + 1, "loss": loss})
-                if consecutive_skips > settings.max_skipped_steps:
-                    save_state(iteration)
-                    progress.close()
-                    raise TrainingError(
-                        f"{consecutive_skips} consecutive non-finite losses up to iteration "
-                        f"{iteration + 1}; training diverged (state saved at iteration {iteration})"
-                    )
-            else:
-                consecutive_skips = 0
-            iteration += 1
-            losses[iteration] = loss
-            if stepped:
-                window.append(loss)
-            train_seconds += time.perf_counter() - tick
-            progress.update(1)
+                    if iteration % settings.log_every == 0 or iteration == settings.num_iters:
+                        elapsed = time.perf_counter() - window_start
+                        mean_loss = float(np.mean(window)) if window else float("nan")
+                        self.log.write(
+                            {
+                                "event": "train",
+                                "iteration": iteration,
+                                "loss": mean_loss,
+                                "lr": lr,
+                                "it_per_s": round(len(window) / elapsed, 4) if elapsed > 0 else 0.0,
+                                "train_time_s": round(train_seconds, 3),
+                            }
+                        )
+                        progress.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.3g}", refresh=False)
+                        window, window_start = [], time.perf_counter()
 
-            if iteration % settings.log_every == 0 or iteration == settings.num_iters:
-                elapsed = time.perf_counter() - window_start
-                rate = len(window) / elapsed if elapsed > 0 and window else 0.0
-                mean_loss = float(np.mean(window)) if window else float("nan")
-                log.write(
-                    {
-                        "event": "train",
-                        "iteration": iteration,
-                        "loss": mean_loss,
-                        "lr": lr,
-                        "it_per_s": round(rate, 4),
-                        "train_time_s": round(train_seconds, 3),
-                    }
+                    unfinished = iteration < settings.num_iters
+                    if iteration % self.config.eval.every == 0 and unfinished:
+                        last_scores = self.validate_and_keep_best(iteration) or last_scores
+                    if iteration % settings.checkpoint_every == 0 and unfinished:
+                        self.save_weights("latest", iteration)
+                        self.save_state(iteration)
+                    signalled = any_rank(stop.signum is not None, info)
+                    paused = stop_after is not None and iteration >= stop_after and unfinished
+                    if signalled or paused:
+                        status = "interrupted" if signalled else "paused"
+                        break
+            finally:
+                progress.close()
+            if status == "completed":
+                last_scores = self.validate_and_keep_best(iteration) or last_scores
+            self.save_weights("latest", iteration)
+            state_written = self.save_state(iteration)
+        summary = self.summarize(status, iteration, losses, train_seconds, last_scores)
+        summary["state"] = str(state_written) if state_written else None
+        self.finish(status, iteration, summary, stop.signum)
+        return TrainResult(self.run_dir, status, iteration, losses, summary, stop.signum)
+
+    def summarize(
+        self,
+        status: str,
+        iteration: int,
+        losses: dict[int, float],
+        train_seconds: float,
+        last_scores: dict[str, float] | None,
+    ) -> dict[str, Any]:
+        """The ``summary.json`` contents (also checks that DDP ranks hold the same weights)."""
+        counters = self.counters
+        best = self.run_dir / CHECKPOINTS_DIRNAME / "best.safetensors"
+        return {
+            "name": self.config.name,
+            "status": status,
+            "iteration": iteration,
+            "num_iters": self.settings.num_iters,
+            "final_loss": _last_train_loss(losses),
+            "best_val_psnr": counters.best_psnr if math.isfinite(counters.best_psnr) else None,
+            "best_iteration": counters.best_iteration or None,
+            "last_val": last_scores,
+            "skipped_steps": counters.skipped_steps,
+            "train_time_s": round(train_seconds, 3),
+            "it_per_s": round(len(losses) / train_seconds, 4) if train_seconds > 0 else None,
+            "world_size": self.info.world_size,
+            "global_batch": self.global_batch,
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "none",
+            "device": str(self.info.device),
+            "ranks_in_sync": parameters_in_sync(self.model, self.info),
+            "latest_checkpoint": str(self.run_dir / CHECKPOINTS_DIRNAME / "latest.safetensors"),
+            "best_checkpoint": str(best) if counters.best_iteration else None,
+        }
+
+    def finish(
+        self, status: str, iteration: int, summary: dict[str, Any], signum: int | None
+    ) -> None:
+        """Write the last log record and ``summary.json``; say how to resume an unfinished run."""
+        if self.info.is_main:
+            self.log.write({"event": status, "iteration": iteration})
+            self.log.close()
+            atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / SUMMARY_NAME)
+            if status != "completed":
+                why = (
+                    f"{signal.Signals(signum).name} received"
+                    if signum
+                    else f"paused after iteration {iteration}"
                 )
-                progress.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.3g}", refresh=False)
-                window, window_start = [], time.perf_counter()
-
-            if iteration % config.eval.every == 0 and iteration < settings.num_iters:
-                last_scores = run_validation(iteration) or last_scores
-            if iteration % settings.checkpoint_every == 0 and iteration < settings.num_iters:
-                save_weights("latest", iteration)
-                save_state(iteration)
-
-            stop_signal = any_rank(stop.signum is not None, info)
-            if stop_signal or (
-                stop_after is not None
-                and iteration >= stop_after
-                and iteration < settings.num_iters
-            ):
-                status = "interrupted" if stop_signal else "paused"
-                break
-        progress.close()
-
-        if status == "completed":
-            last_scores = run_validation(iteration) or last_scores
-        save_weights("latest", iteration)
-        state_written = save_state(iteration)
-
-    in_sync = parameters_in_sync(model, info)
-    summary = {
-        "name": config.name,
-        "status": status,
-        "iteration": iteration,
-        "num_iters": settings.num_iters,
-        "final_loss": _last_train_loss(losses),
-        "best_val_psnr": best_psnr if math.isfinite(best_psnr) else None,
-        "best_iteration": best_iteration or None,
-        "last_val": last_scores,
-        "skipped_steps": skipped_total,
-        "train_time_s": round(train_seconds, 3),
-        "it_per_s": round(len(losses) / train_seconds, 4) if train_seconds > 0 else None,
-        "world_size": info.world_size,
-        "global_batch": config.global_batch_per_process * info.world_size,
-        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "none",
-        "device": str(info.device),
-        "ranks_in_sync": in_sync,
-        "latest_checkpoint": str(run_dir / CHECKPOINTS_DIRNAME / "latest.safetensors"),
-        "best_checkpoint": str(run_dir / CHECKPOINTS_DIRNAME / "best.safetensors")
-        if best_iteration
-        else None,
-        "state": str(state_written) if state_written else None,
-    }
-    if info.is_main:
-        log.write({"event": status, "iteration": iteration})
-        log.close()
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / SUMMARY_NAME)
-        if status != "completed":
-            why = (
-                f"{signal.Signals(stop.signum).name} received"
-                if stop.signum
-                else f"paused after iteration {iteration}"
+                print(
+                    f"{why}: state saved at iteration {iteration}; resume with: "
+                    f"{resume_hint(self.run_dir)}",
+                    file=sys.stderr,
+                )
+        if not summary["ranks_in_sync"]:
+            raise TrainingError(
+                "DDP ranks ended with different weights; the run is not trustworthy"
             )
-            print(
-                f"{why}: state saved at iteration {iteration}; resume with: {resume_hint(run_dir)}",
-                file=sys.stderr,
-            )
-    if not in_sync:
-        raise TrainingError("DDP ranks ended with different weights; the run is not trustworthy")
-    return TrainResult(run_dir, status, iteration, losses, summary, stop.signum)
 
 
 def _last_train_loss(losses: dict[int, float]) -> float | None:
@@ -1215,6 +1275,7 @@ __all__ = [
     "StepContext",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
     "TrainingError",
     "ValidationSet",
     "build_model_config",
