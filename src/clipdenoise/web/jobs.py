@@ -151,6 +151,7 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         """The job with this id (``None`` if unknown or expired), deadline enforced."""
         with self._lock:
+            self._purge_locked()
             job = self._jobs.get(job_id)
         if job is not None:
             self.enforce_deadline(job)
