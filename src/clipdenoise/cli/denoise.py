@@ -304,7 +304,12 @@ def _progress(total: int, *, disabled: bool):
 
 
 def _print_result(result, progress) -> None:
-    write = progress.write if progress is not None else _stderr
+    def write(text: str) -> None:
+        if progress is not None:
+            progress.write(text, file=sys.stderr)  # keeps the bar intact
+        else:
+            print(text, file=sys.stderr)
+
     for warning in result.warnings:
         write(f"warning: {result.source}: {warning}")
     if not result.ok:
@@ -322,7 +327,3 @@ def _print_failures(failures) -> None:
     print(f"{len(failures)} input(s) failed:", file=sys.stderr)
     for failure in failures:
         print(f"  {failure.source}: {failure.error}", file=sys.stderr)
-
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr)

@@ -1,0 +1,354 @@
+"""Tests of ``clipdenoise denoise`` (and the batch module under it): outputs and formats, bad
+files, overwriting, channels, CT DICOM / .npy round trips, synthetic noise, metrics, --help."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from clipdenoise.checkpoints import save_checkpoint
+from clipdenoise.cli import build_parser, main
+from clipdenoise.image_io import load_image, save_image
+from clipdenoise.model import CLIPDenoiser, tiny_config
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("weights")
+    rgb = CLIPDenoiser(tiny_config()).eval()
+    grey = CLIPDenoiser(tiny_config(in_channels=1)).eval()
+    # Output near the input's scale so that 8/16-bit outputs are not all zero.
+    for model in (rgb, grey):
+        with torch.no_grad():
+            model.decoder.head.weight.mul_(20.0)
+    return {
+        "rgb": save_checkpoint(rgb, folder / "rgb.safetensors"),
+        "grey": save_checkpoint(grey, folder / "grey.safetensors"),
+    }
+
+
+def run(*args: str | Path) -> int:
+    return main(["denoise", *[str(a) for a in args], "--device", "cpu", "--dtype", "float32"])
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _rgb8(rng, h=40, w=48) -> np.ndarray:
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------ batches
+def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, rng, weights, capsys):
+    inputs = tmp_path / "in"
+    _png(inputs / "good1.png", _rgb8(rng))
+    _png(inputs / "sub" / "good2.png", _rgb8(rng))
+    (inputs / "empty.png").write_bytes(b"")
+    (inputs / "truncated.png").write_bytes((inputs / "good1.png").read_bytes()[:150])
+    (inputs / "notimage.jpg").write_text("hello")
+    _png(inputs / "tiny.png", _rgb8(rng, 5, 40))
+    Image.new("I", (20, 20)).save(inputs / "int32.tif")  # 32-bit integer samples
+    code = run(inputs, "-r", "-o", tmp_path / "out", "--weights", weights["rgb"], "--no-progress")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "out" / "good1.png").is_file()
+    assert (tmp_path / "out" / "sub" / "good2.png").is_file()  # the tree is mirrored
+    assert "denoised 2 of 7 file(s)" in err
+    assert "5 file(s) failed:" in err
+    for name, reason in [
+        ("empty.png", "file is empty"),
+        ("truncated.png", "truncated"),
+        ("notimage.jpg", "not a readable image"),
+        ("tiny.png", "at least 8x8"),
+        ("int32.tif", "unsupported TIFF sample type int32"),
+    ]:
+        assert re.search(rf"{name}: .*{reason}", err), (name, err)
+    assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*"))
+
+
+def test_missing_inputs_fail_with_exit_1(tmp_path, weights, capsys):
+    code = run(tmp_path / "nothing.png", "-o", tmp_path / "o.png", "--weights", weights["rgb"])
+    assert code == 1
+    assert "nothing.png: file not found" in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_outputs_and_inputs(tmp_path, rng, weights, capsys):
+    source = _png(tmp_path / "a.png", _rgb8(rng))
+    original = source.read_bytes()
+    target = tmp_path / "restored.png"
+    target.write_bytes(b"keep me")
+    assert run(source, "-o", target, "--weights", weights["rgb"], "--no-progress") == 1
+    assert "exists already" in capsys.readouterr().err and target.read_bytes() == b"keep me"
+    assert run(source, "-o", target, "--weights", weights["rgb"], "--overwrite") == 0
+    assert load_image(target).pixels.shape == (40, 48, 3)
+    # An input is never overwritten, even with --overwrite.
+    assert run(source, "-o", source, "--weights", weights["rgb"], "--overwrite") == 1
+    assert "would overwrite an input" in capsys.readouterr().err
+    assert source.read_bytes() == original
+
+
+def test_default_output_goes_beside_the_input(tmp_path, rng, weights):
+    source = _png(tmp_path / "photo.png", _rgb8(rng))
+    assert run(source, "--weights", weights["rgb"], "--no-progress") == 0
+    assert (tmp_path / "photo_denoised.png").is_file()
+
+
+def test_batch_size_gives_the_same_results(tmp_path, rng, weights):
+    for i in range(3):
+        _png(tmp_path / "in" / f"{i}.png", _rgb8(rng))
+    assert run(tmp_path / "in", "-o", tmp_path / "b1", "--weights", weights["rgb"]) == 0
+    assert (
+        run(
+            tmp_path / "in", "-o", tmp_path / "b3", "--weights", weights["rgb"], "--batch-size", "3"
+        )
+        == 0
+    )
+    for i in range(3):
+        one = np.asarray(Image.open(tmp_path / "b1" / f"{i}.png"))
+        three = np.asarray(Image.open(tmp_path / "b3" / f"{i}.png"))
+        assert np.abs(one.astype(int) - three).max() <= 1
+
+
+def test_tiled_cli_matches_untiled(tmp_path, rng, weights):
+    source = save_image(tmp_path / "big.png", rng.random((150, 200, 3)), bit_depth=16)
+    assert (
+        run(
+            source,
+            "-o",
+            tmp_path / "whole.png",
+            "--weights",
+            weights["rgb"],
+            "--max-memory",
+            "64GB",
+        )
+        == 0
+    )
+    assert (
+        run(
+            source,
+            "-o",
+            tmp_path / "tiled.png",
+            "--weights",
+            weights["rgb"],
+            "--tile-size",
+            "128",
+            "--tile-overlap",
+            "64",
+        )
+        == 0
+    )
+    whole = load_image(tmp_path / "whole.png").pixels
+    tiled = load_image(tmp_path / "tiled.png").pixels
+    assert np.abs(whole - tiled).max() <= 2 / 65535
+
+
+# ------------------------------------------------------------------------------ formats
+def test_16bit_alpha_icc_exif_are_kept(tmp_path, rng, weights):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "CamMaker"
+    exif_bytes = exif.tobytes()[6:]
+    alpha = rng.integers(0, 65536, (40, 48), dtype=np.uint16)
+    for suffix in (".png", ".tif"):
+        source = save_image(
+            tmp_path / f"in{suffix}",
+            rng.random((40, 48, 3)),
+            alpha=alpha,
+            bit_depth=16,
+            icc_profile=icc,
+            exif=exif_bytes,
+        )
+        out = tmp_path / f"out{suffix}"
+        assert run(source, "-o", out, "--weights", weights["rgb"]) == 0
+        restored = load_image(out)
+        assert restored.bit_depth == 16 and restored.pixels.shape == (40, 48, 3)
+        assert np.array_equal(restored.alpha, alpha)
+        assert restored.icc_profile == icc and b"CamMaker" in restored.exif
+        values = np.round(restored.pixels * 65535)
+        assert len(np.unique(values)) > 1000  # real 16-bit data, not 8-bit scaled up
+
+
+def test_jpeg_output_quality_and_warning(tmp_path, rng, weights, capsys):
+    source = _png(tmp_path / "a.png", _rgb8(rng))
+    assert (
+        run(source, "-o", tmp_path / "q90.jpg", "--weights", weights["rgb"], "--quality", "90") == 0
+    )
+    assert "adds block artefacts" in capsys.readouterr().err
+    assert (
+        run(source, "-o", tmp_path / "q20.jpg", "--weights", weights["rgb"], "--quality", "20") == 0
+    )
+    assert (tmp_path / "q20.jpg").stat().st_size < (tmp_path / "q90.jpg").stat().st_size
+    assert run(source, "-o", tmp_path / "out", "--format", "webp", "--weights", weights["rgb"]) == 0
+    assert (tmp_path / "out" / "a.webp").is_file()
+
+
+def test_grey_images_with_rgb_and_grey_models(tmp_path, rng, weights):
+    source = _png(tmp_path / "g.png", rng.integers(0, 256, (40, 48), dtype=np.uint8))
+    assert run(source, "-o", tmp_path / "rgbmodel.png", "--weights", weights["rgb"]) == 0
+    assert run(source, "-o", tmp_path / "greymodel.png", "--weights", weights["grey"]) == 0
+    for name in ("rgbmodel.png", "greymodel.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.mode == "L" and image.size == (48, 40)
+
+
+def test_channel_mismatch_error_and_conversion(tmp_path, rng, weights, capsys):
+    source = _png(tmp_path / "c.png", _rgb8(rng))
+    assert run(source, "-o", tmp_path / "x.png", "--weights", weights["grey"]) == 1
+    assert "--channel-conversion" in capsys.readouterr().err
+    code = run(
+        source, "-o", tmp_path / "y.png", "--weights", weights["grey"],
+        "--channel-conversion", "per-channel",
+    )  # fmt: skip
+    assert code == 0
+    with Image.open(tmp_path / "y.png") as image:
+        assert image.mode == "RGB"
+
+
+# ------------------------------------------------------------------------------ CT
+def _make_dicom(path: Path, hu: np.ndarray) -> Path:
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop = generate_uid(entropy_srcs=["test-sop"])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
+    ds.Modality = "CT"
+    ds.PatientID, ds.PatientName = "P001", "Phantom^Test"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.1", "1.2.826.0.1.2"
+    ds.SeriesDescription = "Low dose"
+    ds.KVP, ds.SliceThickness = "120", "1.0"
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.PixelData = np.clip(hu + 1024, 0, 4095).astype("<u2").tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def _ct_slice(rng, shape=(48, 56)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    disc = ((yy - 24) ** 2 + (xx - 28) ** 2) < 18**2
+    return np.where(disc, 40.0, -1000.0) + rng.normal(0, 30, shape).round()
+
+
+def test_dicom_in_dicom_out(tmp_path, rng, weights):
+    import pydicom
+
+    from clipdenoise import ct
+
+    hu = _ct_slice(rng)
+    source = _make_dicom(tmp_path / "slice.dcm", hu)
+    out = tmp_path / "out" / "slice.dcm"
+    assert run(source, "-o", out, "--weights", weights["grey"]) == 0
+    before, after = pydicom.dcmread(source), pydicom.dcmread(out)
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "KVP", "PixelSpacing",
+                    "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept"):  # fmt: skip
+        assert after.get(keyword) == before.get(keyword), keyword
+    assert after.SOPInstanceUID != before.SOPInstanceUID
+    assert after.file_meta.MediaStorageSOPInstanceUID == after.SOPInstanceUID
+    assert "denoised" in after.SeriesDescription and "Low dose" in after.SeriesDescription
+    assert after.pixel_array.dtype == np.uint16 and after.pixel_array.max() <= 4095
+    # Pixel data = the model's output in HU, rounded to the stored integers (slope 1).
+    model = CLIPDenoiser(tiny_config(in_channels=1))
+    from clipdenoise.checkpoints import load_model
+
+    model = load_model(weights["grey"])
+    stored_hu = before.pixel_array * 1.0 - 1024
+    with torch.inference_mode():
+        x = torch.from_numpy(ct.hu_to_model(stored_hu))[None, None]
+        expected = ct.model_to_hu(model(x)[0, 0].numpy())
+    expected = np.clip(np.rint(expected + 1024), 0, 4095) - 1024
+    got = after.pixel_array * 1.0 - 1024
+    assert np.abs(got - expected).max() <= 1.0
+
+
+def test_npy_in_hu_keeps_dtype(tmp_path, rng, weights):
+    hu = _ct_slice(rng).astype(np.int16)
+    np.save(tmp_path / "s.npy", hu)
+    assert run(tmp_path / "s.npy", "-o", tmp_path / "o.npy", "--weights", weights["grey"]) == 0
+    out = np.load(tmp_path / "o.npy")
+    assert out.dtype == np.int16 and out.shape == hu.shape
+    from clipdenoise import ct
+    from clipdenoise.checkpoints import load_model
+
+    model = load_model(weights["grey"])
+    with torch.inference_mode():
+        restored = model(torch.from_numpy(ct.hu_to_model(hu))[None, None])[0, 0].numpy()
+    expected = np.clip(np.rint(ct.model_to_hu(restored)), -32768, 32767)
+    assert np.abs(out - expected).max() <= 1
+
+
+# ------------------------------------------------------------------------------ noise, metrics
+def test_add_noise_is_seeded_and_scored(tmp_path, rng, weights, capsys):
+    source = _png(tmp_path / "clean.png", _rgb8(rng))
+    args = ["--weights", weights["rgb"], "--add-noise", "gaussian:25", "--save-noisy", "--compare"]
+    assert run(source, "-o", tmp_path / "a" / "r.png", *args, "--seed", "1") == 0
+    assert run(source, "-o", tmp_path / "b" / "r.png", *args, "--seed", "1") == 0
+    assert run(source, "-o", tmp_path / "c" / "r.png", *args, "--seed", "2") == 0
+    noisy = {k: np.asarray(Image.open(tmp_path / k / "r_noisy.png")) for k in "abc"}
+    assert np.array_equal(noisy["a"], noisy["b"]) and not np.array_equal(noisy["a"], noisy["c"])
+    clean = np.asarray(Image.open(source)).astype(float)
+    sigma = (noisy["a"].astype(float) - clean).std()
+    assert 20 < sigma < 27  # σ = 25 on the 0-255 scale (slightly less after clipping)
+    with Image.open(tmp_path / "a" / "r_compare.png") as strip:
+        assert strip.size == (3 * 48 + 2 * 4, 40)  # noisy | restored | clean
+    err = capsys.readouterr().err
+    assert re.search(r"PSNR -?[\d.]+ dB, SSIM -?[\d.]+ \(input 2\d\.\d\d dB", err)
+
+
+def test_reference_prints_metrics(tmp_path, rng, weights, capsys):
+    clean = _rgb8(rng)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+    _png(tmp_path / "noisy" / "x.png", noisy)
+    _png(tmp_path / "clean" / "x.png", clean)
+    code = run(tmp_path / "noisy", "-o", tmp_path / "out", "--weights", weights["rgb"],
+               "--reference", tmp_path / "clean")  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    from clipdenoise.metrics import psnr
+
+    expected = psnr(clean.astype(float), noisy.astype(float))
+    assert f"(input {expected:.2f} dB" in err and "mean over 1: PSNR" in err
+
+
+# ------------------------------------------------------------------------------ weights, help
+def test_missing_weights_print_guidance_not_a_traceback(tmp_path, rng, monkeypatch, capsys):
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    source = _png(tmp_path / "a.png", _rgb8(rng))
+    code = main(["denoise", str(source), "-o", str(tmp_path / "r.png"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "clipdenoise weights import" in err and "Traceback" not in err
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_help_documents_every_option():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    denoise = sub.choices["denoise"]
+    text = denoise.format_help()
+    options = [a for a in denoise._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 20
+    for action in options:
+        assert action.help and len(action.help) > 10, action.dest
+        assert any(flag in text for flag in action.option_strings)
+    for flag in ("--device", "--dtype", "--batch-size", "--tile-size", "--tile-overlap",
+                 "--max-memory", "--add-noise", "--save-noisy", "--compare", "--reference",
+                 "--overwrite", "--quality", "--format", "--recursive"):  # fmt: skip
+        assert flag in text
