@@ -141,6 +141,10 @@ def test_read_dicom_by_preamble_and_ima_suffix(tmp_path):
     pydicom.dcmwrite(bare, dataset, implicit_vr=True, little_endian=True)
     assert bare.read_bytes()[128:132] != b"DICM"
     np.testing.assert_array_equal(ct.read_ct_slice(bare), stored - 1024.0)
+    # ... and serves as a template: the output is a standard Part 10 file.
+    out = ct.write_dicom_like(bare, ct.read_ct_slice(bare), tmp_path / "from_bare.dcm")
+    assert out.read_bytes()[128:132] == b"DICM"
+    np.testing.assert_array_equal(pydicom.dcmread(out).pixel_array, stored)
 
 
 def test_dicom_errors_name_the_file_and_the_problem(tmp_path):

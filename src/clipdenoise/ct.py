@@ -215,20 +215,8 @@ def read_dicom_slice(path: str | Path, *, require_ct: bool = True) -> tuple[np.n
         ImageReadError: not DICOM, not CT, multi-frame or colour, missing tags (all listed),
             undecodable pixel data; the message names the file.
     """
-    pydicom = _import_pydicom()
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    try:
-        dataset = pydicom.dcmread(str(path))
-    except InvalidDicomError as error:
-        # Some scanner exports (older .IMA) lack the 128-byte preamble: parse them anyway,
-        # and call the file "not DICOM" only if no image tags come out.
-        dataset = _read_without_preamble(path)
-        if dataset is None:
-            raise ImageReadError(f"{path}: not a DICOM file ({error})") from error
-    except (OSError, ValueError, EOFError, KeyError) as error:
-        raise ImageReadError(f"{path}: cannot read DICOM file ({error})") from error
+    dataset = _read_dicom_dataset(path)
     check_ct_dataset(dataset, path, require_ct=require_ct)
     try:
         stored = dataset.pixel_array
@@ -242,6 +230,23 @@ def read_dicom_slice(path: str | Path, *, require_ct: bool = True) -> tuple[np.n
     slope, intercept = float(dataset.RescaleSlope), float(dataset.RescaleIntercept)
     hu = stored.astype(np.float64) * slope + intercept
     return hu.astype(np.float32), dataset
+
+
+def _read_dicom_dataset(path: Path) -> Dataset:
+    pydicom = _import_pydicom()
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path))
+    except InvalidDicomError as error:
+        # Some scanner exports (older .IMA) lack the 128-byte preamble: parse them anyway,
+        # and call the file "not DICOM" only if no image tags come out.
+        dataset = _read_without_preamble(path)
+        if dataset is None:
+            raise ImageReadError(f"{path}: not a DICOM file ({error})") from error
+        return dataset
+    except (OSError, ValueError, EOFError, KeyError) as error:
+        raise ImageReadError(f"{path}: cannot read DICOM file ({error})") from error
 
 
 def _read_without_preamble(path: Path) -> Dataset | None:
@@ -412,17 +417,16 @@ def write_dicom_like(
     """
     pydicom = _import_pydicom()
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         raise ConfigError(f"{out_path}: exists already (pass overwrite=True to replace it)")
     if isinstance(template, (str, Path)):
         where = Path(template)
-        try:
-            dataset = pydicom.dcmread(str(where))
-        except Exception as error:
-            raise ImageReadError(f"{where}: cannot read the DICOM template ({error})") from error
+        if not where.is_file():
+            raise ImageReadError(f"{where}: DICOM template not found")
+        dataset = _read_dicom_dataset(where)
     else:
         where, dataset = "DICOM template", copy.deepcopy(template)
     check_ct_dataset(dataset, where, require_ct=False)
@@ -455,6 +459,8 @@ def write_dicom_like(
     dataset.Rows, dataset.Columns = int(hu.shape[0]), int(hu.shape[1])
     dataset.PixelData = _pixel_bytes(stored)
     dataset["PixelData"].VR = "OW" if stored.dtype.itemsize > 1 else "OB"
+    # An encapsulated (compressed) template had undefined length; native data has a length.
+    dataset["PixelData"].is_undefined_length = False
     for tag in ("SmallestImagePixelValue", "LargestImagePixelValue", "NumberOfFrames"):
         if tag in dataset:
             del dataset[tag]
@@ -468,8 +474,9 @@ def write_dicom_like(
     dataset.SeriesInstanceUID = new_series
     dataset.SOPInstanceUID = new_sop
     meta.MediaStorageSOPInstanceUID = new_sop
-    if "SOPClassUID" in dataset:
-        meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    if "SOPClassUID" not in dataset:
+        dataset.SOPClassUID = CTImageStorage
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     description = str(dataset.get("SeriesDescription", ""))
     keep = max(0, 64 - len(series_description_suffix))
     dataset.SeriesDescription = (description[:keep] + series_description_suffix)[:64]
@@ -483,7 +490,11 @@ def write_dicom_like(
     )
     try:
         with os.fdopen(handle, "wb") as file:
-            pydicom.dcmwrite(file, dataset)
+            # Always a standard Part 10 file (preamble + file meta), whatever the template was.
+            if int(pydicom.__version__.split(".")[0]) >= 3:
+                pydicom.dcmwrite(file, dataset, enforce_file_format=True)
+            else:  # pragma: no cover - pydicom 2.x
+                pydicom.dcmwrite(file, dataset, write_like_original=False)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_name, out_path)
