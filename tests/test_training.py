@@ -434,3 +434,15 @@ def test_ldct_recipe_trains_on_the_mayo_layout(tmp_path):
     assert (start["train_images"], start["val_images"]) == (4, 2)
     assert result.summary["last_val"]["val_psnr"] > 0
     assert result.summary["global_batch"] == 2
+
+
+def test_missing_clip_weights_fail_before_training(data_root, tmp_path, monkeypatch):
+    from clipdenoise.errors import WeightsNotFoundError
+
+    for variable in ("CLIPDENOISE_CLIP_DIR", "CLIPDENOISE_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(variable, str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = fast_config("model.arch=RN50", "model.encoder_weights=openai")
+    with pytest.raises(WeightsNotFoundError, match="CLIP RN50 weights not found"):
+        train(config, tmp_path / "run", data_root=data_root)
+    assert not (tmp_path / "run").exists()

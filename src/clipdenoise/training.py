@@ -679,11 +679,10 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":  # auto
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        supported = False
-    return torch.bfloat16 if supported else None
+    from clipdenoise.acceleration import cpu_has_fast_bfloat16
+
+    # without native bf16 instructions oneDNN emulates it, slower than fp32
+    return torch.bfloat16 if cpu_has_fast_bfloat16() else None
 
 
 def iteration_seed(*parts: int) -> int:
@@ -944,12 +943,18 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
-        forward: nn.Module = self.model
+        # Performance (issue 8, clipdenoise.acceleration): the frozen encoder runs BatchNorm-folded
+        # in the AMP dtype without autograd, the decoder under autocast; exact in fp32.
+        from clipdenoise.acceleration import AcceleratedTrainingForward
+
+        forward: nn.Module = AcceleratedTrainingForward(
+            self.model, dtype=self.amp_dtype or torch.float32
+        )
         if info.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [info.device.index] if info.device.type == "cuda" else None
-            forward = DistributedDataParallel(self.model, device_ids=device_ids)
+            forward = DistributedDataParallel(forward, device_ids=device_ids)
         if settings.compile:
             forward = torch.compile(forward)
         amp_dtype = self.amp_dtype
