@@ -26,6 +26,7 @@ stated tolerance:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import warnings
@@ -483,67 +484,82 @@ def _tensor_versions(module: nn.Module) -> tuple:
     )
 
 
-class AcceleratedTrainingForward:
+class AcceleratedTrainingForward(nn.Module):
     """The training forward of a :class:`CLIPDenoiser` with a fast frozen encoder.
 
-    ``forward(noisy)`` equals ``model(noisy)`` in training mode (padding, progressive feature
-    augmentation drawn from ``model.aug_generator``, decoder, crop) except that
+    ``forward(noisy)`` equals ``model(noisy)`` (padding, progressive feature augmentation drawn
+    from ``model.aug_generator`` in training mode, decoder, crop) except that
 
     * the frozen encoder runs as a BatchNorm-folded copy cast to the compute dtype, without
       autograd (or with it, when a learnable 1-channel input adapter needs gradients), and
     * the decoder (and input adapter) run under ``torch.autocast`` in the compute dtype;
       parameters, gradients and the optimizer stay float32.
 
-    The folded copy is rebuilt automatically when the source encoder's weights change in place
-    (``load_state_dict``, device moves are handled by :meth:`refresh`). When folding does not
-    apply — a trainable encoder, or BatchNorm in ``"train"`` (reference, drifting) mode while
-    training — the model's own encoder runs (under autocast), so results stay correct.
+    ``model`` is registered as the only submodule, so wrapping this module in
+    ``DistributedDataParallel`` synchronises the model's gradients; the folded copy is kept
+    outside the module tree (not in ``state_dict``). It is rebuilt automatically when the
+    encoder's weights change in place (``load_state_dict``, optimizer steps of a fine-tuned
+    encoder) or move to another device/dtype. When folding does not apply — a trainable
+    encoder, or BatchNorm in ``"train"`` (reference, drifting) mode while training — the
+    model's own encoder runs (under autocast), so results stay correct.
 
     Args:
         model: The model being trained (shared, not copied: the optimizer sees its parameters).
         dtype: Compute dtype policy (:func:`resolve_compute_dtype`); ``"float32"`` keeps only
-            the folding and autograd savings.
+            the folding savings and exact float32 numerics.
+
+    Example:
+        >>> from clipdenoise.model import CLIPDenoiser, tiny_config
+        >>> model = CLIPDenoiser(tiny_config()).train()
+        >>> forward = AcceleratedTrainingForward(model, dtype="bfloat16")
+        >>> forward(torch.rand(2, 3, 64, 64)).dtype
+        torch.float32
     """
 
     def __init__(self, model: CLIPDenoiser, *, dtype: DTypeSpec = "auto") -> None:
         if not isinstance(model, CLIPDenoiser):
             raise TypeError(f"expected a CLIPDenoiser, got {type(model).__name__}")
+        super().__init__()
         self.model = model
-        self.device = next(model.parameters()).device
         self.dtype = resolve_compute_dtype(self.device, dtype)
-        self._folded: CLIPResNetEncoder | None = None
+        # Plain attributes (a list hides the copy from the module tree, state_dict and DDP).
+        self._folded: list[CLIPResNetEncoder] = []
         self._folded_key: tuple | None = None
+        self.train(model.training)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @property
     def folding_applies(self) -> bool:
         """Whether the encoder is frozen with eval-mode BatchNorm (so it can be folded)."""
         encoder = self.model.encoder
-        frozen = not encoder.trainable
-        eval_batchnorm = encoder.batchnorm == "eval" or not self.model.training
-        return frozen and eval_batchnorm and isinstance(encoder, CLIPResNetEncoder)
+        if not isinstance(encoder, CLIPResNetEncoder) or encoder.trainable:
+            return False
+        return encoder.batchnorm == "eval" or not self.model.training
 
     def refresh(self) -> None:
         """Forget the folded encoder copy (rebuilt from the model on the next call)."""
-        self._folded = None
+        self._folded.clear()
         self._folded_key = None
-        self.device = next(self.model.parameters()).device
 
     def folded_encoder(self) -> CLIPResNetEncoder:
         """The folded, cast encoder copy, rebuilt if the source encoder changed."""
-        key = _tensor_versions(self.model.encoder)
-        if self._folded is None or key != self._folded_key:
-            folded = fold_encoder_batchnorm(self.model.encoder)
-            self._folded = folded.to(device=self.device, dtype=self.dtype)
+        encoder = self.model.encoder
+        key = (str(encoder.conv1.weight.device), *_tensor_versions(encoder))
+        if not self._folded or key != self._folded_key:
+            folded = fold_encoder_batchnorm(encoder).to(device=self.device, dtype=self.dtype)
+            if encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+                folded = folded.to(memory_format=torch.channels_last)
+            self._folded[:] = [folded]
             self._folded_key = key
-        return self._folded
+        return self._folded[0]
 
-    def _autocast(self) -> torch.autocast | _NullContext:
+    def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
-            return _NullContext()
+            return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-    def __call__(self, noisy: torch.Tensor) -> torch.Tensor:
-        return self.forward(noisy)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Restore ``noisy`` ``(B, C, H, W)`` float in [0, 1]; returns float32, same shape."""
@@ -569,14 +585,6 @@ class AcceleratedTrainingForward:
         # Gradients must flow through the frozen encoder only to a learnable input adapter.
         with torch.set_grad_enabled(torch.is_grad_enabled() and image.requires_grad):
             return encoder(image.to(self.dtype))
-
-
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def accelerate_training_forward(
