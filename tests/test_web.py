@@ -646,12 +646,11 @@ def test_every_noise_kind_works_with_the_level_the_page_suggests(client):
 def test_finished_results_expire_and_are_capped():
     manager = JobManager(lambda payload, context: payload, max_results=2, result_ttl_s=60)
     jobs = [manager.submit(index) for index in range(4)]
-    for job in jobs:
-        manager.wait(job.id, timeout=10)
-    manager.submit(99)  # purging happens when new work arrives
+    for index, job in enumerate(jobs):
+        assert job.done_event.wait(10) and job.result == index
+    # lookups purge: only the 2 most recently finished results remain
     assert [manager.get(job.id) is not None for job in jobs] == [False, False, True, True]
     manager.result_ttl_s = 0.0
     time.sleep(0.01)
-    manager.submit(100)
     assert all(manager.get(job.id) is None for job in jobs)
     manager.shutdown()
