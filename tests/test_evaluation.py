@@ -388,3 +388,15 @@ def test_torchrun_gloo_ranks_share_images_and_rank0_merges(image_folder, tmp_pat
     assert document["metadata"]["world_size"] == 2
     files = sorted(p.name for p in out.glob("cache/noisy/mini/*/*/records.rank*.jsonl"))
     assert files == ["records.rank0.jsonl", "records.rank1.jsonl"]
+
+
+def test_images_filter_and_max_images_share_the_cache(image_folder, tmp_path):
+    out = tmp_path / "eval"
+    kwargs = {"datasets": [image_folder], "noises": NOISES[:1], "out_dir": out, "progress": False}
+    only_b = evaluate({"shrink": Shrink()}, images=["b"], **kwargs)
+    assert only_b.cells[(only_b.rows[0], "shrink")].num_images == 1
+    rest = Shrink()
+    full = evaluate({"shrink": rest}, **kwargs)
+    assert rest.calls == 1 and full.cells[(full.rows[0], "shrink")].num_images == 2
+    first = evaluate({"shrink": Shrink()}, max_images=1, compute=False, **kwargs)
+    assert [r.image for r in first.records] == ["a"]

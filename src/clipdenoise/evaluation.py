@@ -547,6 +547,7 @@ def evaluate(
     dtype: str = "float32",
     batch_size: int = 1,
     max_images: int | None = None,
+    images: Sequence[str] | None = None,
     save_images: bool = False,
     plots: bool = False,
     progress: bool = True,
@@ -575,6 +576,7 @@ def evaluate(
         dtype: ``"float32"``, or ``"float16"`` / ``"bfloat16"`` autocast for networks.
         batch_size: Images of the same size restored together by networks.
         max_images: Use only the first N images of each set (quick checks).
+        images: Use only the images with these names (file stems), e.g. for a figure.
         save_images: Also write the restored images (8-bit PNG) under ``out_dir/images``.
         plots: Also write PSNR-versus-level plots (needs matplotlib).
         progress: Show a progress bar with ETA.
@@ -620,6 +622,10 @@ def evaluate(
             method.module.to(torch_device).eval()
 
     test_sets = _collect_test_sets(suite, datasets, data_root, ct_patient, max_images)
+    if images is not None:
+        wanted = set(images)
+        for test_set in test_sets:
+            test_set.images = [item for item in test_set.images if item.name in wanted]
     noise_list = _parse_noises(noises) if suite == "synthetic" else [None]
     cache = ResultCache(Path(out_dir) / "cache") if out_dir is not None else None
     memory: dict[Path, list[ImageRecord]] = {}
