@@ -654,3 +654,17 @@ def test_finished_results_expire_and_are_capped():
     time.sleep(0.01)
     assert all(manager.get(job.id) is None for job in jobs)
     manager.shutdown()
+
+
+def test_unexpected_server_errors_answer_500_without_details(monkeypatch):
+    import clipdenoise.web.app as web_app
+
+    def explode(value):
+        raise RuntimeError("secret detail: /home/operator/.ssh/id_rsa")
+
+    monkeypatch.setattr(web_app, "_parse_seed", explode)
+    with TestClient(make_app(), raise_server_exceptions=False) as client:
+        response = submit(client, sample="scene", noise="gaussian", level="5")
+    assert response.status_code == 500
+    assert response.json()["error"].startswith("internal server error (reference ")
+    assert "secret" not in response.text and "Traceback" not in response.text

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from importlib import resources
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipdenoise import __version__
 from clipdenoise.errors import ClipDenoiseError
+from clipdenoise.inference import resolve_device
 from clipdenoise.web.catalogue import ModelCatalogue, build_catalogue
 from clipdenoise.web.jobs import Job, JobManager, JobState, QueueFullError
 from clipdenoise.web.pipeline import (
@@ -192,8 +194,6 @@ def create_app(
         tile_size=config.tile_size, tile_overlap=config.tile_overlap
     )
     catalogue = catalogue if catalogue is not None else build_catalogue()
-    from clipdenoise.inference import resolve_device
-
     device = str(resolve_device(settings.device))  # a bad --device fails now, not per request
     static_files = load_static_files()
     denoisers = DenoiserCache(settings)
@@ -378,8 +378,6 @@ def create_app(
     def _job_public(job: Job) -> dict:
         elapsed = None
         if job.started_at is not None:
-            import time
-
             elapsed = round((job.finished_at or time.monotonic()) - job.started_at, 3)
         return {
             "id": job.id,
