@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from clipdenoise.cli.synth import (
     synthesize_srgb_dataset,
 )
 from clipdenoise.errors import ConfigError
-from clipdenoise.isp import CameraParams, simulate_camera_noise
+from clipdenoise.isp import CameraNoiseConfig, CameraParams, simulate_camera_noise
 
 
 def _save(path: Path, image: np.ndarray, **kwargs) -> Path:
@@ -209,6 +210,16 @@ def test_noise_options_reach_the_manifest(clean_dir, tmp_path):
     assert len(set(levels)) == 3
     assert all(0.001 <= s <= 0.16 and 0.001 <= c <= 0.06 for s, c in levels)
     assert all(r["camera"]["red_gain"] == 1.0 for r in manifest["files"])
+
+
+def test_reference_pipeline_flag(clean_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["synth", "srgb", "--input", str(clean_dir), "--output", str(out), "--no-progress"]
+    assert main([*args, "--reference-pipeline"]) == 0
+    camera_config = json.loads((out / "manifest.json").read_text())["config"]["camera"]
+    assert (camera_config["noise_form"], camera_config["inverse_crf"]) == ("reference", "tabulated")
+    assert camera_config["clip_xyz"] is True
+    assert camera_config == json.loads(json.dumps(asdict(CameraNoiseConfig.reference())))
 
 
 def test_processed_clean_target(clean_dir, tmp_path):

@@ -317,9 +317,11 @@ def _batch(make_image, count=4, height=19, width=22):
 
 
 @pytest.mark.parametrize("inverse_crf", ["exact", "tabulated"])
-@pytest.mark.parametrize("srgb_transfer", [True, False])
-def test_torch_pipeline_matches_numpy(make_image, inverse_crf, srgb_transfer):
-    config = isp.CameraNoiseConfig(inverse_crf=inverse_crf, srgb_transfer=srgb_transfer)
+@pytest.mark.parametrize(("srgb_transfer", "clip_xyz"), [(True, False), (False, True)])
+def test_torch_pipeline_matches_numpy(make_image, inverse_crf, srgb_transfer, clip_xyz):
+    config = isp.CameraNoiseConfig(
+        inverse_crf=inverse_crf, srgb_transfer=srgb_transfer, clip_xyz=clip_xyz
+    )
     images, tensor = _batch(make_image)
     params = [
         isp.CameraParams(
@@ -391,3 +393,22 @@ def test_add_camera_noise_torch_is_seeded(make_image):
         isp.add_camera_noise_torch(clean[:, :1], None)
     with pytest.raises(ValueError, match="at least 3x3"):
         isp.add_camera_noise_torch(clean[:, :, :2, :2], None)
+
+
+def test_clip_xyz_only_changes_colours_outside_the_unit_cube():
+    params = _params("GRBG")
+    saturated = np.broadcast_to(np.array([1.0, 0.9, 1.0]), (6, 6, 3))  # Z > 1: outside
+    raw = isp.unprocess(saturated, params, ZERO_NOISE)
+    camera = isp.demosaic_malvar2004(raw / isp.white_balance_mask((6, 6), "GRBG", 0.8, 0.9), "GRBG")
+    xyz = isp.camera_to_xyz(np.clip(camera, 0, 1), params.xyz_to_camera)
+    clipped = isp.CameraNoiseConfig(sigma_s=0.0, sigma_c=0.0, clip_xyz=True)
+    outside = (xyz < 0).any() or (xyz > 1).any()
+    changed = not np.allclose(
+        isp.process(raw, params, clipped), isp.process(raw, params, ZERO_NOISE), atol=1e-9
+    )
+    assert outside and changed
+    grey = np.full((6, 6, 3), 0.6)
+    raw = isp.unprocess(grey, params, ZERO_NOISE)
+    np.testing.assert_allclose(
+        isp.process(raw, params, clipped), isp.process(raw, params, ZERO_NOISE), atol=1e-12
+    )

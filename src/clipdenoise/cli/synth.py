@@ -429,6 +429,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="exact inverse of the response curve, or the DoRF invI table (reference)",
     )
     srgb.add_argument(
+        "--clip-xyz", action="store_true", help="clip XYZ to [0, 1] on the way back (reference)"
+    )
+    srgb.add_argument(
+        "--reference-pipeline",
+        action="store_true",
+        help="all the reference code's conventions: --noise-form reference --inverse-crf "
+        "tabulated --clip-xyz",
+    )
+    srgb.add_argument(
         "--no-white-balance", action="store_true", help="skip the random white-balance gains"
     )
     srgb.add_argument("--crop-size", type=int, help="cut images into crops of this size")
@@ -482,8 +491,9 @@ def run_srgb(args: argparse.Namespace) -> int:
         sigma_c=args.sigma_c,
         sigma_s_range=tuple(args.sigma_s_range) if args.sigma_s_range else None,
         sigma_c_range=tuple(args.sigma_c_range) if args.sigma_c_range else None,
-        noise_form=args.noise_form,
-        inverse_crf=args.inverse_crf,
+        noise_form="reference" if args.reference_pipeline else args.noise_form,
+        inverse_crf="tabulated" if args.reference_pipeline else args.inverse_crf,
+        clip_xyz=args.clip_xyz or args.reference_pipeline,
         white_balance=not args.no_white_balance,
     )
     config = SynthConfig(
