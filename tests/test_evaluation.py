@@ -400,3 +400,13 @@ def test_images_filter_and_max_images_share_the_cache(image_folder, tmp_path):
     assert rest.calls == 1 and full.cells[(full.rows[0], "shrink")].num_images == 2
     first = evaluate({"shrink": Shrink()}, max_images=1, compute=False, **kwargs)
     assert [r.image for r in first.records] == ["a"]
+
+
+def test_reference_release_checkpoint_is_a_method(shared_dir, image_folder):
+    path = shared_dir / "fixtures" / "official" / "official_tiny_rgb_checkpoint.pth"
+    method = resolve_method(f"ref=clipdenoise:{path}")
+    assert method.name == "ref" and method.kind == "clipdenoise" and method.checkpoint_sha256
+    table = evaluate([method], datasets=[image_folder], noises=NOISES[:1], progress=False)
+    cell = table.cells[(table.rows[0], "ref")]
+    assert cell.num_images == 2 and math.isfinite(cell.psnr)
+    assert table.method_info[0]["checkpoint_sha256"] == method.checkpoint_sha256
