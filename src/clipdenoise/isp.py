@@ -60,7 +60,7 @@ to ~250 near 0). Measured on the 24 Kodak images, one random camera each: mean a
 
 Noise strength at the paper's level (sigma_s = 0.04, sigma_c = 0.03), measured on Kodak24 with
 one random camera per image: the noisy images are at 15.2 dB PSNR on average (9.2 to 25.2 dB,
-depending mostly on the response curve drawn); 15.4 dB with the reference's conventions and
+depending mostly on the response curve drawn); 15.4 dB with the reference's noise form and invI and
 21.3 dB with ``srgb_transfer=False``. The raw level of a mid-grey pixel is only ~0.04 after the
 double linearisation (median over the 201 curves; 0.017 to 0.12 for 80% of them), so sigma_c
 dominates and the tone curves amplify it: strong noise, as the
