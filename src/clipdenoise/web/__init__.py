@@ -2,15 +2,29 @@
 
 Upload or pick a sample, optionally add seeded synthetic noise, denoise with a loaded model or a
 classical baseline, compare with a before/after slider, read PSNR/SSIM, download the result in
-the input's format and bit depth. FastAPI is imported only when an app is built
-(``pip install 'clipdenoise[serve]'``).
+the input's format and bit depth. Names are imported lazily: ``clipdenoise serve --help`` does
+not load torch or FastAPI (``pip install 'clipdenoise[serve]'`` for the server).
+
+Example:
+    >>> from clipdenoise.web import build_catalogue, create_app
+    >>> app = create_app(build_catalogue(tiny_demo=True, include_imported=False))
 """
 
 from __future__ import annotations
 
-from clipdenoise.web.catalogue import ModelCatalogue, ModelEntry, build_catalogue
-from clipdenoise.web.pipeline import InferenceSettings
-from clipdenoise.web.settings import ServeConfig
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BackgroundServer": "clipdenoise.web.server",
+    "InferenceSettings": "clipdenoise.web.pipeline",
+    "ModelCatalogue": "clipdenoise.web.catalogue",
+    "ModelEntry": "clipdenoise.web.catalogue",
+    "ServeConfig": "clipdenoise.web.settings",
+    "build_catalogue": "clipdenoise.web.catalogue",
+}
+
+__all__ = [*_EXPORTS, "create_app"]
 
 
 def create_app(*args, **kwargs):
@@ -28,15 +42,17 @@ def create_app(*args, **kwargs):
                 f"the web demo needs {error.name}: pip install 'clipdenoise[serve]'"
             ) from error
         raise
-
     return _create_app(*args, **kwargs)
 
 
-__all__ = [
-    "InferenceSettings",
-    "ModelCatalogue",
-    "ModelEntry",
-    "ServeConfig",
-    "build_catalogue",
-    "create_app",
-]
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'clipdenoise.web' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
