@@ -410,3 +410,11 @@ def test_reference_release_checkpoint_is_a_method(shared_dir, image_folder):
     cell = table.cells[(table.rows[0], "ref")]
     assert cell.num_images == 2 and math.isfinite(cell.psnr)
     assert table.method_info[0]["checkpoint_sha256"] == method.checkpoint_sha256
+
+
+def test_channel_mismatch_is_a_clear_error(tmp_path, make_image, tiny_gray_model):
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    _write_png(folder / "x.png", make_image(32, 32, 3))
+    with pytest.raises(ConfigError, match="takes 1-channel images but rgb has 3-channel"):
+        evaluate({"gray": tiny_gray_model}, datasets=[folder], noises=NOISES[:1], progress=False)

@@ -876,6 +876,7 @@ def _run_batch(
         if not todo:
             continue
         module = method.for_noise(task.noise)
+        _check_channels(method, module, noisy_batch.shape[1], task.test_set.name)
         if method.is_network and device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
@@ -930,6 +931,16 @@ def _run_batch(
         if cache is not None:
             cache.append(entry, records, rank=int(run_info.get("rank", 0)))
         bar.update(len(todo))
+
+
+def _check_channels(method: Method, module: nn.Module, channels: int, dataset: str) -> None:
+    config = getattr(module, "config", None)
+    expected = getattr(config, "in_channels", None) or getattr(config, "channels", None)
+    if expected is not None and expected != channels:
+        raise ConfigError(
+            f"method {method.name!r} takes {expected}-channel images but {dataset} has "
+            f"{channels}-channel images; use a {channels}-channel model for this set"
+        )
 
 
 def _merge_and_write(
