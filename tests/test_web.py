@@ -363,6 +363,9 @@ def test_16_bit_rgb_png_decoded_exactly_and_written_back():
     np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), samples)
     again = decode_image(encode_like(decoded.pixels, decoded), max_pixels=10_000)
     np.testing.assert_array_equal(again.pixels, decoded.pixels)
+    complete = _paeth_filtered_png16(samples)
+    with pytest.raises(UploadRejectedError, match="truncated"):
+        decode_image(complete[: len(complete) - 40], max_pixels=10_000)
 
 
 def test_unknown_model_bad_noise_and_seed_are_clear_errors(client):
