@@ -435,3 +435,20 @@ def test_prepare_mayo_dataset_from_dicom_series(tmp_path):
         ct.prepare_mayo_dataset(raw, out)
     with pytest.raises(DatasetNotFoundError, match=r"L999[/\\]quarter_1mm does not exist"):
         ct.prepare_mayo_dataset(raw, tmp_path / "other", patients=["L999"])
+
+
+def test_read_dicom_series_orders_by_table_position(tmp_path):
+    folder = tmp_path / "series"
+    for instance, z in ((1, 5.0), (2, -5.0), (3, 0.0)):
+        stored = np.full((4, 5), 1000 + instance)
+        stored[0, 0] = 0
+        make_ct_dicom(folder / f"IM{instance}.dcm", stored, z=z, instance=instance, padding=0)
+    (folder / ".DS_Store").write_bytes(b"junk")
+    slices = ct.read_dicom_series(folder)
+    assert [item.path.name for item in slices] == ["IM2.dcm", "IM3.dcm", "IM1.dcm"]
+    assert slices[0].hu[1, 1] == -22.0 and slices[0].hu[0, 0] == -1024.0
+    padded = ct.read_dicom_series(folder, padding_hu=-3000.0)
+    assert padded[0].hu[0, 0] == -3000.0 and padded[0].hu[1, 1] == -22.0
+    assert padded[0].dataset.InstanceNumber == 2
+    with pytest.raises(DatasetNotFoundError, match="series folder .*nowhere does not exist"):
+        ct.read_dicom_series(tmp_path / "nowhere")

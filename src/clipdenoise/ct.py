@@ -785,20 +785,62 @@ def prepare_mayo_dataset(
 def _read_series(folder: Path) -> list[np.ndarray]:
     if not folder.is_dir():
         raise DatasetNotFoundError(f"Mayo series folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
+    slices = read_dicom_series(folder, padding_hu=HU_MIN)
+    if not slices:
         raise DatasetError(f"Mayo series folder {folder} holds no slices")
-    slices = []
+    return [item.hu for item in slices]
+
+
+@dataclass(frozen=True)
+class DicomSlice:
+    """One slice of a series: its file, ``(H, W)`` float32 HU and pydicom Dataset."""
+
+    path: Path
+    hu: np.ndarray
+    dataset: Dataset
+
+
+def read_dicom_series(
+    folder: str | Path,
+    *,
+    padding_hu: float | None = None,
+    require_ct: bool = True,
+) -> list[DicomSlice]:
+    """Read every DICOM slice of a folder, ordered along the patient axis.
+
+    Files are ordered by ``ImagePositionPatient[2]`` (then ``InstanceNumber``, then name), as
+    RED-CNN's preparation of the Mayo data does. Hidden files are ignored; every other file must
+    be a CT slice (errors name the file).
+
+    Args:
+        folder: one series.
+        padding_hu: if set, pixels equal to ``PixelPaddingValue`` (or stored -2000 when the tag is
+            absent) get this HU value (RED-CNN's preparation uses -1024).
+        require_ct: reject non-CT modalities.
+
+    Returns:
+        The slices, in order (empty if the folder holds no files).
+
+    Raises:
+        DatasetNotFoundError: ``folder`` does not exist.
+        ImageReadError: a file is not a usable CT slice.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"DICOM series folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    ordered = []
     for path in files:
-        hu, dataset = read_dicom_slice(path)
-        padding = dataset.get("PixelPaddingValue", -2000)
-        stored = dataset.pixel_array
-        hu = np.where(stored == padding, np.float32(HU_MIN), hu)
+        hu, dataset = read_dicom_slice(path, require_ct=require_ct)
+        if padding_hu is not None:
+            padding = dataset.get("PixelPaddingValue", -2000)
+            hu = np.where(dataset.pixel_array == padding, np.float32(padding_hu), hu)
         position = dataset.get("ImagePositionPatient")
-        z = float(position[2]) if position is not None else float("nan")
-        slices.append((z, int(dataset.get("InstanceNumber", 0) or 0), hu))
-    slices.sort(key=lambda item: (np.nan_to_num(item[0], nan=0.0), item[1]))
-    return [hu for _, _, hu in slices]
+        z = float(position[2]) if position is not None and len(position) == 3 else 0.0
+        instance = int(dataset.get("InstanceNumber", 0) or 0)
+        ordered.append(((z, instance, path.name), DicomSlice(path, hu, dataset)))
+    ordered.sort(key=lambda item: item[0])
+    return [item for _, item in ordered]
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
