@@ -240,8 +240,11 @@ def test_resume_reproduces_the_uninterrupted_run(data_root, tmp_path):
     assert sorted(resumed.losses) == [5, 6, 7, 8]
     assert [resumed.losses[i] for i in range(5, 9)] == [full.losses[i] for i in range(5, 9)]
     assert [first.losses[i] for i in range(1, 5)] == [full.losses[i] for i in range(1, 5)]
-    logged = [r["iteration"] for r in read_log(tmp_path / "split") if r["event"] == "train"]
-    assert logged == list(range(1, 9))
+    records = read_log(tmp_path / "split")
+    assert [r["iteration"] for r in records if r["event"] == "train"] == list(range(1, 9))
+    resume_record = next(r for r in records if r["event"] == "resume")
+    assert resume_record["iteration"] == 4
+    assert resume_record["config_changed"] == ["data.num_workers"]
 
 
 def test_existing_run_folder_is_not_overwritten(data_root, tmp_path):

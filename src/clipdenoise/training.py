@@ -826,6 +826,22 @@ def _build_model(config: ExperimentConfig, state: dict[str, Any] | None) -> CLIP
     return model
 
 
+def changed_keys(old_json: str, new_json: str) -> list[str]:
+    """``section.key`` names whose values differ between two JSON configs."""
+
+    def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[f"{prefix}{key}"] = value
+        return flat
+
+    old, new = flatten(json.loads(old_json)), flatten(json.loads(new_json))
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
 @dataclass
 class LoopCounters:
     """Counters carried across save/resume (stored in the state's ``extra``)."""
@@ -889,7 +905,10 @@ class Trainer:
             enabled=info.is_main,
             tensorboard_dir=run_dir / "tensorboard" if settings.tensorboard else None,
         )
-        self._start_run_folder(resumed=state is not None)
+        self._start_run_folder(
+            resumed=state is not None,
+            changed=changed_keys(state["config_json"], self.config_json) if state else [],
+        )
         self.step = self._build_step(loss_fn, state)
         self.loader = self._build_loader()
         self.counters = LoopCounters.from_state(state)
@@ -900,7 +919,7 @@ class Trainer:
         self.model.aug_generator = self.aug_generator
 
     # ------------------------------------------------------------------ setup
-    def _start_run_folder(self, *, resumed: bool) -> None:
+    def _start_run_folder(self, *, resumed: bool, changed: list[str]) -> None:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(config_io.dumps_toml(self.config), self.run_dir / RUN_CONFIG_NAME)
@@ -915,8 +934,11 @@ class Trainer:
                     "device": str(self.info.device),
                     "train_images": len(self.store),
                     "val_images": len(self.val_set.names) if self.val_set else 0,
+                    **({"config_changed": changed} if changed else {}),
                 }
             )
+            if changed:
+                print(f"resuming with a changed config: {', '.join(changed)}", file=sys.stderr)
         barrier(self.info)
 
     @property

@@ -184,11 +184,11 @@ def run(args: argparse.Namespace) -> int:
     if result.status == "interrupted":
         return 128 + (result.signal or signal.SIGINT)
     summary = result.summary
-    if result.status == "completed" and summary.get("world_size", 1) and _is_main():
+    if result.status == "completed" and _is_main():
         best = summary.get("best_val_psnr")
         best_text = f", best validation PSNR {best:.2f} dB" if best is not None else ""
         print(
-            f"done: {result.iteration} iterations in {summary['train_time_s']:.0f} s"
+            f"done: {result.iteration} iterations in {summary['train_time_s']:.1f} s"
             f"{best_text}; weights: {result.latest_checkpoint}"
         )
     return 0
