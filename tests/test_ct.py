@@ -448,6 +448,13 @@ def test_read_dicom_series_orders_by_table_position(tmp_path):
     assert [item.path.name for item in slices] == ["IM2.dcm", "IM3.dcm", "IM1.dcm"]
     assert slices[0].hu[1, 1] == -22.0 and slices[0].hu[0, 0] == -1024.0
     padded = ct.read_dicom_series(folder, padding_hu=-3000.0)
+    # Without PixelPaddingValue, stored -2000 (63536 unsigned) is padding, as in RED-CNN.
+    assert ct.padding_mask(np.array([63536, 0, 2000], np.uint16), -2000).tolist() == [
+        True,
+        False,
+        False,
+    ]
+    assert ct.padding_mask(np.array([-2000, 0], np.int16), 63536).tolist() == [True, False]
     assert padded[0].hu[0, 0] == -3000.0 and padded[0].hu[1, 1] == -22.0
     assert padded[0].dataset.InstanceNumber == 2
     with pytest.raises(DatasetNotFoundError, match="series folder .*nowhere does not exist"):

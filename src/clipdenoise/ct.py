@@ -442,7 +442,8 @@ def write_dicom_like(
         except Exception:
             original = None
         if original is not None and original.shape == stored.shape:
-            stored = np.where(original == padding, np.asarray(padding, stored.dtype), stored)
+            mask = padding_mask(original, padding)
+            stored = np.where(mask, np.asarray(padding).astype(stored.dtype), stored)
 
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None or syntax.is_compressed or not syntax.is_little_endian:
@@ -734,7 +735,9 @@ def prepare_mayo_dataset(
     (target) DICOM/IMA series, orders each series by ``ImagePositionPatient[2]`` (then
     ``InstanceNumber``), maps padding (``PixelPaddingValue``, else stored -2000) to -1024 HU
     as RED-CNN's ``prep.py`` does, and writes ``{patient}_{i}_input.npy`` /
-    ``{patient}_{i}_target.npy`` float32 model units, atomically.
+    ``{patient}_{i}_target.npy`` model units, atomically, as float32 (``prep.py`` writes
+    float64; the reference converts to float32 on loading, so training sees the same values
+    and the folder takes half the space).
 
     Args:
         raw_root: folder holding one folder per patient.
@@ -833,14 +836,24 @@ def read_dicom_series(
     for path in files:
         hu, dataset = read_dicom_slice(path, require_ct=require_ct)
         if padding_hu is not None:
-            padding = dataset.get("PixelPaddingValue", -2000)
-            hu = np.where(dataset.pixel_array == padding, np.float32(padding_hu), hu)
+            mask = padding_mask(dataset.pixel_array, dataset.get("PixelPaddingValue", -2000))
+            hu = np.where(mask, np.float32(padding_hu), hu)
         position = dataset.get("ImagePositionPatient")
         z = float(position[2]) if position is not None and len(position) == 3 else 0.0
         instance = int(dataset.get("InstanceNumber", 0) or 0)
         ordered.append(((z, instance, path.name), DicomSlice(path, hu, dataset)))
     ordered.sort(key=lambda item: item[0])
     return [item for _, item in ordered]
+
+
+def padding_mask(stored: np.ndarray, padding: int) -> np.ndarray:
+    """Where stored pixels equal the padding value, comparing 16-bit data as two's complement
+    (so -2000 matches an unsigned 63536, as RED-CNN's ``astype(np.int16)`` does)."""
+    stored = np.asarray(stored)
+    if stored.dtype.itemsize == 2:
+        wrapped = np.int16(((int(padding) + 32768) % 65536) - 32768)
+        return stored.view(np.int16) == wrapped
+    return stored == padding
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
