@@ -513,6 +513,8 @@ def test_job_over_time_limit_is_cancelled_and_server_keeps_serving():
         assert job["state"] == "cancelled"
         assert "time limit of 0.6 s" in job["message"]
         assert 0 < job["progress"] < 1
+        timed_out = client.post("/api/denoise", data={"sample": "scene", "model": "slow"})
+        assert timed_out.status_code == 504 and "time limit" in timed_out.json()["error"]
         fast = wait_done(client, submit(client, sample="scene", model="fast").json()["id"])
         assert fast["state"] == "done"
         assert fast["result"]["tiles"] > 1  # large images are tiled
@@ -671,3 +673,20 @@ def test_unexpected_server_errors_answer_500_without_details(monkeypatch):
     assert response.status_code == 500
     assert response.json()["error"].startswith("internal server error (reference ")
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_synchronous_denoise_endpoint_for_scripts(client):
+    upload = image_bytes(smooth_uint8(40, 48), "JPEG")
+    response = client.post(
+        "/api/denoise",
+        data={"model": "nlm", "noise": "none"},
+        files={"file": ("scan.jpeg", upload, "image/jpeg")},
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    assert 'filename="scan-denoised.jpg"' in response.headers["content-disposition"]
+    job = client.get(f"/api/jobs/{response.headers['x-clipdenoise-job']}").json()
+    assert job["state"] == "done" and job["result"]["format"] == "JPEG"
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == "JPEG" and image.size == (48, 40)
+    refused = client.post("/api/denoise", data={"model": "nlm"}, files={"file": ("a", b"x")})
+    assert refused.status_code == 415

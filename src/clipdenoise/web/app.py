@@ -13,12 +13,16 @@ API (all JSON errors are ``{"error": "<message for the visitor>"}``, never a sta
   summary (metrics, timings). ``DELETE /api/jobs/<id>`` cancels.
 - ``GET /api/jobs/<id>/previews/<noisy|restored|clean>`` 8-bit PNG for display;
   ``GET /api/jobs/<id>/files/<restored|noisy>`` the download, in the upload's format and bit depth.
+- ``POST /api/denoise`` the same form as ``/api/jobs``, for scripts: waits (queue included) and
+  answers the restored file (header ``X-Clipdenoise-Job`` names the job), 422 when the job
+  failed, 504 when it exceeded the time limit.
 
 Nothing the client sends is used as a file-system path; uploads and results stay in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -306,8 +310,8 @@ def create_app(
             return error(404, f"no sample named {key!r}")
         return Response(sample.data(), media_type="image/png")
 
-    @app.post("/api/jobs", status_code=202)
-    async def submit(request: Request):
+    async def accept(request: Request) -> Job | Response:
+        """Parse, validate and queue an upload; a refusal comes back as the response to send."""
         try:
             form = await request.form(max_files=1, max_fields=16)
         except BodySizeLimit._TooLarge:
@@ -338,10 +342,30 @@ def create_app(
         except ClipDenoiseError as invalid:
             return error(400, str(invalid))
         try:
-            job = manager.submit(denoise_request)
+            return manager.submit(denoise_request)
         except QueueFullError as busy:
             return error(503, str(busy), headers={"Retry-After": "5"})
-        return JSONResponse(_job_public(job), status_code=202)
+
+    @app.post("/api/jobs", status_code=202)
+    async def submit(request: Request):
+        accepted = await accept(request)
+        if not isinstance(accepted, Job):
+            return accepted
+        return JSONResponse(_job_public(accepted), status_code=202)
+
+    @app.post("/api/denoise")
+    async def denoise_and_wait(request: Request):
+        """Same form as ``/api/jobs``; waits and answers the restored file (for scripts)."""
+        accepted = await accept(request)
+        if not isinstance(accepted, Job):
+            return accepted
+        while not accepted.done_event.is_set():
+            manager.enforce_deadline(accepted)
+            await asyncio.sleep(0.05)
+        if accepted.state is JobState.DONE:
+            return _file_response(accepted, "restored")
+        status = 504 if accepted.state is JobState.CANCELLED else 422
+        return error(status, accepted.message or accepted.state.value)
 
     def _parse_request(fields: dict, data: bytes, name: str) -> DenoiseRequest:
         model_key = str(fields.get("model") or catalogue.default_key or "")
@@ -406,19 +430,22 @@ def create_app(
             return error(404, "no such preview")
         return Response(job.result.previews[which], media_type="image/png")
 
+    def _file_response(job: Job, which: str) -> Response:
+        result = job.result
+        suffix = "denoised" if which == "restored" else which
+        filename = f"{result.name}-{suffix}{result.suffix}"
+        headers = {
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Clipdenoise-Job": job.id,
+        }
+        return Response(result.files[which], media_type=result.media_type, headers=headers)
+
     @app.get("/api/jobs/{job_id}/files/{which}")
     async def job_file(job_id: str, which: str):
         job = _job(job_id)
         if job.state is not JobState.DONE or which not in job.result.files:
             return error(404, "no such file")
-        result = job.result
-        suffix = "denoised" if which == "restored" else which
-        filename = f"{result.name}-{suffix}{result.suffix}"
-        return Response(
-            result.files[which],
-            media_type=result.media_type,
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+        return _file_response(job, which)
 
     app.state.settings = asdict(settings)
     return app
