@@ -121,6 +121,15 @@ def test_bad_images_are_reported_by_name_and_skipped(clean_dir, tmp_path, capsys
     assert sorted(Path(f["source"]).name for f in manifest["failed"]) == ["broken.png", "empty.jpg"]
 
 
+def test_same_stem_is_reported_not_overwritten(clean_dir, tmp_path, make_image):
+    _save(clean_dir / "a.bmp", make_image(8, 8, seed=9))
+    report = synthesize_srgb_dataset(clean_dir, tmp_path / "out", SynthConfig(overwrite=True))
+    assert report.failed == [
+        ("a.png", f"{clean_dir.resolve() / 'a.png'}: same output name as a.bmp; rename one of them")
+    ]
+    assert np.asarray(Image.open(tmp_path / "out/clean/a.png")).shape == (8, 8, 3)
+
+
 def test_crop_grid_follows_basicsr():
     assert crop_origins(40, 16, 8, 0) == [0, 8, 16, 24]
     assert crop_origins(45, 16, 8, 0) == [0, 8, 16, 24, 29]

@@ -65,7 +65,8 @@ class SynthConfig:
             (the input through the same simulated camera without noise, so that the pair
             differs by the noise alone).
         recursive: also read images in sub-folders (mirrored in the output).
-        overwrite: replace existing output files instead of refusing.
+        overwrite: replace existing output files of the same names instead of refusing
+            (files of an earlier run that this run does not write are left alone).
     """
 
     seed: int = 0
@@ -180,24 +181,26 @@ def synthesize_srgb_dataset(
             f"{output_dir}: already holds a synthesised set ({MANIFEST_NAME}); "
             "choose another folder or pass --overwrite"
         )
-    jobs = [(path, path.relative_to(input_dir).as_posix(), output_dir, config) for path in sources]
     report = SynthReport()
+    jobs, owners = [], {}
+    for path in sources:
+        relative = path.relative_to(input_dir).as_posix()
+        # a.png and a.jpg would both write a.png: the first (sorted) keeps the name.
+        stem = str(Path(relative).with_suffix(""))
+        if stem in owners:
+            report.failed.append(
+                (relative, f"{path}: same output name as {owners[stem]}; rename one of them")
+            )
+            continue
+        owners[stem] = relative
+        jobs.append((path, relative, output_dir, config))
     records: list[dict] = []
-    claimed: dict[str, str] = {}
     for relative, result in _run_jobs(jobs, workers, progress):
         if isinstance(result, _Failure):
             (report.skipped if result.skipped else report.failed).append((relative, result.reason))
             continue
-        for record in result:
-            name = record["name"]
-            if name in claimed:
-                report.failed.append(
-                    (relative, f"output name {name} already produced from {claimed[name]}")
-                )
-                continue
-            claimed[name] = relative
-            records.append(record)
-            report.written.append(name)
+        records.extend(result)
+        report.written.extend(record["name"] for record in result)
     report.manifest = _write_manifest(output_dir, config, records, report)
     return report
 
