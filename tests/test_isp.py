@@ -412,3 +412,16 @@ def test_clip_xyz_only_changes_colours_outside_the_unit_cube():
     np.testing.assert_allclose(
         isp.process(raw, params, clipped), isp.process(raw, params, ZERO_NOISE), atol=1e-12
     )
+
+
+@pytest.mark.parametrize(("form", "power"), [("heteroscedastic", 1), ("reference", 2)])
+def test_raw_noise_variance_is_linear_in_the_signal(form, power):
+    # Per-level variance across many draws, regressed on x (or x^2): slope sigma_s^2,
+    # intercept sigma_c^2.
+    levels = np.linspace(0.05, 0.95, 19)
+    raw = np.tile(levels, (20_000, 1))
+    noisy = isp.add_raw_noise(raw, 0.08, 0.03, np.random.default_rng(21), form=form, clip=False)
+    variance = noisy.var(axis=0)
+    slope, intercept = np.polyfit(levels**power, variance, 1)
+    assert slope == pytest.approx(0.08**2, rel=0.03)
+    assert intercept == pytest.approx(0.03**2, rel=0.05)
