@@ -690,3 +690,24 @@ def test_synchronous_denoise_endpoint_for_scripts(client):
         assert image.format == "JPEG" and image.size == (48, 40)
     refused = client.post("/api/denoise", data={"model": "nlm"}, files={"file": ("a", b"x")})
     assert refused.status_code == 415
+
+
+def test_serve_loads_a_checkpoint_given_with_weights(tmp_path):
+    from clipdenoise.checkpoints import save_checkpoint
+    from clipdenoise.cli import build_parser
+    from clipdenoise.cli.serve import build_app_from_args
+    from clipdenoise.model import CLIPDenoiser, tiny_config
+
+    path = save_checkpoint(CLIPDenoiser(tiny_config()), tmp_path / "mine.safetensors")
+    args = build_parser().parse_args(
+        ["serve", "--weights", str(path), "--no-imported", "--no-baselines", "--device", "cpu"]
+    )
+    app, _, catalogue = build_app_from_args(args)
+    assert list(catalogue.entries) == ["mine.safetensors"]
+    assert catalogue.has_trained_network  # a checkpoint is taken as trained: no guidance banner
+    with TestClient(app) as client:
+        assert client.get("/api/info").json()["weights_guidance"] is None
+        job = wait_done(
+            client, submit(client, sample="chart", model="mine.safetensors").json()["id"]
+        )
+    assert job["state"] == "done" and job["result"]["model_label"] == "mine.safetensors"
