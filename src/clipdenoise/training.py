@@ -1,10 +1,14 @@
-"""Training CLIPDenoiser: recipes as typed configs, and a robust, resumable, distributed loop.
+"""Training CLIPDenoiser: a robust, resumable, distributed loop over the recipes.
 
 Paper Sec. 4.1: a frozen CLIP RN50 encoder, a learnable decoder trained with L1 on 128×128
 patches (batch 16) of clean images with online noise (Gaussian σ = 15 for the synthetic
 recipe), AdamW (lr 3e-4, weight decay 1e-4) and cosine decay to 1e-6 over 300k iterations.
-The presets shipped in ``clipdenoise/configs/*.toml`` (:func:`list_presets`) reproduce the
-reference's three recipes and add ``tiny-cpu``, a few-minute CPU demo.
+Recipes are :class:`~clipdenoise.experiment.ExperimentConfig` objects; the presets shipped in
+``clipdenoise/configs/*.toml`` (:func:`list_presets`) reproduce the reference's three recipes
+and add ``tiny-cpu``, a few-minute CPU demo. Related modules: :mod:`clipdenoise.experiment`
+(configs), :mod:`clipdenoise.training_data` (patches), :mod:`clipdenoise.training_state`
+(resumable states), :mod:`clipdenoise.schedule` (learning rates), :mod:`clipdenoise.distributed`
+(DDP).
 
 Python::
 
@@ -41,8 +45,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,9 +63,26 @@ from clipdenoise.distributed import (
     parameters_in_sync,
     shutdown_distributed,
 )
-from clipdenoise.errors import ClipDenoiseError, ConfigError, DatasetError, DatasetNotFoundError
-from clipdenoise.model import CLIPDenoiser, ModelConfig
-from clipdenoise.schedule import LRSchedule
+from clipdenoise.errors import ClipDenoiseError, ConfigError
+from clipdenoise.experiment import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    NoiseConfig,
+    TrainConfig,
+    build_model_config,
+    describe_config,
+    list_presets,
+    load_experiment_config,
+    preset_text,
+)
+from clipdenoise.model import CLIPDenoiser
+from clipdenoise.training_data import (
+    ValidationSet,
+    build_train_store,
+    build_validation_set,
+    resolve_data_path,
+)
 from clipdenoise.training_state import (
     atomic_write_text,
     latest_state,
@@ -70,9 +90,6 @@ from clipdenoise.training_state import (
     restore_rng_states,
     save_training_state,
 )
-
-RANDOM_ENCODER_NAMES = ("random", "none")
-"""``model.encoder_weights`` values meaning random initialisation (TOML cannot write None)."""
 
 RUN_CONFIG_NAME = "config.toml"
 LOG_NAME = "log.jsonl"
@@ -82,375 +99,6 @@ CHECKPOINTS_DIRNAME = "checkpoints"
 
 class TrainingError(ClipDenoiseError, RuntimeError):
     """Training cannot continue (e.g. the loss became NaN/inf); the message says what to do."""
-
-
-# ============================================================================ configuration
-@dataclass(frozen=True)
-class DataConfig:
-    """Training data.
-
-    Attributes:
-        train_dir: Folder of clean training images, relative to the data root (``--data-root``
-            or ``$CLIPDENOISE_DATA``) unless absolute. For ``format = "mayo"``: the flat Mayo/AAPM
-            folder of ``{patient}_{index}_input|target`` slices
-            (:class:`clipdenoise.ct.MayoCTDataset`; the full-dose targets are trained on).
-        format: ``images`` (any image files) or ``mayo`` (Mayo LDCT slices in model units;
-            the ``test_patient`` is held out).
-        test_patient: Mayo patient id excluded from training (reference: ``L506``).
-        channels: 3 (RGB) or 1 (grey/CT); must equal ``model.in_channels``.
-        recursive: Search ``train_dir`` recursively.
-        max_images: Use only the first N images (sorted by path); 0 = all.
-        patch_size: Side of the square training patches (reference ``gt_size``: 128).
-        batch_size: Patches per process per micro-batch (reference ``batch_size_per_gpu``).
-            Global batch = ``batch_size × world_size × train.grad_accum_steps``.
-        geometric_augs: Random flips and 90° rotations (8 modes, reference ``geometric_augs``).
-        cache_images: Decode every image up front and keep it in memory (8-bit images as
-            uint8). Also reports unreadable images before training starts.
-        verify_images: When not caching, decode every image once before training anyway.
-        num_workers: Dataloader worker processes (0 = load in the main process).
-        pin_memory: Pin host memory for faster copies (CUDA only; ignored on CPU).
-        prefetch_factor: Batches each worker prepares ahead.
-    """
-
-    train_dir: str = "CBSD432"
-    format: Literal["images", "mayo"] = "images"
-    test_patient: str = "L506"
-    channels: int = 3
-    recursive: bool = False
-    max_images: int = 0
-    patch_size: int = 128
-    batch_size: int = 16
-    geometric_augs: bool = True
-    cache_images: bool = True
-    verify_images: bool = True
-    num_workers: int = 4
-    pin_memory: bool = True
-    prefetch_factor: int = 2
-
-    def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError(f"data.channels must be 1 or 3, got {self.channels}")
-        for name in ("patch_size", "batch_size", "prefetch_factor"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"data.{name} must be positive, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.max_images < 0:
-            raise ValueError("data.num_workers and data.max_images must be >= 0")
-
-
-@dataclass(frozen=True)
-class NoiseConfig:
-    """Online training noise.
-
-    Attributes:
-        train: Noise spec of :func:`clipdenoise.noise.parse_noise_spec` (``gaussian:15``,
-            ``srgb_camera:0.04,0.03``, ...).
-        in_workers: Add the noise in the dataloader workers (CPU) instead of on the training
-            device; use it for CPU-only kinds such as ``srgb_camera``.
-    """
-
-    train: str = "gaussian:15"
-    in_workers: bool = False
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation, schedule, loop and performance switches.
-
-    Attributes:
-        num_iters: Total optimizer steps (reference ``total_iter``).
-        optimizer: ``adamw`` (reference) or ``adam``.
-        lr: Peak learning rate. weight_decay, betas: AdamW's.
-        loss: ``l1`` (reference ``L1Loss``) or ``mse``.
-        schedule: ``cosine`` (paper: ``lr`` → ``min_lr`` over ``num_iters``),
-            ``cosine_restart`` (reference YAML: periods ``restart_periods`` with minima
-            ``restart_min_lrs``) or ``constant``.
-        min_lr: End of the ``cosine`` schedule.
-        restart_periods, restart_min_lrs, restart_weights: The ``cosine_restart`` periods.
-        warmup_iters: Linear warm-up iterations (reference: none).
-        grad_clip_norm: Clip the global gradient norm to this (reference ``use_grad_clip``:
-            0.01); 0 disables clipping.
-        mixup: Reference ``mixing_augs``: mix each batch with a permutation of itself,
-            λ ~ Beta(``mixup_beta``, ``mixup_beta``); with ``mixup_identity`` half the
-            iterations are left unmixed.
-        seed: Run seed (reference ``manual_seed``: 100).
-        deterministic: Deterministic kernels (``torch.use_deterministic_algorithms``); slower
-            on GPU. CPU runs are reproducible either way.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
-        cpu_threads: torch intra-op threads for this run (0 = torch's default). On a shared or
-            oversubscribed CPU, 1 is often much faster than several spinning threads.
-        amp: Mixed precision: ``none`` (fp32, reference), ``bf16`` (``torch.autocast``, CPU or
-            GPU), ``fp16`` (CUDA, with a ``GradScaler``), ``auto`` (bf16 where supported).
-        channels_last: Use the channels-last memory format (faster convolutions on GPUs).
-        compile: ``torch.compile`` the model.
-        grad_accum_steps: Micro-batches accumulated per optimizer step (for small GPUs).
-        log_every: Iterations between log records and progress-bar updates.
-        checkpoint_every: Iterations between saves of ``latest`` weights + training state.
-        keep_states: Training-state files kept (the newest N).
-        nan_policy: On a NaN/inf loss, ``stop`` (save the last good state and raise naming the
-            iteration) or ``skip`` the step.
-        max_skipped_steps: With ``skip``, give up after this many consecutive bad steps.
-        tensorboard: Also log to TensorBoard (``run_dir/tensorboard``; needs ``tensorboard``).
-        progress: Show a progress bar (iteration, loss, lr, it/s, ETA).
-    """
-
-    num_iters: int = 300_000
-    optimizer: Literal["adamw", "adam"] = "adamw"
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    loss: Literal["l1", "mse"] = "l1"
-    schedule: Literal["cosine", "cosine_restart", "constant"] = "cosine"
-    min_lr: float = 1e-6
-    restart_periods: tuple[int, ...] = (92_000, 208_000)
-    restart_min_lrs: tuple[float, ...] = (3e-4, 1e-6)
-    restart_weights: tuple[float, ...] = (1.0, 1.0)
-    warmup_iters: int = 0
-    grad_clip_norm: float = 0.0
-    mixup: bool = False
-    mixup_beta: float = 1.2
-    mixup_identity: bool = True
-    seed: int = 100
-    deterministic: bool = False
-    device: str = "auto"
-    cpu_threads: int = 0
-    amp: Literal["none", "bf16", "fp16", "auto"] = "none"
-    channels_last: bool = False
-    compile: bool = False
-    grad_accum_steps: int = 1
-    log_every: int = 100
-    checkpoint_every: int = 4000
-    keep_states: int = 3
-    nan_policy: Literal["stop", "skip"] = "stop"
-    max_skipped_steps: int = 100
-    tensorboard: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("num_iters", "grad_accum_steps", "log_every", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
-        if self.keep_states < 1:
-            raise ValueError(f"train.keep_states must be >= 1, got {self.keep_states}")
-        if self.lr <= 0 or self.grad_clip_norm < 0 or self.mixup_beta <= 0:
-            raise ValueError("train.lr and train.mixup_beta must be > 0, grad_clip_norm >= 0")
-
-    def lr_schedule(self) -> LRSchedule:
-        """The :class:`~clipdenoise.schedule.LRSchedule` these settings describe."""
-        restart = self.schedule == "cosine_restart"
-        return LRSchedule(
-            kind=self.schedule,
-            lr=self.lr,
-            num_iters=self.num_iters,
-            min_lr=self.min_lr,
-            periods=self.restart_periods if restart else (),
-            period_min_lrs=self.restart_min_lrs if restart else (),
-            restart_weights=self.restart_weights if restart else (),
-            warmup_iters=self.warmup_iters,
-        )
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Validation during training.
-
-    Attributes:
-        val_dir: Folder of clean validation images (relative to the data root); ``""`` turns
-            validation off. For ``format = "mayo"``: the Mayo folder (the test patient's
-            quarter-dose/full-dose pairs are used).
-        format: ``images`` (clean images + synthetic ``noise``) or ``mayo``.
-        noise: Synthetic validation noise, added with the reference test protocol
-            (:func:`clipdenoise.noise.add_reference_noise`, numpy seed = ``seed``).
-        every: Iterations between validations (reference ``val_freq``: 4000).
-        max_images: Validate on the first N images only; 0 = all.
-        seed: Seed of the validation noise.
-    """
-
-    val_dir: str = "CBSD68"
-    format: Literal["images", "mayo"] = "images"
-    noise: str = "gaussian:50"
-    every: int = 4000
-    max_images: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.every <= 0 or self.max_images < 0:
-            raise ValueError("eval.every must be positive and eval.max_images >= 0")
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """A whole training recipe: ``model``, ``data``, ``noise``, ``train`` and ``eval`` sections.
-
-    ``model.encoder_weights`` takes ``"openai"``, a file path, or ``"random"`` (random
-    initialisation; ``None`` in :class:`~clipdenoise.model.ModelConfig`).
-    """
-
-    name: str = "experiment"
-    description: str = ""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def __post_init__(self) -> None:
-        if self.data.channels != self.model.in_channels:
-            raise ValueError(
-                f"data.channels ({self.data.channels}) must equal model.in_channels "
-                f"({self.model.in_channels})"
-            )
-        if self.model.encoder_weights is None:  # keep configs TOML-representable
-            object.__setattr__(self, "model", replace(self.model, encoder_weights="random"))
-
-    @property
-    def global_batch_per_process(self) -> int:
-        return self.data.batch_size * self.train.grad_accum_steps
-
-
-def build_model_config(model: ModelConfig) -> ModelConfig:
-    """``model`` with ``encoder_weights = "random"``/``"none"`` mapped to ``None``."""
-    weights = model.encoder_weights
-    if weights is not None and weights.lower() in RANDOM_ENCODER_NAMES:
-        return replace(model, encoder_weights=None)
-    return model
-
-
-def list_presets() -> list[str]:
-    """Names of the recipes shipped in ``clipdenoise/configs``."""
-    folder = resources.files("clipdenoise") / "configs"
-    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
-
-
-def preset_text(name: str) -> str:
-    """The TOML text of preset ``name``."""
-    presets = list_presets()
-    if name not in presets:
-        raise ConfigError(f"unknown preset {name!r}; presets are: {', '.join(presets)}")
-    return (resources.files("clipdenoise") / "configs" / f"{name}.toml").read_text("utf-8")
-
-
-def load_experiment_config(
-    source: str | Path | ExperimentConfig, overrides: Sequence[str] = ()
-) -> ExperimentConfig:
-    """Load a recipe: a preset name, a TOML file, or a config; then apply ``section.key=value``.
-
-    Raises:
-        ConfigError: unknown preset/file, unknown keys (the message lists the valid ones),
-            values of the wrong type or out of range.
-    """
-    if isinstance(source, ExperimentConfig):
-        config = source
-    else:
-        text_source = str(source)
-        if text_source in list_presets():
-            data = config_io.tomllib.loads(preset_text(text_source))
-            config = config_io.from_dict(ExperimentConfig, data, where=f"preset {text_source}")
-        elif Path(text_source).is_file() or text_source.endswith(".toml"):
-            config = config_io.load_toml(ExperimentConfig, text_source)
-        else:
-            raise ConfigError(
-                f"{text_source!r} is neither a preset ({', '.join(list_presets())}) nor a TOML file"
-            )
-    return config_io.apply_overrides(config, list(overrides)) if overrides else config
-
-
-# ============================================================================ data
-def resolve_data_path(value: str, data_root: str | Path | None) -> Path:
-    """A config path: absolute as is, else relative to ``data_root`` (or ``$CLIPDENOISE_DATA``,
-    or the current folder)."""
-    import os
-
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return path
-    root = data_root if data_root is not None else os.environ.get("CLIPDENOISE_DATA", ".")
-    return Path(root).expanduser() / path
-
-
-def list_image_files(folder: Path, *, recursive: bool = False, what: str = "data") -> list[Path]:
-    """Image files of ``folder`` sorted by path.
-
-    Raises:
-        DatasetNotFoundError: the folder does not exist.
-        DatasetError: it holds no image.
-    """
-    from clipdenoise.image_io import IMAGE_SUFFIXES
-
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"{what} folder {folder} does not exist (check --data-root)")
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DatasetError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
-    """The clean training images of ``config`` (decoded now when caching)."""
-    from clipdenoise.image_io import read_image
-    from clipdenoise.training_data import ImageStore
-
-    data = config.data
-    folder = resolve_data_path(data.train_dir, data_root)
-    if data.format == "mayo":
-        from clipdenoise.ct import MayoCTDataset
-
-        slices = MayoCTDataset(folder, "train", test_patient=data.test_patient)
-        files, loader = list(slices.targets), slices.read_model_units
-    else:
-        files = list_image_files(folder, recursive=data.recursive, what="training data")
-        loader = read_image
-    if data.max_images:
-        files = files[: data.max_images]
-    store = ImageStore(files, loader, channels=data.channels, cache=data.cache_images)
-    if data.verify_images:
-        store.verify()
-    return store
-
-
-@dataclass(frozen=True)
-class ValidationSet:
-    """Validation pairs, ``(H, W, C)`` float32 arrays (noisy not clipped), with their names."""
-
-    names: tuple[str, ...]
-    noisy: tuple[np.ndarray, ...]
-    clean: tuple[np.ndarray, ...]
-    kind: Literal["images", "mayo"] = "images"
-
-
-def build_validation_set(
-    config: ExperimentConfig, data_root: str | Path | None
-) -> ValidationSet | None:
-    """The validation pairs of ``config`` (``None`` when ``eval.val_dir`` is empty)."""
-    from clipdenoise.image_io import read_image
-    from clipdenoise.noise import add_reference_noise, parse_noise_spec
-    from clipdenoise.training_data import match_channels
-
-    settings = config.eval
-    if not settings.val_dir:
-        return None
-    folder = resolve_data_path(settings.val_dir, data_root)
-    if settings.format == "mayo":
-        from clipdenoise.ct import MayoCTDataset
-
-        pairs = MayoCTDataset(folder, "test", test_patient=config.data.test_patient)
-        count = min(len(pairs), settings.max_images or len(pairs))
-        items = [pairs[index] for index in range(count)]
-        return ValidationSet(
-            names=tuple(name for name, _, _ in items),
-            noisy=tuple(noisy for _, noisy, _ in items),
-            clean=tuple(clean for _, _, clean in items),
-            kind="mayo",
-        )
-    files = list_image_files(folder, what="validation data")
-    if settings.max_images:
-        files = files[: settings.max_images]
-    spec = parse_noise_spec(settings.noise)
-    clean = [match_channels(read_image(p), config.data.channels) for p in files]
-    noisy = [
-        add_reference_noise(image, spec, seed=settings.seed).astype(np.float32) for image in clean
-    ]
-    return ValidationSet(tuple(p.name for p in files), tuple(noisy), tuple(clean))
 
 
 @torch.no_grad()
@@ -1289,12 +937,8 @@ def _progress_bar(settings: TrainConfig, info: DistInfo, start: int):
     )
 
 
-def describe_config(config: ExperimentConfig) -> str:
-    """The resolved config as TOML (what ``clipdenoise train --print-config`` shows)."""
-    return config_io.dumps_toml(config)
-
-
 __all__ = [
+    "preset_text",
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",

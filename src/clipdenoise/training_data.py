@@ -18,14 +18,19 @@ iteration ``k`` continues with exactly the patches the uninterrupted run would h
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from clipdenoise.errors import ImageReadError
+from clipdenoise.errors import DatasetError, DatasetNotFoundError, ImageReadError
 from clipdenoise.noise import NoiseSpec, add_noise
+
+if TYPE_CHECKING:
+    from clipdenoise.experiment import ExperimentConfig
 
 ImageLoader = Callable[[Path], np.ndarray]
 
@@ -222,8 +227,110 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
+# ---------------------------------------------------------------------------- from a config
+def resolve_data_path(value: str, data_root: str | Path | None) -> Path:
+    """A config path: absolute as is, else relative to ``data_root`` (or ``$CLIPDENOISE_DATA``,
+    or the current folder)."""
+    import os
+
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    root = data_root if data_root is not None else os.environ.get("CLIPDENOISE_DATA", ".")
+    return Path(root).expanduser() / path
+
+
+def list_image_files(folder: Path, *, recursive: bool = False, what: str = "data") -> list[Path]:
+    """Image files of ``folder`` sorted by path.
+
+    Raises:
+        DatasetNotFoundError: the folder does not exist.
+        DatasetError: it holds no image.
+    """
+    from clipdenoise.image_io import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{what} folder {folder} does not exist (check --data-root)")
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
+    """The clean training images of ``config`` (decoded now when caching)."""
+    from clipdenoise.image_io import read_image
+
+    data = config.data
+    folder = resolve_data_path(data.train_dir, data_root)
+    if data.format == "mayo":
+        from clipdenoise.ct import MayoCTDataset
+
+        slices = MayoCTDataset(folder, "train", test_patient=data.test_patient)
+        files, loader = list(slices.targets), slices.read_model_units
+    else:
+        files = list_image_files(folder, recursive=data.recursive, what="training data")
+        loader = read_image
+    if data.max_images:
+        files = files[: data.max_images]
+    store = ImageStore(files, loader, channels=data.channels, cache=data.cache_images)
+    if data.verify_images:
+        store.verify()
+    return store
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Validation pairs, ``(H, W, C)`` float32 arrays (noisy not clipped), with their names."""
+
+    names: tuple[str, ...]
+    noisy: tuple[np.ndarray, ...]
+    clean: tuple[np.ndarray, ...]
+    kind: Literal["images", "mayo"] = "images"
+
+
+def build_validation_set(
+    config: ExperimentConfig, data_root: str | Path | None
+) -> ValidationSet | None:
+    """The validation pairs of ``config`` (``None`` when ``eval.val_dir`` is empty)."""
+    from clipdenoise.image_io import read_image
+    from clipdenoise.noise import add_reference_noise, parse_noise_spec
+
+    settings = config.eval
+    if not settings.val_dir:
+        return None
+    folder = resolve_data_path(settings.val_dir, data_root)
+    if settings.format == "mayo":
+        from clipdenoise.ct import MayoCTDataset
+
+        pairs = MayoCTDataset(folder, "test", test_patient=config.data.test_patient)
+        count = min(len(pairs), settings.max_images or len(pairs))
+        items = [pairs[index] for index in range(count)]
+        return ValidationSet(
+            names=tuple(name for name, _, _ in items),
+            noisy=tuple(noisy for _, noisy, _ in items),
+            clean=tuple(clean for _, _, clean in items),
+            kind="mayo",
+        )
+    files = list_image_files(folder, what="validation data")
+    if settings.max_images:
+        files = files[: settings.max_images]
+    spec = parse_noise_spec(settings.noise)
+    clean = [match_channels(read_image(p), config.data.channels) for p in files]
+    noisy = [
+        add_reference_noise(image, spec, seed=settings.seed).astype(np.float32) for image in clean
+    ]
+    return ValidationSet(tuple(p.name for p in files), tuple(noisy), tuple(clean))
+
+
 __all__ = [
     "ImageStore",
+    "ValidationSet",
+    "build_train_store",
+    "build_validation_set",
+    "list_image_files",
+    "resolve_data_path",
     "RunSampler",
     "TrainPatchDataset",
     "augment_geometry",
