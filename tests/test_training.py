@@ -179,6 +179,13 @@ def test_patches_depend_only_on_their_index(data_root):
     assert sorted(dataset.image_index(g) for g in range(6, 12)) == list(range(6))
     # two ranks split the stream like one process would draw it
     assert list(RunSampler(2, 5, rank=1, world_size=2)) == [5, 7, 9]
+    # noise added in the workers is seeded by the index too
+    from clipdenoise.noise import parse_noise_spec
+
+    noisy_set = TrainPatchDataset(store, 32, seed=7, noise=parse_noise_spec("gaussian:15"))
+    item = noisy_set[11]
+    assert torch.equal(item["clean"], first) and torch.equal(item["noisy"], noisy_set[11]["noisy"])
+    assert (item["noisy"] - first).std().item() == pytest.approx(15 / 255, rel=0.1)
 
 
 def test_rng_states_round_trip():
