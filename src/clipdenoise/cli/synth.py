@@ -399,8 +399,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    srgb.add_argument("--input", required=True, type=Path, metavar="CLEAN_DIR")
-    srgb.add_argument("--output", required=True, type=Path, metavar="OUT_DIR")
+    srgb.add_argument(
+        "--input", required=True, type=Path, metavar="CLEAN_DIR", help="folder of clean images"
+    )
+    srgb.add_argument(
+        "--output", required=True, type=Path, metavar="OUT_DIR", help="folder to write (new)"
+    )
     srgb.add_argument("--seed", type=int, default=0, help="base seed")
     srgb.add_argument("--sigma-s", type=float, default=0.04, help="raw shot-noise level")
     srgb.add_argument("--sigma-c", type=float, default=0.03, help="raw read-noise level")
@@ -448,7 +452,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srgb.add_argument(
         "--thresh-size", type=int, default=0, help="BasicSR rule for a last crop at the border"
     )
-    srgb.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    srgb.add_argument(
+        "--bit-depth", type=int, choices=(8, 16), default=8, help="bits per channel of the PNGs"
+    )
     srgb.add_argument(
         "--clean-target",
         choices=("original", "processed"),
@@ -473,8 +479,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    mayo.add_argument("--input", required=True, type=Path, metavar="RAW_DIR")
-    mayo.add_argument("--output", required=True, type=Path, metavar="OUT_DIR")
+    mayo.add_argument(
+        "--input", required=True, type=Path, metavar="RAW_DIR", help="one folder per patient"
+    )
+    mayo.add_argument(
+        "--output", required=True, type=Path, metavar="OUT_DIR", help="flat folder of .npy slices"
+    )
     mayo.add_argument("--thickness", default="1mm", help="slice thickness folder suffix")
     mayo.add_argument("--patients", nargs="+", metavar="ID", help="only these patients")
     mayo.add_argument("--overwrite", action="store_true", help="replace existing .npy files")
