@@ -66,13 +66,14 @@ def test_dncnn_safetensors_round_trip(tmp_path):
 
 def test_dncnn_loads_kair_merged_bn_layout(tmp_path):
     # KAIR's released dncnn_*.pth: raw state dict, convs with bias, BatchNorm merged (no BN keys).
-    reference = _randomise(dncnn.DnCNN(dncnn.DnCNNConfig(channels=1, depth=17, batchnorm=False)))
+    config = dncnn.DnCNNConfig(channels=1, features=16, depth=17, batchnorm=False)
+    reference = _randomise(dncnn.DnCNN(config))
     state = reference.state_dict()
     assert "model.2.weight" in state and "model.32.weight" in state  # KAIR numbering
     torch.save(state, tmp_path / "dncnn_25.pth")
     loaded = dncnn.load(tmp_path / "dncnn_25.pth")
-    assert loaded.config == dncnn.DnCNNConfig(channels=1, depth=17, batchnorm=False)
-    x = torch.rand(1, 1, 24, 24)
+    assert loaded.config == config
+    x = torch.rand(1, 1, 16, 16)
     torch.testing.assert_close(loaded(x), reference.eval()(x))
 
 
@@ -104,8 +105,8 @@ def test_restormer_any_size_and_residual(shape):
 
 def test_restormer_loads_official_params_layout_and_infers_size(tmp_path):
     config = restormer.RestormerConfig(
-        dim=16,
-        num_blocks=(1, 2, 1, 2),
+        dim=8,
+        num_blocks=(1, 2, 1, 1),
         num_refinement_blocks=2,
         heads=(1, 2, 4, 8),
         layernorm="BiasFree",
@@ -118,7 +119,7 @@ def test_restormer_loads_official_params_layout_and_infers_size(tmp_path):
     torch.save({"params": state}, tmp_path / "gaussian_color_denoising_blind.pth")
     loaded = load_baseline("restormer", tmp_path / "gaussian_color_denoising_blind.pth")
     assert loaded.config == config
-    x = torch.rand(1, 3, 24, 24)
+    x = torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(loaded(x), reference(x))
 
 
