@@ -459,3 +459,11 @@ def test_read_dicom_series_orders_by_table_position(tmp_path):
     assert padded[0].dataset.InstanceNumber == 2
     with pytest.raises(DatasetNotFoundError, match="series folder .*nowhere does not exist"):
         ct.read_dicom_series(tmp_path / "nowhere")
+
+
+def test_patient_id_of():
+    assert ct.patient_id_of("L067_12_input.npy") == "L067"
+    assert ct.patient_id_of("/data/1mm/L506_0_target.npy") == "L506"
+    assert ct.patient_id_of("quarter_C002_3.dcm") == "C002"
+    assert ct.patient_id_of("caseA_1_input.npy") == "caseA"
+    assert ct.patient_id_of("XL0671_1_input.npy") == "XL0671"

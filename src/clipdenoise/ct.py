@@ -560,13 +560,14 @@ def write_ct_png16(hu: np.ndarray, out_path: str | Path, *, offset: float = 1024
 
 # --------------------------------------------------------------------------- Mayo / AAPM dataset
 
-_PATIENT_PATTERN = re.compile(r"(L\d{3})")
+# Mayo 2016 ids are L + 3 digits; the later TCIA LDCT release adds C (chest) and N (neuro).
+_PATIENT_PATTERN = re.compile(r"(?<![A-Za-z0-9])([LCN]\d{3})(?!\d)")
 MayoSplit = Literal["train", "train_pairs", "test"]
 
 
 def patient_id_of(path: str | Path) -> str:
-    """The Mayo patient id in a file name (``L067_12_input.npy`` -> ``L067``); otherwise the
-    text before the first ``_``."""
+    """The Mayo patient id in a file name (``L067_12_input.npy`` -> ``L067``; also TCIA's
+    ``C``/``N`` ids); otherwise the text before the first ``_``."""
     name = Path(path).name
     match = _PATIENT_PATTERN.search(name)
     return match.group(1) if match else name.split("_")[0]
