@@ -336,6 +336,7 @@ def test_cli_run_writes_tables_and_plots(image_folder, tmp_path, capsys):
             "evaluate", "noisy", "half=nlm", "--datasets", str(image_folder),
             "--noise", "gaussian:15", "gaussian:25", "--out", str(out), "--no-progress", "--plots",
             "--grid", str(image_folder / "a.png"), "--grid-crop", "0", "0", "16", "16",
+            "--save-images",
         ]
     )  # fmt: skip
     assert code == 0
@@ -344,6 +345,12 @@ def test_cli_run_writes_tables_and_plots(image_folder, tmp_path, capsys):
     for name in ("results.md", "results.csv", "results.json", "per_image.csv", "grid.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "plots" / "mini_gaussian_psnr.png").stat().st_size > 0
+    saved = np.asarray(Image.open(out / "images" / "noisy" / "mini" / "gaussian_25" / "a.png"))
+    clean = np.asarray(Image.open(image_folder / "a.png"), dtype=np.float32) / 255.0
+    expected = np.round(
+        np.clip(add_reference_noise(clean, parse_noise_spec("gaussian:25")), 0, 1) * 255
+    )
+    assert np.abs(saved.astype(np.float64) - expected).max() <= 1.0
     assert (
         main(["evaluate", "noisy", "--datasets", str(tmp_path / "missing"), "--out", str(out)]) == 2
     )
