@@ -247,6 +247,11 @@ def test_sample_camera_params_ranges_and_reproducibility():
     fixed = isp.sample_camera_params(np.random.default_rng(0))
     assert (fixed.sigma_s, fixed.sigma_c) == (0.04, 0.03)
     assert fixed.to_dict()["bayer_pattern"] == fixed.bayer_pattern
+    assert isp.CameraParams.from_dict(fixed.to_dict()) == fixed
+    with pytest.raises(ConfigError, match=r"unknown camera parameter\(s\) \['gamma'\]"):
+        isp.CameraParams.from_dict({**fixed.to_dict(), "gamma": 2.2})
+    with pytest.raises(ConfigError, match="unknown Bayer pattern 'XXXX'"):
+        isp.CameraParams.from_dict({**fixed.to_dict(), "bayer_pattern": "XXXX"})
 
 
 def test_simulate_camera_noise_is_seeded_and_replayable(make_image):

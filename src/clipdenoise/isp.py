@@ -73,7 +73,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -258,6 +258,25 @@ class CameraParams:
         values = asdict(self)
         values["matrix_weights"] = list(self.matrix_weights)
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CameraParams:
+        """Inverse of :meth:`to_dict` (e.g. a ``camera`` entry of a synth manifest).
+
+        Raises:
+            ConfigError: unknown or missing keys, or an invalid Bayer pattern.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown camera parameter(s) {unknown}; valid: {sorted(names)}")
+        try:
+            params = cls(**{**values, "matrix_weights": tuple(values["matrix_weights"])})
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"incomplete camera parameters {values!r}: {error}") from error
+        _check_pattern(params.bayer_pattern)
+        _check_crf_index(params.crf_index)
+        return params
 
 
 @dataclass(frozen=True)
