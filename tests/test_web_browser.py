@@ -177,7 +177,8 @@ def test_upload_noise_denoise_compare_download(driver, server, download_dir, tmp
     driver.find_element(By.CSS_SELECTOR, '.zoom-button[data-zoom="fit"]').click()
 
     # metrics, seed and timing are shown
-    assert float(driver.find_element(By.ID, "psnr-noisy").text) == pytest.approx(20.5, abs=1.5)
+    psnr_noisy = driver.find_element(By.ID, "psnr-noisy").text
+    assert float(psnr_noisy) == pytest.approx(20.5, abs=1.5)
     assert "seed 1234" in driver.find_element(By.ID, "fact-noise").text
     assert "denoised in" in driver.find_element(By.ID, "fact-time").text
     driver.execute_script("window.scrollTo(0, 0);")
@@ -193,6 +194,23 @@ def test_upload_noise_denoise_compare_download(driver, server, download_dir, tmp
     assert downloaded.read_bytes() == job.result.files["restored"]
     with Image.open(io.BytesIO(job.result.files["restored"])) as restored:
         assert restored.size == (128, 96) and restored.mode == "RGB"
+
+    # a second model on the same image, noise and seed is compared with the first
+    first_job = job.id
+    Select(driver.find_element(By.ID, "model-select")).select_by_value("nlm")
+    driver.find_element(By.ID, "denoise-button").click()
+    WebDriverWait(driver, 60).until(lambda d: current_job_id(d) != first_job)
+    wait_for_result(driver)
+    earlier = driver.find_elements(By.CSS_SELECTOR, "#earlier-runs tr")
+    assert len(earlier) == 1 and "UNTRAINED" in earlier[0].text
+    left = Select(driver.find_element(By.ID, "left-choice"))
+    left.select_by_value(f"job:{first_job}")
+    assert (
+        driver.find_element(By.ID, "img-left")
+        .get_attribute("src")
+        .endswith(f"/api/jobs/{first_job}/previews/restored")
+    )
+    assert driver.find_element(By.ID, "psnr-noisy").text == psnr_noisy  # same noisy input
 
 
 def test_non_image_upload_shows_message_on_page(driver, server, tmp_path):

@@ -12,7 +12,10 @@
     result: null,
     zoom: "fit",
     fraction: 0.5,
+    pendingKey: null, // what the running job compares to: same image, noise and seed
+    history: [], // earlier results: {id, key, label, metrics}
   };
+  const HISTORY_LIMIT = 12;
 
   // ---------------------------------------------------------------- helpers
   function showError(message) {
@@ -231,6 +234,7 @@
       form.append("level", $("noise-level").value.trim());
       form.append("seed", $("noise-seed").value.trim());
     }
+    state.pendingKey = comparisonKey(kind);
     setProgress(0, "Uploading…", true);
     state.jobId = "pending";
     updateDenoiseButton();
@@ -251,6 +255,16 @@
     state.jobId = job.id;
     showJob(job);
     schedulePoll();
+  }
+
+  // Runs on the same image with the same noise and seed see the same noisy input, so their
+  // results can be compared with each other (slider and metrics table).
+  function comparisonKey(kind) {
+    const source = state.source.kind === "file"
+      ? "file:" + state.source.file.name + ":" + state.source.file.size + ":" + state.source.file.lastModified
+      : "sample:" + state.source.key;
+    if (kind === "none") return source + "|none";
+    return source + "|" + kind + ":" + $("noise-level").value.trim() + "|seed:" + $("noise-seed").value.trim();
   }
 
   function schedulePoll() {
@@ -324,10 +338,12 @@
     const result = job.result;
     state.result = { id: job.id, ...result };
     const base = "/api/jobs/" + encodeURIComponent(job.id);
+    const earlier = state.history.filter((run) => run.key === state.pendingKey && run.id !== job.id);
+    fillLeftChoice(result, earlier);
+    state.history.unshift({ id: job.id, key: state.pendingKey, label: result.model_label, metrics: result.metrics });
+    state.history.length = Math.min(state.history.length, HISTORY_LIMIT);
     const left = $("left-choice");
-    left.disabled = !result.previews.includes("clean");
-    if (left.disabled) left.value = "noisy";
-    $("img-left").src = base + "/previews/" + left.value;
+    $("img-left").src = leftImageUrl(left.value);
     $("img-right").src = base + "/previews/restored";
     $("right-label").textContent = "Restored" + (result.untrained ? " (untrained model)" : "");
     $("placeholder").hidden = true;
@@ -347,6 +363,8 @@
       $("psnr-restored").classList.toggle("better", metrics.restored.psnr > metrics.noisy.psnr);
       $("ssim-restored").classList.toggle("better", metrics.restored.ssim > metrics.noisy.ssim);
     }
+    $("restored-label").textContent = result.model_label;
+    fillEarlierRuns(metrics ? earlier.filter((run) => run.metrics) : []);
     $("fact-time").textContent =
       "denoised in " + result.denoise_seconds.toFixed(2) + " s (" + result.tiles +
       (result.tiles === 1 ? " pass" : " tiles") + "), " + result.total_seconds.toFixed(2) + " s in all";
@@ -363,6 +381,49 @@
     noisyLink.hidden = !result.downloads.includes("noisy");
     noisyLink.href = base + "/files/noisy";
     $("result").hidden = false;
+  }
+
+  function fillLeftChoice(result, earlier) {
+    const left = $("left-choice");
+    const previous = left.value;
+    left.replaceChildren();
+    const options = [["noisy", "Noisy"]];
+    if (result.previews.includes("clean")) options.push(["clean", "Clean"]);
+    for (const run of earlier) options.push(["job:" + run.id, run.label + " (earlier run)"]);
+    for (const [value, text] of options) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = text;
+      left.appendChild(option);
+    }
+    left.value = options.some(([value]) => value === previous) ? previous : "noisy";
+    left.disabled = options.length === 1;
+  }
+
+  function leftImageUrl(value) {
+    if (value.startsWith("job:")) {
+      return "/api/jobs/" + encodeURIComponent(value.slice(4)) + "/previews/restored";
+    }
+    return "/api/jobs/" + encodeURIComponent(state.result.id) + "/previews/" + value;
+  }
+
+  function fillEarlierRuns(runs) {
+    const body = $("earlier-runs");
+    body.replaceChildren();
+    for (const run of runs) {
+      const row = document.createElement("tr");
+      row.className = "earlier";
+      const name = document.createElement("th");
+      name.scope = "row";
+      name.textContent = run.label + " (earlier)";
+      row.appendChild(name);
+      for (const [value, digits] of [[run.metrics.restored.psnr, 2], [run.metrics.restored.ssim, 4]]) {
+        const cell = document.createElement("td");
+        cell.textContent = formatMetric(value, digits);
+        row.appendChild(cell);
+      }
+      body.appendChild(row);
+    }
   }
 
   // ---------------------------------------------------------------- compare slider and zoom
@@ -474,8 +535,9 @@
     });
     $("left-choice").addEventListener("change", (event) => {
       if (!state.result) return;
-      $("img-left").src = "/api/jobs/" + encodeURIComponent(state.result.id) + "/previews/" + event.target.value;
-      $("img-left").alt = event.target.value === "clean" ? "Clean reference" : "Noisy input";
+      const value = event.target.value;
+      $("img-left").src = leftImageUrl(value);
+      $("img-left").alt = event.target.selectedOptions[0].textContent;
     });
     for (const button of document.querySelectorAll(".zoom-button")) {
       button.addEventListener("click", () => { state.zoom = button.dataset.zoom; applyZoom(); });
