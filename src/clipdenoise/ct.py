@@ -298,14 +298,19 @@ def check_ct_dataset(dataset: Dataset, path: str | Path, *, require_ct: bool = T
 def _read_npy(path: Path, units: NpyUnits) -> np.ndarray:
     if units not in ("hu", "model"):
         raise ConfigError(f"npy_units must be 'hu' or 'model', got {units!r}")
+    array = _read_npy_values(path)
+    return model_to_hu(array) if units == "model" else array
+
+
+def _read_npy_values(path: Path) -> np.ndarray:
+    """The 2-D slice of a ``.npy`` file as float32, values unchanged."""
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise ImageReadError(f"{path}: cannot read .npy file ({error})") from error
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
         raise ImageReadError(f"{path}: .npy file does not hold a numeric array")
-    array = _squeeze_slice(array, path)
-    return model_to_hu(array) if units == "model" else array.astype(np.float32)
+    return _squeeze_slice(array, path).astype(np.float32)
 
 
 def _squeeze_slice(array: np.ndarray, path: Path) -> np.ndarray:
@@ -661,7 +666,16 @@ class MayoCTDataset:
         return len(self.targets)
 
     def read_model_units(self, path: Path) -> np.ndarray:
-        """One slice as ``(H, W, 1)`` float32 model units."""
+        """One slice as ``(H, W, 1)`` float32 model units.
+
+        ``.npy`` slices already in model units are only cast to float32, as the reference does
+        (no HU round trip, so the values are bit-identical to the reference's inputs).
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".npy" and self.npy_units == "model":
+            if not path.is_file():
+                raise ImageReadError(f"{path}: file not found")
+            return _read_npy_values(path)[..., None]
         return hu_to_model(read_ct_slice(path, npy_units=self.npy_units))[..., None]
 
     def __getitem__(self, index: int) -> np.ndarray | tuple[str, np.ndarray, np.ndarray]:
