@@ -6,8 +6,11 @@ Units, as the reference (``basicsr/data/CT_image_dataset.py``, ``basicsr/metrics
 ``prep.py`` does):
 
 - Model units: ``x = (HU - (-1024)) / (3072 - (-1024))``, so HU [-1024, 3072] <-> [0, 1]
-  (:func:`hu_to_model`, :func:`model_to_hu`). Not clipped: padding outside the scan circle
-  (e.g. -2000 or -3024 HU) maps below 0, as in the reference's ``.npy`` files.
+  (:func:`hu_to_model`, :func:`model_to_hu`). Not clipped, as in the reference (whose data
+  preparation first sets the scanner's padding outside the scan circle to -1024 HU, as
+  :func:`prepare_mayo_dataset` and ``read_dicom_series(padding_hu=-1024)`` do). The
+  reference's CT test script maps model units back with 3096 instead of 3072, a quirk that
+  :func:`clipdenoise.metrics.ct_psnr` reproduces by default.
 - Training noise (paper Sec. 4.1, ``CLIPDenoising_LDCTDenoising_GaussianSigma5.yml``): additive
   Gaussian, sigma = 5 on the [0, 255] scale *in model units*, i.e. ``5 / 255 = 0.0196`` of the
   4096 HU range = 80.3 HU (:data:`CT_TRAIN_NOISE` = ``"gaussian:5"`` for
@@ -17,7 +20,8 @@ Units, as the reference (``basicsr/data/CT_image_dataset.py``, ``basicsr/metrics
 - The Mayo/AAPM 2016 challenge data as the reference lays it out: one flat folder of slices
   ``{patient}_{index}_input.npy`` (quarter dose) and ``{patient}_{index}_target.npy`` (full
   dose) in model units; patient ``L506`` is held out for testing (:class:`MayoCTDataset`;
-  :func:`prepare_mayo_dataset` builds that folder from the challenge's DICOM series).
+  :func:`prepare_mayo_dataset` or ``clipdenoise synth mayo`` builds that folder from the
+  challenge's DICOM series; :func:`read_dicom_series` reads any series in table order).
 
 pydicom is imported inside the functions that need it (``pip install 'clipdenoise[ct]'``).
 """
