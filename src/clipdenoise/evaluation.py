@@ -54,8 +54,23 @@ from clipdenoise.results import (
     atomic_write_text,
     per_image_csv,
 )
+from clipdenoise.testsets import (
+    LDCT_TEST_PATIENT,
+    REAL_SRGB_DATASETS,
+    SUITES,
+    SYNTHETIC_DATASETS,
+    EvaluationError,
+    TestImage,
+    TestSet,
+    data_roots,
+    image_size,
+    list_test_set,
+    read_clean,
+    read_noisy,
+)
 
 __all__ = [
+    "EvaluationError",
     "LDCT_TEST_PATIENT",
     "REAL_SRGB_DATASETS",
     "SUITES",
@@ -71,201 +86,7 @@ __all__ = [
     "score_pair",
 ]
 
-SUITES = ("synthetic", "real-srgb", "ldct")
-SYNTHETIC_DATASETS = ("Kodak24", "CBSD68", "McMaster", "Urban100")
 SYNTHETIC_NOISE_KINDS = ("gaussian", "spatial_gaussian", "poisson", "speckle", "salt_pepper")
-REAL_SRGB_DATASETS = ("CC", "PolyU", "SIDD")
-LDCT_TEST_PATIENT = "L506"
-
-# Other names the same sets go by in the reference code and dataset releases.
-DATASET_ALIASES: dict[str, tuple[str, ...]] = {
-    "Kodak24": ("Kodak", "kodak24", "kodak"),
-    "CBSD68": ("cbsd68",),
-    "McMaster": ("McM", "mcmaster", "McMaster18"),
-    "Urban100": ("urban100",),
-    "CC": ("CC15", "cc"),
-    "PolyU": ("polyu",),
-    "SIDD": ("SIDD_val", "SIDD_validation", "SSID/SIDD_test_PNG"),
-    "ldct": ("Mayo", "mayo", "AAPM", "LDCT"),
-}
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
-class EvaluationError(ClipDenoiseError, RuntimeError):
-    """An evaluation cannot run as asked (no data found, nothing to evaluate...)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Test sets
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TestImage:
-    """One test item: a clean image, and for real-noise sets its noisy counterpart."""
-
-    name: str
-    clean_path: Path
-    noisy_path: Path | None = None
-
-
-@dataclass
-class TestSet:
-    """A named list of test items; ``real_noise`` sets carry their own noisy images."""
-
-    name: str
-    images: list[TestImage]
-    real_noise: bool = False
-    modality: str = "srgb"  # or "ct"
-    folder: Path | None = None
-    full_identity: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.full_identity:
-            self.full_identity = self._hash_names()
-
-    def _hash_names(self) -> str:
-        names = "\n".join(item.name for item in self.images)
-        return hashlib.sha256(names.encode()).hexdigest()[:12]
-
-    def identity(self) -> str:
-        """Hash of the item names of the whole set as listed (part of the cache key: a changed
-        folder is a new entry; evaluating only its first images with ``max_images`` is not)."""
-        return self.full_identity
-
-
-def _data_roots(data_root: str | Path | None) -> list[Path]:
-    roots = []
-    if data_root is not None:
-        roots.append(Path(data_root).expanduser())
-    if os.environ.get("CLIPDENOISE_DATA"):
-        roots.append(Path(os.environ["CLIPDENOISE_DATA"]).expanduser())
-    return roots
-
-
-def resolve_dataset_folder(name: str | Path, data_root: str | Path | None = None) -> Path:
-    """Find a test set folder: an existing path, or ``name`` (or an alias) under the data root.
-
-    Raises:
-        EvaluationError: Nothing found; the message lists where it looked.
-    """
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    registry_error: Exception | None = None
-    try:  # the data module's registry knows every benchmark's folder names and sources
-        from clipdenoise.data import resolve_dataset_dir
-
-        return Path(resolve_dataset_dir(str(name), data_root))
-    except ImportError:
-        pass
-    except (ClipDenoiseError, FileNotFoundError, KeyError, ValueError) as error:
-        registry_error = error
-    candidates = [str(name)]
-    for canonical, aliases in DATASET_ALIASES.items():
-        if str(name) == canonical or str(name) in aliases:
-            candidates = [canonical, *aliases]
-    tried = []
-    for root in _data_roots(data_root):
-        for candidate in candidates:
-            folder = root / candidate
-            tried.append(str(folder))
-            if folder.is_dir():
-                return folder
-    hint = ", ".join(tried) if tried else "no data root given (--data-root or $CLIPDENOISE_DATA)"
-    detail = f" ({registry_error})" if registry_error is not None else ""
-    raise EvaluationError(f"dataset {str(name)!r} not found; looked in: {hint}{detail}")
-
-
-def _dataset_label(name: str | Path) -> str:
-    text = str(name)
-    for canonical, aliases in DATASET_ALIASES.items():
-        if text == canonical or text in aliases:
-            return canonical
-    return Path(text).name or text
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
-    )
-
-
-def _pair_by_suffix(files: list[Path], noisy_tag: str, clean_tag: str) -> list[TestImage]:
-    cleans = {p.stem[: -len(clean_tag)]: p for p in files if p.stem.endswith(clean_tag)}
-    pairs = []
-    for noisy in files:
-        if noisy.stem.endswith(noisy_tag):
-            stem = noisy.stem[: -len(noisy_tag)]
-            if stem in cleans:
-                pairs.append(TestImage(stem, cleans[stem], noisy))
-    return pairs
-
-
-def _list_real_pairs(folder: Path) -> list[TestImage]:
-    files = _list_images(folder)
-    for noisy_tag, clean_tag in (("_real", "_mean"), ("_NOISY", "_GT"), ("_noisy", "_gt")):
-        pairs = _pair_by_suffix(files, noisy_tag, clean_tag)
-        if pairs:
-            return sorted(pairs, key=lambda item: item.name)
-    for noisy_dir, clean_dir in (("noisy", "GT"), ("noisy", "clean"), ("input", "target")):
-        if (folder / noisy_dir).is_dir() and (folder / clean_dir).is_dir():
-            cleans = {p.name: p for p in _list_images(folder / clean_dir)}
-            return [
-                TestImage(p.stem, cleans[p.name], p)
-                for p in _list_images(folder / noisy_dir)
-                if p.name in cleans
-            ]
-    return []
-
-
-def _list_ct_pairs(folder: Path, patient: str) -> list[TestImage]:
-    """``{patient}_{i}_input.npy`` / ``{patient}_{i}_target.npy`` pairs (RED-CNN's ``prep.py``
-    layout the reference reads; ``clipdenoise synth mayo`` writes it from the DICOM release)."""
-    pairs = []
-    for noisy in sorted(folder.glob("*input*.npy")):
-        if patient not in noisy.name:
-            continue
-        target = noisy.with_name(noisy.name.replace("input", "target"))
-        if not target.is_file():
-            raise EvaluationError(f"{noisy}: no full-dose slice {target.name} beside it")
-        pairs.append(TestImage(noisy.stem.replace("input", "").strip("_"), target, noisy))
-    return pairs
-
-
-def list_test_set(
-    name: str | Path,
-    suite: str = "synthetic",
-    *,
-    data_root: str | Path | None = None,
-    ct_patient: str = LDCT_TEST_PATIENT,
-) -> TestSet:
-    """List the items of one test set of a suite.
-
-    Raises:
-        EvaluationError: The folder is missing or holds no usable images / pairs.
-    """
-    folder = resolve_dataset_folder(name, data_root)
-    label = _dataset_label(name)
-    if suite == "synthetic":
-        images = [TestImage(p.stem, p) for p in _list_images(folder)]
-        test_set = TestSet(label, images, folder=folder)
-    elif suite == "real-srgb":
-        test_set = TestSet(label, _list_real_pairs(folder), real_noise=True, folder=folder)
-    elif suite == "ldct":
-        items = _list_ct_pairs(folder, ct_patient)
-        test_set = TestSet(label, items, real_noise=True, modality="ct", folder=folder)
-    else:
-        raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
-    if not test_set.images:
-        expected = {
-            "synthetic": f"image files ({', '.join(_IMAGE_SUFFIXES)})",
-            "real-srgb": "noisy/clean pairs (*_real/*_mean, *_NOISY/*_GT, or noisy/ + GT/)",
-            "ldct": f"'*input*.npy' / '*target*.npy' slices of patient {ct_patient}",
-        }[suite]
-        raise EvaluationError(f"{folder}: no {expected} found for dataset {label!r}")
-    return test_set
 
 
 def default_noises() -> list[Any]:
@@ -422,48 +243,6 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available")
     return resolved
-
-
-def _read_clean(item: TestImage, test_set: TestSet) -> np.ndarray:
-    if test_set.modality == "ct":
-        return _read_ct_slice(item.clean_path)
-    from clipdenoise.image_io import read_image
-
-    return read_image(item.clean_path)
-
-
-def _read_ct_slice(path: Path) -> np.ndarray:
-    try:
-        array = np.load(path)
-    except (OSError, ValueError) as error:
-        raise EvaluationError(f"{path}: cannot read CT slice ({error})") from error
-    if array.ndim != 2:
-        raise EvaluationError(f"{path}: expected a 2-D slice, got shape {array.shape}")
-    return array.astype(np.float32)[..., None]
-
-
-def _read_noisy(item: TestImage, test_set: TestSet) -> np.ndarray:
-    assert item.noisy_path is not None
-    if test_set.modality == "ct":
-        return _read_ct_slice(item.noisy_path)
-    from clipdenoise.image_io import read_image
-
-    return read_image(item.noisy_path)
-
-
-def _image_size(item: TestImage, test_set: TestSet) -> tuple[int, int]:
-    if test_set.modality == "ct":
-        return tuple(np.load(item.clean_path, mmap_mode="r").shape[:2])  # type: ignore[return-value]
-    from PIL import Image
-
-    try:
-        with Image.open(item.clean_path) as image:
-            width, height = image.size
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation swaps sides
-                width, height = height, width
-            return height, width
-    except OSError:
-        return (-1, -1)  # unreadable: grouped alone, fails (and is reported) when read
 
 
 def _save_restored(path: Path, restored: np.ndarray) -> None:
@@ -694,7 +473,7 @@ def _collect_test_sets(
         if not test_sets:
             raise EvaluationError(
                 f"none of the {suite} datasets ({', '.join(defaults)}) was found under "
-                f"{', '.join(map(str, _data_roots(data_root))) or 'any data root'}; pass "
+                f"{', '.join(map(str, data_roots(data_root))) or 'any data root'}; pass "
                 "--data-root / $CLIPDENOISE_DATA or dataset folders"
             )
     else:
@@ -760,7 +539,7 @@ def _batches(
         return [[item] for item in items]
     groups: dict[tuple[int, int], list[tuple[int, TestImage]]] = {}
     for item in items:
-        groups.setdefault(_image_size(item[1], test_set), []).append(item)
+        groups.setdefault(image_size(item[1], test_set), []).append(item)
     batches = []
     for size, group in groups.items():
         step = 1 if size == (-1, -1) else batch_size
@@ -849,9 +628,9 @@ def _run_batch(
     cleans, noisies, items = [], [], []
     for index, item in batch:
         try:
-            clean = _read_clean(item, task.test_set)
+            clean = read_clean(item, task.test_set)
             if task.noise is None:
-                noisy = _read_noisy(item, task.test_set)
+                noisy = read_noisy(item, task.test_set)
                 if noisy.shape != clean.shape:
                     raise EvaluationError(
                         f"{item.noisy_path}: shape {noisy.shape} differs from its reference "
