@@ -24,6 +24,7 @@ Everything here is callable from Python: :func:`synthesize_srgb_dataset`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -223,12 +224,33 @@ def _run_jobs(jobs: list, workers: int, progress: bool) -> Iterator[tuple[str, l
         else:
             # spawn, not fork: the parent may hold torch/OpenMP thread pools that fork breaks.
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with (
+                _single_threaded_children(),
+                ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+            ):
                 for job, result in zip(jobs, pool.map(_process_file_star, jobs, chunksize=1)):
                     yield job[1], result
                     bar.update()
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """One BLAS/OpenMP thread per worker process (the workers are the parallelism); the
+    variables are inherited by spawned children and restored here afterwards."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ.setdefault(name, "1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _process_file_star(job: tuple) -> list | _Failure:
