@@ -63,7 +63,7 @@ def _direct_scores(folder, method_fn):
         for name in ("a", "b"):
             clean = np.asarray(Image.open(folder / f"{name}.png"), dtype=np.float32) / 255.0
             noisy = add_reference_noise(clean, spec, seed=0)
-            restored = method_fn(noisy).astype(np.float32)
+            restored = method_fn(noisy, spec).astype(np.float32)
             values.append(
                 (
                     metrics.psnr(metrics.to_metric_scale(clean), metrics.to_metric_scale(restored)),
@@ -74,8 +74,23 @@ def _direct_scores(folder, method_fn):
     return scores
 
 
+def _nlm_fn(noisy, spec):
+    from skimage.restoration import denoise_nl_means, estimate_sigma
+
+    x = noisy.astype(np.float32).astype(np.float64)  # the harness feeds float32 tensors
+    if spec.kind == "gaussian":
+        sigma = spec.level / 255.0
+    else:
+        sigma = estimate_sigma(x, channel_axis=-1, average_sigmas=True)
+    restored = denoise_nl_means(
+        x, h=0.6 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True,
+        channel_axis=-1,
+    )  # fmt: skip
+    return np.clip(restored, 0, 1)
+
+
 def _model_fn(model):
-    def run(noisy):
+    def run(noisy, spec):
         x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float()
         padded, (h, w) = pad_to_multiple(x, 32)
         with torch.no_grad():
@@ -101,7 +116,8 @@ def test_end_to_end_table_matches_direct_metrics(image_folder, tmp_path, tiny_mo
     ]
     expected = {
         "tiny": _direct_scores(image_folder, _model_fn(tiny_model)),
-        "floor": _direct_scores(image_folder, lambda noisy: np.clip(noisy, 0, 1)),
+        "floor": _direct_scores(image_folder, lambda noisy, spec: np.clip(noisy, 0, 1)),
+        "nlm": _direct_scores(image_folder, _nlm_fn),
     }
     for method, per_noise in expected.items():
         for row, noise in zip(table.rows, NOISES):
