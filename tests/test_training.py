@@ -366,29 +366,33 @@ def test_sigterm_saves_a_state_and_says_how_to_resume(data_root, tmp_path):
 
 
 def test_ddp_two_processes_gloo(data_root, tmp_path):
-    """torchrun, 2 CPU processes: ranks end in sync, the checkpoint loads in one process."""
+    """torchrun, 2 CPU processes, paused and resumed: ranks end in sync, the checkpoint loads
+    in one process."""
     from clipdenoise.checkpoints import load_checkpoint
 
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(29500 + os.getpid() % 1000),
-        "-m",
-        "clipdenoise",
-        "train",
-        *_fast_cli_args(run, data_root, "train.num_iters=4", "data.batch_size=2", "eval.val_dir="),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    settings = ("train.num_iters=4", "data.batch_size=2", "eval.val_dir=")
+    for extra in (["--stop-after", "2"], ["--resume", "auto"]):
+        port = ["--master_port", str(29500 + (os.getpid() + len(extra[0])) % 1000)]
+        command = [
+            *launcher,
+            *port,
+            "-m",
+            "clipdenoise",
+            "train",
+            *_fast_cli_args(run, data_root, *settings),
+            *extra,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_batch"] == 4
-    assert summary["ranks_in_sync"] is True and summary["iteration"] == 4
+    assert summary["status"] == "completed" and summary["iteration"] == 4
+    assert summary["ranks_in_sync"] is True
+    events = [(r["event"], r["iteration"]) for r in read_log(run) if r["event"] != "train"]
+    assert events == [("start", 0), ("paused", 2), ("resume", 2), ("completed", 4)]
     model = load_checkpoint(run / "checkpoints" / "latest.safetensors")
     state = load_training_state(run / "states" / "state_00000004.pt")
     for key, value in model.state_dict().items():
