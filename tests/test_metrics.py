@@ -95,6 +95,12 @@ def test_y_channel_matches_bt601_formula_and_skimage():
     )
 
 
+def test_y_channel_leaves_grey_images_as_they_are():
+    clean, restored = _pair(6, shape=(24, 24, 1))
+    assert metrics.psnr(clean, restored, y_channel=True) == metrics.psnr(clean, restored)
+    assert metrics.ssim(clean, restored, y_channel=True) == metrics.ssim(clean, restored)
+
+
 def test_border_crop_drops_exactly_the_border():
     clean, restored = _pair(4)
     restored_bad_border = restored.copy()

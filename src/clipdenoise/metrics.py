@@ -123,7 +123,8 @@ def _prepare(
     clean, restored = _check_pair(clean, restored)
     clean = crop_borders(clean, crop_border)
     restored = crop_borders(restored, crop_border)
-    if y_channel:
+    if y_channel and clean.ndim == 3 and clean.shape[2] == 3:
+        # Grey images are already a luma channel: scored as they are.
         clean, restored = to_y_channel(clean), to_y_channel(restored)
     return clean, restored
 
@@ -145,7 +146,8 @@ def psnr(
         restored: The image to score, same shape and scale.
         data_range: Peak value (255 for 8-bit photos).
         crop_border: Pixels dropped on each side before scoring (0 in the reference).
-        y_channel: Score the BT.601 Y channel of RGB images instead of the three channels.
+        y_channel: Score the BT.601 Y channel of RGB images instead of the three channels
+            (single-channel images are scored as they are).
 
     Returns:
         PSNR in dB; ``inf`` for identical images.
@@ -227,7 +229,7 @@ def ssim(
         restored: The image to score, same shape and scale.
         data_range: Dynamic range in the SSIM constants (255 in the reference).
         crop_border: Pixels dropped on each side before scoring (0 in the reference).
-        y_channel: Score the BT.601 Y channel of RGB images.
+        y_channel: Score the BT.601 Y channel of RGB images (grey ones as they are).
 
     Returns:
         Mean SSIM (1.0 for identical images).
