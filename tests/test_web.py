@@ -662,12 +662,12 @@ def test_finished_results_expire_and_are_capped():
 
 
 def test_unexpected_server_errors_answer_500_without_details(monkeypatch):
-    import clipdenoise.web.app as web_app
+    import clipdenoise.web.service as web_service
 
     def explode(value):
         raise RuntimeError("secret detail: /home/operator/.ssh/id_rsa")
 
-    monkeypatch.setattr(web_app, "_parse_seed", explode)
+    monkeypatch.setattr(web_service, "parse_seed", explode)
     with TestClient(make_app(), raise_server_exceptions=False) as client:
         response = submit(client, sample="scene", noise="gaussian", level="5")
     assert response.status_code == 500

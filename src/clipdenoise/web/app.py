@@ -25,11 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import secrets
-import time
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -39,31 +36,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipdenoise import __version__
 from clipdenoise.errors import ClipDenoiseError
-from clipdenoise.inference import resolve_device
 from clipdenoise.web.catalogue import ModelCatalogue, build_catalogue
-from clipdenoise.web.jobs import Job, JobManager, JobState, QueueFullError
-from clipdenoise.web.pipeline import (
-    DenoiserCache,
-    DenoiseRequest,
-    InferenceSettings,
-    run_denoise,
-)
+from clipdenoise.web.jobs import Job, JobState, QueueFullError
+from clipdenoise.web.pipeline import InferenceSettings
 from clipdenoise.web.samples import SAMPLES
+from clipdenoise.web.service import DemoService, Download, display_name
 from clipdenoise.web.settings import ServeConfig
-from clipdenoise.web.upload import UploadRejectedError, decode_image
+from clipdenoise.web.upload import UploadRejectedError
 
 logger = logging.getLogger("clipdenoise.web")
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # room for the form fields beside the file
-STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-STATIC_TYPES[".css"] = "text/css; charset=utf-8"
-STATIC_TYPES[".svg"] = "image/svg+xml"
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
 def load_static_files() -> dict[str, tuple[bytes, str]]:
@@ -77,45 +71,9 @@ def load_static_files() -> dict[str, tuple[bytes, str]]:
     return files
 
 
-def display_name(filename: str | None) -> str:
-    """A safe stem for download names from a client file name (never used as a path)."""
-    base = re.split(r"[\\/]", filename or "")[-1]
-    stem = base.rsplit(".", 1)[0] if "." in base else base
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:60]
-    return stem or "image"
-
-
-def noise_kinds_public() -> list[dict]:
-    """The noise registry as the page needs it (kinds, units, paper levels, suggested level)."""
-    try:
-        from clipdenoise.noise import NOISE_KINDS
-    except ImportError:
-        return []
-    kinds = []
-    for kind in NOISE_KINDS.values():
-        levels = list(kind.paper_levels)
-        suggested = kind.default_level if kind.default_level is not None else levels[-1]
-        kinds.append(
-            {
-                "name": kind.name,
-                "level_names": list(kind.level_names),
-                "units": kind.units,
-                "paper_levels": [_level_text(level) for level in levels],
-                "suggested": _level_text(suggested),
-                "valid_range": [_finite(value) for value in kind.valid_range],
-                "summary": kind.summary,
-            }
-        )
-    return kinds
-
-
-def _level_text(level) -> str:
-    values = level if isinstance(level, tuple) else (level,)
-    return ",".join(f"{float(value):g}" for value in values)
-
-
-def _finite(value: float) -> float | None:
-    return None if value in (float("inf"), float("-inf")) else float(value)
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    """The one error shape of the API: ``{"error": "<message for the visitor>"}``."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class BodySizeLimit:
@@ -177,7 +135,7 @@ def create_app(
     *,
     config: ServeConfig | None = None,
     settings: InferenceSettings | None = None,
-):
+) -> FastAPI:
     """Build the demo application.
 
     Args:
@@ -187,7 +145,11 @@ def create_app(
         settings: Device / dtype / tiling of networks (defaults follow ``config``'s tiling).
 
     Returns:
-        A FastAPI application; run it with uvicorn (``clipdenoise serve`` does).
+        A FastAPI application; run it with uvicorn (``clipdenoise serve`` does) or
+        :class:`clipdenoise.web.server.BackgroundServer`.
+
+    Raises:
+        ConfigError: the device given in ``settings`` does not exist on this machine.
 
     Example:
         >>> from clipdenoise.web import build_catalogue, create_app
@@ -198,22 +160,12 @@ def create_app(
         tile_size=config.tile_size, tile_overlap=config.tile_overlap
     )
     catalogue = catalogue if catalogue is not None else build_catalogue()
-    device = str(resolve_device(settings.device))  # a bad --device fails now, not per request
-    static_files = load_static_files()
-    denoisers = DenoiserCache(settings)
-    manager = JobManager(
-        lambda request, context: run_denoise(request, catalogue, denoisers, context),
-        max_concurrent=config.max_concurrent,
-        max_queue=config.max_queue,
-        timeout_s=config.job_timeout_s,
-        result_ttl_s=config.result_ttl_s,
-        max_results=config.max_results,
-    )
+    service = DemoService(catalogue, config, settings)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        manager.shutdown()
+        service.shutdown()
 
     app = FastAPI(
         title="clipdenoise demo",
@@ -224,18 +176,24 @@ def create_app(
         openapi_url=None,
         lifespan=lifespan,
     )
-    app.state.manager = manager
-    app.state.catalogue = catalogue
-    app.state.config = config
-    limit_mb = config.max_upload_bytes / 1024 / 1024
+    app.state.service = service
+    app.state.manager = service.manager
     app.add_middleware(
         BodySizeLimit,
         max_bytes=config.max_upload_bytes + FORM_OVERHEAD_BYTES,
-        message=f"the upload is too large: this server accepts files up to {limit_mb:.1f} MB",
+        message=f"the upload is too large: this server accepts files up to "
+        f"{service.upload_limit_text}",
     )
+    add_security_headers(app)
+    add_error_handlers(app)
+    add_page_routes(app, load_static_files())
+    add_api_routes(app, service)
+    return app
 
-    def error(status: int, message: str, headers: dict | None = None):
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+def add_security_headers(app: FastAPI) -> None:
+    """CSP ``'self'`` (the page loads nothing from elsewhere), no sniffing, no framing; API
+    answers are never cached."""
 
     @app.middleware("http")
     async def security_headers(request, call_next):
@@ -248,20 +206,29 @@ def create_app(
             response.headers["Cache-Control"] = "no-store"
         return response
 
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error becomes ``{"error": message}``; unexpected ones are logged with a reference
+    and answered without details."""
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error(exc.status_code, message)
+        return error_response(exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc):
-        return error(422, "the request is malformed")
+        return error_response(422, "the request is malformed")
 
     @app.exception_handler(Exception)
     async def unexpected_error(request, exc):
         reference = secrets.token_hex(4)
         logger.exception("unexpected error %s on %s", reference, request.url.path)
-        return error(500, f"internal server error (reference {reference})")
+        return error_response(500, f"internal server error (reference {reference})")
+
+
+def add_page_routes(app: FastAPI, static_files: dict[str, tuple[bytes, str]]) -> None:
+    """The page and its files, served from memory by name (never from a client path)."""
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -271,7 +238,7 @@ def create_app(
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str):
         if name not in static_files:
-            return error(404, "not found")
+            return error_response(404, "not found")
         body, media_type = static_files[name]
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
@@ -280,78 +247,86 @@ def create_app(
         body, media_type = static_files["favicon.svg"]
         return Response(body, media_type=media_type)
 
+
+def file_response(job: Job, download: Download) -> Response:
+    headers = {
+        "Content-Disposition": f'attachment; filename="{download.filename}"',
+        "X-Clipdenoise-Job": job.id,
+    }
+    return Response(download.data, media_type=download.media_type, headers=headers)
+
+
+async def read_upload(request: Request, service: DemoService) -> tuple[dict, bytes, str]:
+    """The form fields, the upload's bytes (or a sample's) and its display name.
+
+    Raises:
+        UploadRejectedError: not a multipart form, no image, unknown sample, file too large.
+    """
+    limit = service.config.max_upload_bytes
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except BodySizeLimit._TooLarge:
+        raise
+    except Exception as error:
+        raise UploadRejectedError("the request is not a valid multipart form upload") from error
+    try:
+        fields = dict(form.multi_items())
+        upload = fields.get("file")
+        if upload is not None and not isinstance(upload, str):
+            data, name = await upload.read(limit + 1), display_name(upload.filename)
+        elif fields.get("sample"):
+            try:
+                data, name = service.sample_upload(str(fields["sample"]))
+            except ClipDenoiseError as unknown:
+                raise UploadRejectedError(str(unknown)) from unknown
+        else:
+            raise UploadRejectedError("choose an image to upload or a sample")
+    finally:
+        await form.close()  # deletes any spooled temporary file of the upload
+    if len(data) > limit:
+        raise UploadRejectedError(
+            f"the upload is too large: files up to {service.upload_limit_text}", 413
+        )
+    return {k: v for k, v in fields.items() if isinstance(v, str)}, data, name
+
+
+def add_api_routes(app: FastAPI, service: DemoService) -> None:
+    """The JSON API of the page (see the module docstring)."""
+    manager = service.manager
+
     @app.get("/healthz")
     async def health():
         return {"status": "ok", **manager.stats()}
 
     @app.get("/api/info")
     async def info():
-        return {
-            "version": __version__,
-            **catalogue.public(),
-            "noise_kinds": noise_kinds_public(),
-            "samples": [sample.public() for sample in SAMPLES.values()],
-            "limits": {
-                "max_upload_bytes": config.max_upload_bytes,
-                "max_pixels": config.max_pixels,
-                "max_concurrent": config.max_concurrent,
-                "max_queue": config.max_queue,
-                "job_timeout_s": config.job_timeout_s,
-                "tile_size": settings.tile_size,
-                "tile_overlap": settings.tile_overlap,
-            },
-            "device": device,
-        }
+        return service.info()
 
     @app.get("/api/samples/{key}")
     async def sample_image(key: str):
         sample = SAMPLES.get(key)
         if sample is None:
-            return error(404, f"no sample named {key!r}")
+            return error_response(404, f"no sample named {key!r}")
         return Response(sample.data(), media_type="image/png")
 
     async def accept(request: Request) -> Job | Response:
-        """Parse, validate and queue an upload; a refusal comes back as the response to send."""
+        """Read, validate and queue a request; a refusal comes back as the response to send."""
         try:
-            form = await request.form(max_files=1, max_fields=16)
-        except BodySizeLimit._TooLarge:
-            raise
-        except Exception:
-            return error(400, "the request is not a valid multipart form upload")
-        try:
-            fields = {key: value for key, value in form.multi_items()}
-            upload = fields.get("file")
-            if upload is not None and not isinstance(upload, str):
-                data = await upload.read(config.max_upload_bytes + 1)
-                name = display_name(upload.filename)
-            elif fields.get("sample"):
-                sample = SAMPLES.get(str(fields["sample"]))
-                if sample is None:
-                    return error(400, f"no sample named {fields['sample']!r}")
-                data, name = sample.data(), sample.key
-            else:
-                return error(400, "choose an image to upload or a sample")
-        finally:
-            await form.close()  # deletes any spooled temporary file of the upload
-        if len(data) > config.max_upload_bytes:
-            return error(413, f"the upload is too large: files up to {limit_mb:.1f} MB")
-        try:
-            denoise_request = _parse_request(fields, data, name)
+            fields, data, name = await read_upload(request, service)
+            return manager.submit(service.prepare(fields, data, name))
         except UploadRejectedError as rejected:
-            return error(rejected.status_code, str(rejected))
-        except ClipDenoiseError as invalid:
-            return error(400, str(invalid))
-        try:
-            return manager.submit(denoise_request)
+            return error_response(rejected.status_code, str(rejected))
         except QueueFullError as busy:
-            return error(503, str(busy), headers={"Retry-After": "5"})
+            return error_response(503, str(busy), headers={"Retry-After": "5"})
+        except ClipDenoiseError as invalid:
+            return error_response(400, str(invalid))
 
     @app.post("/api/jobs", status_code=202)
     async def submit(request: Request):
         accepted = await accept(request)
         if not isinstance(accepted, Job):
             return accepted
-        return JSONResponse(_job_public(accepted), status_code=202)
+        return JSONResponse(service.job_public(accepted), status_code=202)
 
     @app.post("/api/denoise")
     async def denoise_and_wait(request: Request):
@@ -363,108 +338,35 @@ def create_app(
             manager.enforce_deadline(accepted)
             await asyncio.sleep(0.05)
         if accepted.state is JobState.DONE:
-            return _file_response(accepted, "restored")
+            return file_response(accepted, service.download(accepted, "restored"))
         status = 504 if accepted.state is JobState.CANCELLED else 422
-        return error(status, accepted.message or accepted.state.value)
+        return error_response(status, accepted.message or accepted.state.value)
 
-    def _parse_request(fields: dict, data: bytes, name: str) -> DenoiseRequest:
-        model_key = str(fields.get("model") or catalogue.default_key or "")
-        if model_key not in catalogue.entries:
-            raise ClipDenoiseError(
-                f"unknown model {model_key!r}; available: {', '.join(catalogue.entries)}"
-            )
-        entry = catalogue.entries[model_key]
-        if not entry.available:
-            raise ClipDenoiseError(f"model {entry.label} is not available: {entry.error}")
-        noise = _parse_noise(fields)
-        seed = _parse_seed(fields.get("seed"))
-        image = decode_image(data, max_pixels=config.max_pixels)  # refuse bad files now
-        if noise is not None and noise.kind == "srgb_camera" and image.channels != 3:
-            raise ClipDenoiseError(
-                "camera (srgb_camera) noise needs a colour image; this one is grey"
-            )
-        del image  # the queue holds the compressed bytes, not the pixels
-        return DenoiseRequest(
-            data=data,
-            max_pixels=config.max_pixels,
-            model_key=model_key,
-            noise=noise,
-            seed=seed,
-            name=name,
-        )
-
-    def _job(job_id: str) -> Job:
-        job = manager.get(job_id) if _JOB_ID.match(job_id) else None
+    def find(job_id: str) -> Job:
+        job = service.find_job(job_id)
         if job is None:
             raise StarletteHTTPException(404, "unknown or expired job")
         return job
 
-    def _job_public(job: Job) -> dict:
-        elapsed = None
-        if job.started_at is not None:
-            elapsed = round((job.finished_at or time.monotonic()) - job.started_at, 3)
-        return {
-            "id": job.id,
-            "state": job.state.value,
-            "progress": round(job.progress, 4),
-            "stage": job.stage,
-            "message": job.message,
-            "position": manager.position(job),
-            "elapsed_seconds": elapsed,
-            "result": job.result.public() if job.state is JobState.DONE else None,
-        }
-
     @app.get("/api/jobs/{job_id}")
     async def job_status(job_id: str):
-        return _job_public(_job(job_id))
+        return service.job_public(find(job_id))
 
     @app.delete("/api/jobs/{job_id}")
     async def job_cancel(job_id: str):
-        _job(job_id)
-        return _job_public(manager.cancel(job_id))
+        return service.job_public(manager.cancel(find(job_id).id))
 
     @app.get("/api/jobs/{job_id}/previews/{which}")
     async def job_preview(job_id: str, which: str):
-        job = _job(job_id)
-        if job.state is not JobState.DONE or which not in job.result.previews:
-            return error(404, "no such preview")
-        return Response(job.result.previews[which], media_type="image/png")
-
-    def _file_response(job: Job, which: str) -> Response:
-        result = job.result
-        suffix = "denoised" if which == "restored" else which
-        filename = f"{result.name}-{suffix}{result.suffix}"
-        headers = {
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Clipdenoise-Job": job.id,
-        }
-        return Response(result.files[which], media_type=result.media_type, headers=headers)
+        preview = service.preview(find(job_id), which)
+        if preview is None:
+            return error_response(404, "no such preview")
+        return Response(preview, media_type="image/png")
 
     @app.get("/api/jobs/{job_id}/files/{which}")
     async def job_file(job_id: str, which: str):
-        job = _job(job_id)
-        if job.state is not JobState.DONE or which not in job.result.files:
-            return error(404, "no such file")
-        return _file_response(job, which)
-
-    app.state.settings = asdict(settings)
-    return app
-
-
-def _parse_noise(fields: dict):
-    kind = str(fields.get("noise") or "none").strip()
-    if kind.lower() in ("", "none"):
-        return None
-    from clipdenoise.noise import parse_noise_spec
-
-    level = str(fields.get("level") or "").strip()
-    return parse_noise_spec(f"{kind}:{level}" if level else kind)
-
-
-def _parse_seed(value) -> int:
-    text = str(value or "").strip()
-    if not text:
-        return secrets.randbelow(2**31)
-    if not text.isdigit() or int(text) >= 2**63:
-        raise ClipDenoiseError(f"the seed must be a whole number from 0 to 2^63-1, got {text!r}")
-    return int(text)
+        job = find(job_id)
+        download = service.download(job, which)
+        if download is None:
+            return error_response(404, "no such file")
+        return file_response(job, download)
