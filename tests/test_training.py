@@ -460,3 +460,25 @@ def test_missing_clip_weights_fail_before_training(data_root, tmp_path, monkeypa
     with pytest.raises(WeightsNotFoundError, match="CLIP RN50 weights not found"):
         train(config, tmp_path / "run", data_root=data_root)
     assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_logging(data_root, tmp_path):
+    """Event files when TensorBoard is installed; otherwise an error naming the extra, early."""
+    import importlib.util
+
+    config = fast_config("train.num_iters=2", "train.tensorboard=true")
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ConfigError, match=r"pip install 'clipdenoise\[tensorboard\]'"):
+            train(config, tmp_path / "run", data_root=data_root)
+        assert not (tmp_path / "run").exists()
+    else:
+        train(config, tmp_path / "run", data_root=data_root)
+        assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_deterministic_mode_repeats_losses_and_restores_torch_settings(data_root, tmp_path):
+    config = fast_config("train.num_iters=3", "train.deterministic=true", "eval.val_dir=")
+    first = train(config, tmp_path / "a", data_root=data_root)
+    second = train(config, tmp_path / "b", data_root=data_root)
+    assert first.losses == second.losses
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -235,13 +235,21 @@ class RunLog:
             self.writer.close()
 
 
-def open_tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as error:
+def require_tensorboard() -> None:
+    """Raise a :class:`ConfigError` naming the extra to install when TensorBoard is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "train.tensorboard = true needs TensorBoard: pip install 'clipdenoise[tensorboard]'"
-        ) from error
+        )
+
+
+def open_tensorboard(folder: Path):
+    """A TensorBoard ``SummaryWriter`` logging to ``folder``."""
+    require_tensorboard()
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=str(folder))
 
 
@@ -421,7 +429,10 @@ def train(
     if not isinstance(config, ExperimentConfig):
         config = load_experiment_config(config)
     run_dir = Path(run_dir)
+    # process-wide torch settings this run changes, restored afterwards
     threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    cudnn_flags = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     if config.train.cpu_threads > 0:
         torch.set_num_threads(config.train.cpu_threads)
     info = init_distributed(config.train.device)
@@ -433,6 +444,8 @@ def train(
     finally:
         shutdown_distributed(info)
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_flags
 
 
 def _find_resume_state(run_dir: Path, resume: str | Path | None) -> Path | None:
@@ -539,6 +552,8 @@ class Trainer:
         if config.eval.val_dir and config.eval.format == "images":
             parse_noise_spec(config.eval.noise)
         self.amp_dtype = resolve_amp(settings.amp, info.device)
+        if settings.tensorboard and info.is_main:
+            require_tensorboard()
         self.schedule = settings.lr_schedule()
         loss_fn = make_loss(settings.loss)
         _configure_determinism(settings)
