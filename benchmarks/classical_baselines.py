@@ -160,21 +160,24 @@ def paper_comparison(table: ResultsTable, data_root: str) -> str:
         cells += [paper.get(m, "n/a") for m in PAPER_METHODS]
         lines.append(f"| {row.dataset} | {row.noise} {row.level} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    bm3d_counts = [
-        table.cells[(r, "bm3d")].num_images for r in table.rows if (r, "bm3d") in table.cells
-    ]
-    if bm3d_counts and min(bm3d_counts) < sizes["Kodak24"]:
-        matched = sorted(
-            (r for r in table.records if r.dataset == "Kodak24"),
-            key=lambda r: r.image,
-        )
-        done = {(r.noise, r.level, r.image) for r in matched if r.method == "bm3d"}
-        subset = [r for r in matched if (r.noise, r.level, r.image) in done]
+    kodak_rows = [r for r in table.rows if r.dataset == "Kodak24"]
+    counts = {
+        r.label: table.cells[(r, "bm3d")].num_images if (r, "bm3d") in table.cells else 0
+        for r in kodak_rows
+    }
+    if counts and min(counts.values()) < sizes["Kodak24"]:
+        done = {(r.noise, r.level, r.image) for r in table.records if r.method == "bm3d"}
+        subset = [
+            r
+            for r in sorted(table.records, key=lambda r: r.image)
+            if r.dataset == "Kodak24" and (r.noise, r.level, r.image) in done
+        ]
         sub_table = ResultsTable.from_records(subset, methods=list(measured))
         images = sorted({r.image for r in subset})
+        finished = ", ".join(f"{label} {count}" for label, count in counts.items())
         text += (
-            f"\nBM3D finished only part of Kodak24 ({min(bm3d_counts)}–{max(bm3d_counts)} of "
-            f"{sizes['Kodak24']} images per noise). On exactly those images:\n\n"
+            f"\nBM3D did not finish: images of Kodak24 (of {sizes['Kodak24']}) per noise: "
+            f"{finished}. On exactly the images BM3D finished:\n\n"
             + sub_table.to_markdown(ssim_digits=3)
             + f"\nImages: {', '.join(images)}.\n"
         )
