@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         "--table-only", action="store_true", help="only rebuild the table from the cache"
     )
     parser.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="begin at this image index and wrap around (another process can work elsewhere)",
+    )
+    parser.add_argument(
         "--reverse",
         action="store_true",
         help="walk the images from the last one (a second process can then work from the other "
@@ -80,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             # Image by image across all noises, so that an unfinished run still has every noise
             # on the same first images (the cache makes each call compute only the new image).
             names = [item.name for item in list_test_set(dataset, data_root=args.data_root).images]
-            order = names[:count][::-1] if args.reverse else names[:count]
+            order = names[:count][args.start :] + names[:count][: args.start]
+            if args.reverse:
+                order = order[::-1]
             for done, name in enumerate(order, start=1):
                 evaluate(
                     methods,
