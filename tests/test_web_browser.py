@@ -159,6 +159,11 @@ def test_upload_noise_denoise_compare_download(driver, server, download_dir, tmp
 
     driver.find_element(By.ID, "file-input").send_keys(str(upload))
     assert "my photo.png" in driver.find_element(By.ID, "file-name").text
+    WebDriverWait(driver, 10).until(
+        lambda d: (
+            d.execute_script("return document.getElementById('source-preview').naturalWidth") == 128
+        )
+    )
     set_noise(driver, "gaussian", "25", "1234")
     Select(driver.find_element(By.ID, "model-select")).select_by_value(TINY_DEMO_KEY)
     driver.find_element(By.ID, "denoise-button").click()
@@ -227,6 +232,7 @@ def test_non_image_upload_shows_message_on_page(driver, server, tmp_path):
         )
     )
     assert "not a supported image" in error.text
+    assert not driver.find_element(By.ID, "source-preview").is_displayed()
     assert not driver.find_element(By.ID, "result").is_displayed()
 
 

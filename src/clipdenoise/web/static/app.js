@@ -187,12 +187,24 @@
     }
   }
 
+  // A thumbnail of the chosen image (not for TIFF, which browsers cannot show).
+  function showSourcePreview(url) {
+    const preview = $("source-preview");
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.previewUrl = url && url.startsWith("blob:") ? url : null;
+    preview.hidden = !url;
+    preview.onerror = () => { preview.hidden = true; }; // not an image the browser can show
+    if (url) preview.src = url;
+    else preview.removeAttribute("src");
+  }
+
   function chooseSample(sample) {
     state.source = { kind: "sample", key: sample.key };
     markSample(sample.key);
     const name = $("file-name");
     name.textContent = "Sample: " + sample.label + " (" + sample.width + "×" + sample.height + ")";
     name.hidden = false;
+    showSourcePreview(sample.url);
     $("file-input").value = "";
     showError("");
     updateDenoiseButton();
@@ -212,6 +224,8 @@
     const name = $("file-name");
     name.textContent = file.name + " · " + formatBytes(file.size);
     name.hidden = false;
+    const displayable = /^image\/(png|jpeg|webp)$/.test(file.type);
+    showSourcePreview(displayable ? URL.createObjectURL(file) : null);
     updateDenoiseButton();
   }
 
