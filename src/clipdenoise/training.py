@@ -586,8 +586,8 @@ class Trainer:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(config_io.dumps_toml(self.config), self.run_dir / RUN_CONFIG_NAME)
-            if resumed:
-                self.log.truncate_after(self.start_iter)
+            # a fresh start in a folder without states (``--resume auto``) drops the old log
+            self.log.truncate_after(self.start_iter if resumed else -1)
             self.log.write(
                 {
                     "event": "resume" if resumed else "start",
