@@ -711,3 +711,13 @@ def test_serve_loads_a_checkpoint_given_with_weights(tmp_path):
             client, submit(client, sample="chart", model="mine.safetensors").json()["id"]
         )
     assert job["state"] == "done" and job["result"]["model_label"] == "mine.safetensors"
+
+
+def test_cmyk_jpeg_becomes_rgb_without_its_cmyk_profile():
+    cmyk = Image.fromarray(smooth_uint8(16, 16)).convert("CMYK")
+    buffer = io.BytesIO()
+    cmyk.save(buffer, format="JPEG", icc_profile=b"fake-cmyk-profile")
+    decoded = decode_image(buffer.getvalue(), max_pixels=1000)
+    assert decoded.channels == 3 and decoded.icc_profile is None
+    with Image.open(io.BytesIO(encode_like(decoded.pixels, decoded))) as image:
+        assert image.mode == "RGB" and image.format == "JPEG"

@@ -187,6 +187,8 @@ def _decode_with_pillow(data: bytes, image_format: str, max_pixels: int) -> Deco
 def _from_pillow(image, image_format: str, icc_profile: bytes | None) -> DecodedImage:
     mode = image.mode
     alpha = None
+    if mode in ("CMYK", "LAB", "HSV"):
+        icc_profile = None  # converted to RGB below: the source's profile no longer applies
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.float32) / 65535.0
         return DecodedImage(grey[..., None], None, image_format, "uint16", icc_profile)
