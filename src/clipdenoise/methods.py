@@ -136,6 +136,12 @@ def _classical(name: str, kind: str) -> Method:
     return Method(name, base, is_network=False, options=options, factory=factory)
 
 
+def _default_label(source: str) -> str:
+    """A checkpoint file's stem, or a model name as it is (``rn50.synthetic-gaussian15``)."""
+    path = Path(source)
+    return path.stem if path.suffix in (".safetensors", ".pth", ".pt") else path.name
+
+
 def _checkpoint_file(source: str) -> Path | None:
     path = Path(source).expanduser()
     if path.is_file():
@@ -237,7 +243,7 @@ def resolve_method(
         return _classical(name or label, kind)
     if kind == "clipdenoise" and sep:
         return _load_ours(
-            name or (label if label != text else Path(argument).stem), argument, map_location
+            name or (label if label != text else _default_label(argument)), argument, map_location
         )
     if kind == "ablation" and sep:
         ablation = argument.partition(":")[0]
@@ -250,7 +256,9 @@ def resolve_method(
             name or (label if label != text else default), kind, argument, map_location
         )
     if Path(text).suffix in (".safetensors", ".pth", ".pt"):
-        return _load_ours(name or (label if label != text else Path(text).stem), text, map_location)
+        return _load_ours(
+            name or (label if label != text else _default_label(text)), text, map_location
+        )
     raise ConfigError(
         f"unknown method {spec!r}; valid: {', '.join(CLASSICAL_METHODS)}, clipdenoise:CHECKPOINT, "
         f"dncnn:CHECKPOINT, restormer:CHECKPOINT, ablation:NAME:CHECKPOINT (NAME in "

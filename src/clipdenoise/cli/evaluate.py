@@ -41,7 +41,7 @@ EPILOG = """\
 examples:
   clipdenoise evaluate noisy bm3d ours=clipdenoise:model.safetensors --datasets Kodak24 \\
       --noise gaussian:25 poisson --data-root data --out eval/kodak
-  clipdenoise evaluate clipdenoise:clipdenoise-srgb --suite real-srgb --data-root data --out eval/real
+  clipdenoise evaluate clipdenoise:rn50.srgb-poissongaussian --suite real-srgb --data-root data --out eval/real
   clipdenoise evaluate noisy nlm --datasets path/to/folder --noise speckle:0.04 --out eval/folder
 """
 
