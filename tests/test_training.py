@@ -482,3 +482,21 @@ def test_deterministic_mode_repeats_losses_and_restores_torch_settings(data_root
     second = train(config, tmp_path / "b", data_root=data_root)
     assert first.losses == second.losses
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_frozen_encoder_is_untouched_by_training(data_root, tmp_path):
+    """No gradient, no BatchNorm drift: the encoder's tensors equal their initial values."""
+    from clipdenoise.checkpoints import load_checkpoint
+    from clipdenoise.experiment import build_model_config
+    from clipdenoise.model import CLIPDenoiser
+
+    config = fast_config("train.num_iters=3", "eval.val_dir=")
+    initial = CLIPDenoiser(build_model_config(config.model))
+    features = initial.train().encoder(torch.rand(1, 3, 32, 32))
+    assert not any(feature.requires_grad for feature in features)  # no graph through it
+    result = train(config, tmp_path / "run", data_root=data_root)
+    trained = load_checkpoint(result.latest_checkpoint)
+    before, after = initial.state_dict(), trained.state_dict()
+    encoder_keys = [key for key in before if key.startswith("encoder.")]
+    assert encoder_keys and all(torch.equal(before[k], after[k]) for k in encoder_keys)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
