@@ -313,6 +313,13 @@ def test_method_specs_and_ablations(tmp_path, tiny_model):
     with pytest.raises(ConfigError, match="not the 'with-f5' ablation"):
         resolve_method(f"ablation:with-f5:{path}")
 
+    from clipdenoise.baselines import build_baseline, save_baseline
+
+    saved = save_baseline(build_baseline("dncnn", depth=3, features=4), tmp_path / "d.safetensors")
+    dncnn_method = resolve_method(f"dncnn:{saved}")
+    assert (dncnn_method.name, dncnn_method.kind) == ("dncnn-d", "dncnn")
+    assert dncnn_method.checkpoint_sha256 and dncnn_method.module.config.depth == 3
+
 
 def test_protocol_round_trip_and_validation():
     protocol = EvalProtocol.real_srgb(channel="y", crop_border=4)
