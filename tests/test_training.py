@@ -500,3 +500,23 @@ def test_frozen_encoder_is_untouched_by_training(data_root, tmp_path):
     encoder_keys = [key for key in before if key.startswith("encoder.")]
     assert encoder_keys and all(torch.equal(before[k], after[k]) for k in encoder_keys)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
+
+def test_performance_switches_on_cpu(data_root, tmp_path):
+    """bf16 autocast, channels-last, gradient accumulation and a dataloader worker together."""
+    config = fast_config(
+        "train.num_iters=3",
+        "train.amp=bf16",
+        "train.channels_last=true",
+        "train.grad_accum_steps=2",
+        "data.batch_size=2",
+        "data.num_workers=1",
+        "eval.val_dir=",
+    )
+    result = train(config, tmp_path / "run", data_root=data_root)
+    assert result.summary["amp"] == "bfloat16" and result.summary["global_batch"] == 4
+    assert all(math.isfinite(loss) for loss in result.losses.values())
+    with pytest.raises(ConfigError, match="fp16' needs a CUDA device"):
+        train(
+            fast_config("train.amp=fp16", "train.device=cpu"), tmp_path / "b", data_root=data_root
+        )
