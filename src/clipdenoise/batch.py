@@ -78,6 +78,7 @@ class FileResult:
     ssim: float | None = None
     input_psnr: float | None = None
     input_ssim: float | None = None
+    tile_size: int | None = None  # the tiles used, ``None`` when untiled
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -448,7 +449,9 @@ def _denoise_group(denoiser, group, options, report, on_file, on_tile) -> None:
             return
         _finish(report, _failure(group[0].job, error, time.perf_counter() - started), on_file)
         return
+    plan = denoiser.last_plan
     for item, planes in zip(group, restored):
+        item.result.tile_size = plan.tile_size if plan is not None else None
         restored_hwc = planes.permute(1, 2, 0).numpy()
         outcome = _guarded(item.job, lambda item=item, r=restored_hwc: _write(item, r, options))
         outcome.seconds = (time.perf_counter() - started) / len(group)

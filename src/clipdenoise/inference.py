@@ -219,6 +219,15 @@ def available_memory(device: torch.device) -> int:
         return 8 * 1024**3
 
 
+def process_memory_bytes() -> int | None:
+    """Resident memory of this process now (Linux ``/proc/self/statm``), or ``None``."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def _parameter_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
         b.numel() * b.element_size() for b in model.buffers()
@@ -323,24 +332,27 @@ def plan_tiles(
     tile_batch_size: int = 1,
     dtype: torch.dtype = torch.float32,
     host_buffers: bool = True,
+    baseline_bytes: int | None = None,
 ) -> TilePlan:
     """Choose the largest tiling whose estimated peak memory stays under ``max_memory`` bytes.
 
-    The estimate is the model's parameters, the activations (:func:`activation_bytes_per_pixel`
-    times the pixels processed at once) and, when ``host_buffers`` (inference on the CPU, where
-    everything shares the same RAM), the float32 copies of the image and the blending
-    accumulators.
+    The estimate is ``baseline_bytes`` (what the process already holds — on the CPU its resident
+    memory: Python, torch, the model; default: the model's parameters), the activations
+    (:func:`activation_bytes_per_pixel` times the pixels processed at once) and, when
+    ``host_buffers`` (inference on the CPU, where everything shares the same RAM), the float32
+    copies of the image and the blending accumulators.
 
     Raises:
         ConfigError: even the smallest tiling (``2·overlap`` or 64 px) does not fit.
     """
     per_pixel = activation_bytes_per_pixel(model, dtype)
-    fixed = _parameter_bytes(model)
+    fixed = _parameter_bytes(model) if baseline_bytes is None else int(baseline_bytes)
     padded_h = math.ceil(height / TILE_MULTIPLE) * TILE_MULTIPLE
     padded_w = math.ceil(width / TILE_MULTIPLE) * TILE_MULTIPLE
     if host_buffers:
-        # input, padded input, output accumulator, returned output (float32) + weight map
-        fixed += batch * padded_h * padded_w * (4 * channels * 4 + 4)
+        # float32 copies alive at the peak of the file path: the decoded image, its batch,
+        # the padded batch, the output accumulator, two conversion temporaries; + weight map
+        fixed += batch * padded_h * padded_w * (6 * channels * 4 + 4)
     whole = fixed + per_pixel * batch * padded_h * padded_w
     if whole <= max_memory:
         return TilePlan(None, tile_overlap, int(whole))
@@ -917,6 +929,7 @@ class Denoiser:
         budget = available_memory(self.device) if self.max_memory == "auto" else self.max_memory
         if self.max_memory == "auto":
             budget = int(budget * (0.5 if self.device.type == "cpu" else 0.8))
+        on_cpu = self.device.type == "cpu"
         return plan_tiles(
             self.model,
             height,
@@ -927,8 +940,17 @@ class Denoiser:
             tile_overlap=self.tile_overlap,
             tile_batch_size=self.tile_batch_size,
             dtype=self.dtype,
-            host_buffers=self.device.type == "cpu",
+            host_buffers=on_cpu,
+            baseline_bytes=self._baseline_bytes() if on_cpu else None,
         )
+
+    def _baseline_bytes(self) -> int:
+        # On the CPU the budget covers the whole process: the interpreter, torch and the model
+        # are already resident (~0.3-0.5 GB), which parameter bytes alone would miss.
+        resident = process_memory_bytes()
+        if resident is None:
+            resident = _parameter_bytes(self.model) + 400 * 2**20
+        return resident
 
     # ------------------------------------------------------------------ internals
     def _run(self, batch: torch.Tensor, on_tile) -> torch.Tensor:
@@ -957,7 +979,7 @@ class Denoiser:
                             on_tile=on_tile,
                         )
                     )
-        return torch.cat(outputs)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 def denoise(model: nn.Module, image: Any, **options: Any) -> Any:

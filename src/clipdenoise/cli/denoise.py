@@ -315,7 +315,8 @@ def _print_result(result, progress) -> None:
     if not result.ok:
         write(f"failed: {result.source}: {result.error}")
         return
-    line = f"{result.source} -> {result.output} ({result.seconds:.2f} s)"
+    tiles = f", tiles of {result.tile_size} px" if result.tile_size else ""
+    line = f"{result.source} -> {result.output} ({result.seconds:.2f} s{tiles})"
     if result.psnr is not None:
         line += f"  PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}"
         if result.input_psnr is not None:
