@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from clipdenoise.web.upload import (
     encode_preview,
     snap_to_sample_grid,
 )
+
+if TYPE_CHECKING:
+    from clipdenoise.noise import NoiseSpec
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,12 @@ class DenoiseRequest:
     data: bytes = field(repr=False)
     max_pixels: int
     model_key: str
-    noise: object | None  # clipdenoise.noise.NoiseSpec
+    noise: NoiseSpec | None
     seed: int
     name: str
 
     def decode(self) -> DecodedImage:
+        """The upload's pixels (decoded again in the worker)."""
         return decode_image(self.data, max_pixels=self.max_pixels)
 
 
@@ -107,7 +112,7 @@ class DenoiseResult:
         }
 
 
-def add_synthetic_noise(clean: np.ndarray, spec, seed: int) -> np.ndarray:
+def add_synthetic_noise(clean: np.ndarray, spec: NoiseSpec, seed: int) -> np.ndarray:
     """``clean`` ``(H, W, C)`` float32 in [0, 1] plus noise of ``spec``, seeded, clipped to [0, 1].
 
     The noisy image is clipped because it stands for a noisy *file* (the values a visitor can
