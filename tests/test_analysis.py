@@ -318,6 +318,30 @@ def test_hook_extractor_stops_after_the_deepest_feature():
         HookFeatureExtractor(Net(), {"A": "missing"}, label="net")
 
 
+def test_restormer_encoder_levels_as_scales(tmp_path):
+    from clipdenoise.baselines import build_baseline, save_baseline
+
+    torch.manual_seed(0)
+    network = build_baseline("restormer", dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1)
+    path = save_baseline(network.eval(), tmp_path / "restormer.safetensors")
+    extractor = load_feature_extractor(f"restormer:{path}")  # F5 asked, not available: dropped
+    assert extractor.feature_names == ("F1", "F2", "F3", "F4")
+    assert extractor.label == "Restormer encoder (restormer)" and extractor.input_multiple == 8
+    image = torch.rand(1, 3, 32, 32)
+    features = extractor(image)
+    assert [tuple(f.shape[1:]) for f in features] == [
+        (8, 32, 32),
+        (16, 16, 16),
+        (32, 8, 8),
+        (64, 4, 4),
+    ]
+    with torch.no_grad():
+        level1 = network.encoder_level1(network.patch_embed(image))
+    torch.testing.assert_close(features[0], level1)
+    with pytest.raises(ConfigError, match="a Restormer has scales F1, F2, F3, F4"):
+        load_feature_extractor(f"restormer:{path}", features=("F5",))
+
+
 def test_checkpoint_encoder_matches_the_trained_model(tmp_path, tiny_model):
     from clipdenoise.checkpoints import save_checkpoint
 

@@ -3,7 +3,7 @@
 * Distortion invariance (Fig. 1; supplement Figs. 9–11): per scale F1..F5, the cosine
   similarity and linear CKA between features of clean and noisy images, for any noise spec,
   any CLIP ResNet size (or its random-init control), a trained denoiser's encoder, an ImageNet
-  ResNet (Fig. 2) or any module through :class:`HookFeatureExtractor`.
+  ResNet or a Restormer (Fig. 2), or any module through :class:`HookFeatureExtractor`.
 * Content relatedness (Fig. 3): t-SNE of per-scale features of several images under several
   noise draws, with silhouette separation scores.
 
@@ -57,6 +57,7 @@ from clipdenoise.analysis.extractors import (
     imagenet_feature_extractor,
     load_feature_extractor,
     parse_encoder_spec,
+    restormer_feature_extractor,
 )
 from clipdenoise.analysis.imagenet_resnet import ImageNetResNet, load_imagenet_resnet
 from clipdenoise.analysis.images import AnalysisImage, load_analysis_images
@@ -105,6 +106,7 @@ __all__ = [
     "noise_id",
     "noise_label",
     "parse_encoder_spec",
+    "restormer_feature_extractor",
     "run_analysis",
     "separation_score",
 ]

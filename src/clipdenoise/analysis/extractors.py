@@ -9,6 +9,7 @@ feature maps ``(B, C_i, H_i, W_i)``, one per named scale (``F1``...), shallow to
 * :class:`HookFeatureExtractor`: any ``torch.nn.Module``, features read from named submodules
   by forward hooks (the forward stops after the deepest one). Used for the ImageNet ResNet of
   the paper's Fig. 2 and usable for other trained denoisers (e.g. a Restormer's encoder levels).
+* :func:`restormer_feature_extractor`: the encoder levels of a trained Restormer (Fig. 2).
 * :class:`AvgPoolPyramid`: the image itself average-pooled by 2, 4, ... 32, a fixed, weight-free
   control whose similarity falls with noise in a known way.
 
@@ -263,7 +264,15 @@ class AvgPoolPyramid(FeatureExtractor):
 
 
 # ---------------------------------------------------------------------- specs and loading
-ENCODER_KINDS = ("clip", "checkpoint", "imagenet", "avgpool")
+ENCODER_KINDS = ("clip", "checkpoint", "imagenet", "restormer", "avgpool")
+
+#: Restormer submodules read as scales (shallow to deep; strides 1, 2, 4, 8).
+RESTORMER_FEATURE_LAYERS = {
+    "F1": "encoder_level1",
+    "F2": "encoder_level2",
+    "F3": "encoder_level3",
+    "F4": "latent",
+}
 
 
 @dataclass(frozen=True)
@@ -272,12 +281,13 @@ class EncoderSpec:
 
     Attributes:
         kind: ``"clip"`` (a CLIP ResNet trunk), ``"checkpoint"`` (the encoder of a trained
-            CLIPDenoiser), ``"imagenet"`` (a torchvision-layout ImageNet ResNet state dict) or
+            CLIPDenoiser), ``"imagenet"`` (a torchvision-layout ImageNet ResNet state dict),
+            ``"restormer"`` (the encoder levels of a trained Restormer, Fig. 2) or
             ``"avgpool"`` (the weight-free pooling control).
         arch: CLIP ResNet size for ``clip`` (``RN50`` ... ``RN50x64``).
         weights: ``clip``: ``"openai"`` (found by :mod:`clipdenoise.weights`), a file path, or
             ``None`` for random initialisation (a control). ``checkpoint``: a path or an imported
-            model name. ``imagenet``: the state-dict path.
+            model name. ``imagenet`` / ``restormer``: the weights path.
         label: Legend name; derived from the other fields when ``None``.
     """
 
@@ -293,7 +303,7 @@ class EncoderSpec:
             )
         if self.kind == "clip" and self.arch not in CLIP_ARCHS:
             raise ConfigError(f"unknown CLIP ResNet {self.arch!r}; valid: {', '.join(CLIP_ARCHS)}")
-        if self.kind in ("checkpoint", "imagenet") and not self.weights:
+        if self.kind in ("checkpoint", "imagenet", "restormer") and not self.weights:
             raise ConfigError(f"encoder kind {self.kind!r} needs a path")
 
     @property
@@ -310,6 +320,8 @@ class EncoderSpec:
             return f"denoiser encoder ({Path(str(self.weights)).stem})"
         if self.kind == "imagenet":
             return f"ImageNet ResNet ({Path(str(self.weights)).name})"
+        if self.kind == "restormer":
+            return f"Restormer encoder ({Path(str(self.weights)).stem})"
         return "average-pool pyramid (control)"
 
 
@@ -322,6 +334,8 @@ def parse_encoder_spec(text: str) -> EncoderSpec:
     ``RN50:PATH``                   CLIP weights read from PATH
     ``checkpoint:PATH_OR_NAME``     the encoder of a trained CLIPDenoiser
     ``imagenet:PATH``               torchvision-layout ImageNet ResNet-50/101/152 weights
+    ``restormer:PATH``              encoder levels of a trained Restormer (F1..F4 = its
+                                    levels 1-3 and latent, strides 1, 2, 4, 8)
     ``avgpool``                     average-pool pyramid (weight-free control)
     ==============================  =====================================================
 
@@ -342,13 +356,13 @@ def parse_encoder_spec(text: str) -> EncoderSpec:
         if argument == "random":
             return EncoderSpec("clip", arch=kind, weights=None, label=label)
         return EncoderSpec("clip", arch=kind, weights=argument, label=label)
-    if kind in ("checkpoint", "imagenet") and argument:
+    if kind in ("checkpoint", "imagenet", "restormer") and argument:
         return EncoderSpec(kind, weights=argument, label=label)
     if kind == "avgpool" and not argument:
         return EncoderSpec("avgpool", label=label)
     raise ConfigError(
         f"cannot parse encoder {text!r}; use one of: {', '.join(CLIP_ARCHS)} (optionally "
-        "':random' or ':PATH'), 'checkpoint:PATH', 'imagenet:PATH', 'avgpool'"
+        "':random' or ':PATH'), 'checkpoint:PATH', 'imagenet:PATH', 'restormer:PATH', 'avgpool'"
     )
 
 
@@ -462,6 +476,38 @@ def imagenet_feature_extractor(
     )
 
 
+def restormer_feature_extractor(
+    path: str | Path,
+    *,
+    features: Sequence[str] = FEATURE_NAMES,
+    label: str | None = None,
+) -> HookFeatureExtractor:
+    """The encoder levels of a trained Restormer (the paper's Fig. 2 contrast) as scales.
+
+    F1..F4 are ``encoder_level1..3`` and ``latent`` (strides 1, 2, 4, 8: not CLIP's 2..16);
+    there is no F5. Weights: our ``.safetensors`` or the official ``.pth``
+    (:func:`clipdenoise.baselines.load_baseline`).
+    """
+    from clipdenoise.baselines import load_baseline
+
+    names = [
+        name for name in FEATURE_NAMES if name in features and name in RESTORMER_FEATURE_LAYERS
+    ]
+    if not names:
+        raise ConfigError(
+            f"a Restormer has scales {', '.join(RESTORMER_FEATURE_LAYERS)}; none of "
+            f"{', '.join(features)} was requested"
+        )
+    network = load_baseline("restormer", path)
+    return HookFeatureExtractor(
+        network,
+        {name: RESTORMER_FEATURE_LAYERS[name] for name in names},
+        label=label or EncoderSpec("restormer", weights=str(path)).display_label,
+        in_channels=network.config.in_channels,
+        input_multiple=8,
+    )
+
+
 def load_feature_extractor(
     spec: EncoderSpec | str,
     *,
@@ -499,6 +545,8 @@ def load_feature_extractor(
         return checkpoint_feature_extractor(str(spec.weights), features=features, label=spec.label)
     if spec.kind == "imagenet":
         return imagenet_feature_extractor(str(spec.weights), features=features, label=spec.label)
+    if spec.kind == "restormer":
+        return restormer_feature_extractor(str(spec.weights), features=features, label=spec.label)
     extractor = AvgPoolPyramid(features)
     if spec.label:
         extractor.label = spec.label
@@ -517,4 +565,5 @@ __all__ = [
     "imagenet_feature_extractor",
     "load_feature_extractor",
     "parse_encoder_spec",
+    "restormer_feature_extractor",
 ]

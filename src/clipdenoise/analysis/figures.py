@@ -63,7 +63,7 @@ def _spread_note(rows: Sequence[SimilaritySummary]) -> str:
 
 def _scale_axis(axes, scales: Sequence[str], metric: str) -> None:
     axes.set_xticks(range(len(scales)), scales)
-    axes.set_xlabel("feature scale (F1 = stride 2 … F5 = stride 32)")
+    axes.set_xlabel("feature scale, shallow → deep (CLIP ResNet: F1 = stride 2 … F5 = stride 32)")
     axes.set_ylabel(f"{METRIC_TITLES[metric]} (clean vs noisy features)")
     axes.grid(True, alpha=0.3)
     bottom, top = axes.get_ylim()

@@ -205,10 +205,11 @@ def check_encoder_available(spec: EncoderSpec) -> None:
         from clipdenoise.weights import resolve_clip_weights
 
         resolve_clip_weights(spec.weights, arch=spec.arch)
-    elif spec.kind == "imagenet" and not Path(str(spec.weights)).is_file():
+    elif spec.kind in ("imagenet", "restormer") and not Path(str(spec.weights)).is_file():
         from clipdenoise.errors import WeightsNotFoundError
 
-        raise WeightsNotFoundError(f"{spec.weights}: ImageNet ResNet weights file not found")
+        what = "ImageNet ResNet" if spec.kind == "imagenet" else "Restormer"
+        raise WeightsNotFoundError(f"{spec.weights}: {what} weights file not found")
 
 
 def _peak_memory_mb(device: torch.device) -> float:

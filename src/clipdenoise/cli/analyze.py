@@ -43,6 +43,8 @@ encoders (--encoder, repeatable):
   RN50:PATH                    CLIP weights from a file (OpenAI .pt or open_clip)
   checkpoint:PATH_OR_NAME      the encoder of a trained CLIPDenoiser checkpoint
   imagenet:PATH                torchvision-layout ImageNet ResNet-50/101/152 state dict (Fig. 2)
+  restormer:PATH               encoder levels of a trained Restormer (Fig. 2): F1..F4 at
+                               strides 1, 2, 4, 8
   avgpool                      the image average-pooled by 2..32: a weight-free control
   append @LABEL to name the legend entry, e.g. imagenet:resnet50.pth@ResNet-50-ImageNet
 
