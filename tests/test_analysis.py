@@ -218,7 +218,7 @@ def test_missing_clip_weights_file_is_a_clear_error(images, tmp_path):
     with pytest.raises(WeightsNotFoundError, match="nope.pt"):
         load_feature_extractor(f"RN50:{tmp_path / 'nope.pt'}", features=("F1",))
     config = AnalysisConfig(inputs=("x.png",), encoders=(f"RN50:{tmp_path / 'nope.pt'}",))
-    with pytest.raises(WeightsNotFoundError):
+    with pytest.raises(WeightsNotFoundError, match="--encoder RN50:random analyses"):
         run_analysis(config, tmp_path / "out", images=images)
     assert not (tmp_path / "out" / "similarity_records.csv").exists()
 

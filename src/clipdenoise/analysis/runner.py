@@ -202,9 +202,17 @@ def resolve_device(name: str) -> torch.device:
 def check_encoder_available(spec: EncoderSpec) -> None:
     """Fail fast, before any computation, when an encoder's weights cannot be found."""
     if spec.kind == "clip" and spec.weights is not None:
+        from clipdenoise.errors import WeightsNotFoundError
         from clipdenoise.weights import resolve_clip_weights
 
-        resolve_clip_weights(spec.weights, arch=spec.arch)
+        try:
+            resolve_clip_weights(spec.weights, arch=spec.arch)
+        except WeightsNotFoundError as error:
+            raise WeightsNotFoundError(
+                f"{error}\nIn the analysis, a weights file is given as --encoder "
+                f"{spec.arch}:/path/to/{spec.arch}.pt; --encoder {spec.arch}:random analyses "
+                "the architecture at random initialisation (a control)."
+            ) from error
     elif spec.kind in ("imagenet", "restormer") and not Path(str(spec.weights)).is_file():
         from clipdenoise.errors import WeightsNotFoundError
 
