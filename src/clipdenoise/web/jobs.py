@@ -12,12 +12,12 @@ computing at the same time never exceeds the limit. Results live in memory only 
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -120,7 +120,14 @@ class JobManager:
         self.timeout_s = timeout_s
         self.result_ttl_s = result_ttl_s
         self.max_results = max_results
-        self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="clipdenoise-job")
+        # Daemon workers: stopping the server never waits for a long job to finish.
+        self._tasks: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._worker_loop, name=f"clipdenoise-job-{i}", daemon=True)
+            for i in range(max_concurrent)
+        ]
+        for worker in self._workers:
+            worker.start()
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._waiting: deque[str] = deque()
@@ -145,7 +152,7 @@ class JobManager:
             self._jobs[job.id] = job
             self._waiting.append(job.id)
             self._occupied += 1
-        self._executor.submit(self._run, job)
+        self._tasks.put(job)
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -199,7 +206,8 @@ class JobManager:
             unfinished = [job for job in self._jobs.values() if job.state not in FINISHED]
         for job in unfinished:
             self._finish_cancelled(job, "the server is shutting down")
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for _ in self._workers:
+            self._tasks.put(None)  # each worker stops after its current job
 
     # -- deadlines and cancellation ---------------------------------------------------------
 
@@ -225,6 +233,10 @@ class JobManager:
         job.done_event.set()
 
     # -- the worker -------------------------------------------------------------------------
+
+    def _worker_loop(self) -> None:
+        while (job := self._tasks.get()) is not None:
+            self._run(job)
 
     def _run(self, job: Job) -> None:
         try:
