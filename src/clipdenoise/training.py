@@ -315,6 +315,19 @@ def train_step(
     return loss_value, True
 
 
+def compile_networks(model: CLIPDenoiser, forward: nn.Module) -> None:
+    """``torch.compile`` the decoder and the encoder that actually runs, in place.
+
+    In place (``Module.compile``) keeps ``state_dict`` keys unchanged, so checkpoints and states
+    stay loadable; compiling the training wrapper as a whole would also trace its bookkeeping
+    (the BatchNorm-folded encoder copy is rebuilt when weights change) and recompile endlessly.
+    """
+    model.decoder.compile()
+    folded = getattr(forward, "folding_applies", False)
+    encoder = forward.folded_encoder() if folded else model.encoder
+    encoder.compile()
+
+
 def make_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if kind == "l1":
         return nn.functional.l1_loss
@@ -635,13 +648,13 @@ class Trainer:
         forward: nn.Module = AcceleratedTrainingForward(
             self.model, dtype=self.amp_dtype or torch.float32
         )
+        if settings.compile:
+            compile_networks(self.model, forward)
         if info.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [info.device.index] if info.device.type == "cuda" else None
             forward = DistributedDataParallel(forward, device_ids=device_ids)
-        if settings.compile:
-            forward = torch.compile(forward)
         amp_dtype = self.amp_dtype
 
         def autocast() -> contextlib.AbstractContextManager:
