@@ -572,11 +572,13 @@ def test_serve_cli_builds_the_app_with_tiny_demo_and_reports_missing_weights(tmp
             str(tmp_path / "missing.pth"),
             "--timeout",
             "5",
+            "--max-results",
+            "3",
         ]
     )
     assert args.host == "127.0.0.1" and args.port == 8000
     app, config, catalogue = build_app_from_args(args)
-    assert config.job_timeout_s == 5
+    assert config.job_timeout_s == 5 and config.max_results == 3
     entries = catalogue.public()["models"]
     missing = next(entry for entry in entries if entry["key"] == "missing.pth")
     assert missing["available"] is False and "missing.pth" in missing["error"]

@@ -93,6 +93,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     limits.add_argument(
         "--tile-overlap", type=int, default=defaults.tile_overlap, help="tile overlap (px)"
     )
+    limits.add_argument(
+        "--result-ttl",
+        type=float,
+        default=defaults.result_ttl_s,
+        help="seconds a finished result stays downloadable (kept in memory)",
+    )
+    limits.add_argument(
+        "--max-results",
+        type=int,
+        default=defaults.max_results,
+        help="finished results kept in memory at most (oldest dropped first)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
@@ -113,6 +125,8 @@ def serve_config_from_args(args: argparse.Namespace):
         job_timeout_s=args.timeout,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
+        result_ttl_s=args.result_ttl,
+        max_results=args.max_results,
     )
 
 
