@@ -348,8 +348,9 @@ class InferenceModel(nn.Module):
         self._run: Callable[[torch.Tensor], torch.Tensor] = network
         if compile:
             self._run = torch.compile(network, dynamic=False)
-        # A float32 copy kept off the accelerator, used only if float16 overflows.
-        self._fallback = fallback
+        # A float32 copy kept off the accelerator, used only if float16 overflows; a list hides
+        # it from the module tree (not moved by .to(), not in state_dict).
+        self._fallback: list[nn.Module] = [fallback] if fallback is not None else []
         super().train(False)
 
     def train(self, mode: bool = True) -> InferenceModel:
@@ -371,7 +372,7 @@ class InferenceModel(nn.Module):
             x = noisy.to(device=self.device, dtype=self.dtype, memory_format=memory_format)
             restored = self._graphed(x) if self.cuda_graphs else self._run(x)
             restored = restored.float()
-            if self._fallback is not None and not bool(torch.isfinite(restored).all()):
+            if self._fallback and not bool(torch.isfinite(restored).all()):
                 restored = self._run_fallback(noisy)
             return restored.contiguous()
 
@@ -381,7 +382,7 @@ class InferenceModel(nn.Module):
             RuntimeWarning,
             stacklevel=3,
         )
-        fallback = self._fallback.to(self.device)
+        fallback = self._fallback[0].to(self.device)
         return fallback(noisy.to(device=self.device, dtype=torch.float32)).float()
 
     def _graphed(self, x: torch.Tensor) -> torch.Tensor:

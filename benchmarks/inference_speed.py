@@ -1,0 +1,310 @@
+"""Inference speed: the reference-equivalent path vs the optimised default (issue 8).
+
+RN50-size CLIPDenoiser with random weights (speed does not depend on the values) at 256², 512²,
+1024² and a 12-MP (4000×3000) image processed in tiles. Paths, interleaved in one process:
+
+* **(a) reference-equivalent**: float32, contiguous NCHW, encoder stage 4 computed and thrown
+  away, BatchNorm as separate ops, ``torch.no_grad`` (what the reference test scripts do; no
+  inference mode) — :func:`clipdenoise.acceleration.build_reference_equivalent`;
+* **(b) optimised default**: :func:`clipdenoise.acceleration.prepare_for_inference` with its
+  defaults — BatchNorm folded, weights cast once to bf16 on CPUs with native bf16 (float32 output
+  head), channels-last, ``torch.inference_mode``;
+* **(c) optimised float32**: the same with ``dtype="float32"`` (must match (a) to 1e-4).
+
+At 512² the levers are also measured one at a time. Reported per size: megapixels/s (median
+wall clock and CPU time), peak RSS increase during a forward, output difference of (b) and (c)
+against (a) (max abs, PSNR with data range 1, and PSNR over the reference output's own range,
+which is small for random weights), and achieved GFLOP/s (FLOPs counted with
+``torch.utils.flop_counter.FlopCounterMode`` on meta tensors) as a fraction of this machine's
+measured float32 and bf16 matmul peaks.
+
+Usage: ``python benchmarks/inference_speed.py [--quick]``
+Writes ``benchmarks/results/inference_speed.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from clipdenoise.acceleration import (
+    build_reference_equivalent,
+    count_flops,
+    prepare_for_inference,
+)
+from clipdenoise.inference import tiled_forward
+from clipdenoise.model import CLIPDenoiser, ModelConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _perf  # noqa: E402
+
+TILE_SIZE = 1024
+TILE_OVERLAP = 128
+TWELVE_MP = (3000, 4000)  # H, W
+
+
+def test_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A smooth synthetic scene plus Gaussian noise σ=25/255, ``(1, 3, H, W)`` in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, max(2, height // 64), max(2, width // 64), generator=generator)
+    clean = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic")
+    noise = torch.randn(1, 3, height, width, generator=generator) * (25 / 255)
+    return (clean + noise).clamp(0, 1)
+
+
+def import_seconds(statement: str, repeats: int = 3) -> float:
+    """Median in-process time of ``statement`` (an import) in fresh interpreters."""
+    code = (
+        f"import time; start = time.perf_counter(); {statement}; print(time.perf_counter() - start)"
+    )
+    times = []
+    for _ in range(repeats):
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        times.append(float(output.strip().splitlines()[-1]))
+    return round(_perf.median(times), 3)
+
+
+def forward_reference(reference: CLIPDenoiser):
+    def run(image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return reference(image)
+
+    return run
+
+
+def forward_plain(model: CLIPDenoiser):
+    """The model as built (stage 4 skipped), float32 NCHW, ``no_grad`` — one lever at a time."""
+    return forward_reference(model)
+
+
+def tiled(model, dtype: torch.dtype, no_grad_only: bool):
+    def run(image: torch.Tensor) -> torch.Tensor:
+        context = torch.no_grad() if no_grad_only else torch.inference_mode()
+        with context:
+            return tiled_forward(
+                model, image, tile_size=TILE_SIZE, tile_overlap=TILE_OVERLAP, dtype=dtype
+            )
+
+    return run
+
+
+def measure(cases: dict, image: torch.Tensor, rounds: int) -> tuple[dict, dict]:
+    """Interleaved timing of ``cases`` (name -> run(image)); outputs of the first call."""
+    outputs = {name: run(image) for name, run in cases.items()}  # also the warm-up
+    peaks: dict[str, int] = {}
+
+    def timed(name):
+        def once():
+            with _perf.PeakRSS() as memory:
+                cases[name](image)
+            peaks[name] = max(peaks.get(name, 0), memory.peak_delta)
+
+        return once
+
+    times = _perf.interleaved_times({name: timed(name) for name in cases}, rounds, warmup=0)
+    pixels = image.shape[-2] * image.shape[-1]
+    rows = {}
+    for name, measured in times.items():
+        wall = _perf.median(measured["wall"])
+        cpu = _perf.median(measured["cpu"])
+        rows[name] = {
+            "median_s": round(wall, 4),
+            "median_cpu_s": round(cpu, 4),
+            "megapixels_per_s": round(pixels / 1e6 / wall, 4),
+            "all_wall_s": [round(t, 4) for t in measured["wall"]],
+            "peak_rss_increase_mib": round(peaks.get(name, 0) / 2**20, 1),
+        }
+    return rows, outputs
+
+
+def add_ratios_and_flops(rows: dict, outputs: dict, flops: dict, peaks: dict) -> None:
+    reference = rows["reference"]
+    for name, row in rows.items():
+        row["speedup_wall"] = round(reference["median_s"] / row["median_s"], 2)
+        row["speedup_cpu_time"] = round(reference["median_cpu_s"] / row["median_cpu_s"], 2)
+        if name != "reference":
+            row["vs_reference"] = _perf.output_difference(outputs["reference"], outputs[name])
+        if name in flops:
+            gflops = flops[name] / 1e9
+            achieved = gflops / row["median_s"]
+            row["gflop"] = round(gflops, 2)
+            row["achieved_gflop_per_s"] = round(achieved, 1)
+            row["fraction_of_fp32_peak"] = round(achieved / peaks["float32"], 3)
+            row["fraction_of_bf16_peak"] = round(achieved / peaks["bfloat16"], 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, no 12-MP case")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    machine = _perf.machine_description()
+    imports = {
+        "import clipdenoise": import_seconds("import clipdenoise"),
+        "import clipdenoise.inference (pulls torch)": import_seconds(
+            "import clipdenoise.inference"
+        ),
+    }
+    print(f"import times (s): {imports}", flush=True)
+    peaks = _perf.matmul_peaks()
+    print(f"matmul peaks (GFLOP/s): {peaks}", flush=True)
+
+    model = CLIPDenoiser(ModelConfig(arch="RN50", encoder_weights=None)).eval()
+    reference = build_reference_equivalent(model).eval()
+    optimised = prepare_for_inference(model)  # the default: dtype auto, channels-last
+    optimised_fp32 = prepare_for_inference(model, dtype="float32")
+    print(f"optimised default: dtype {optimised.dtype}, channels_last {optimised.channels_last}")
+    sizes = {}
+    rounds = {256: 5, 512: 4, 1024: 2} if not args.quick else {256: 2, 512: 2, 1024: 1}
+
+    for side, count in rounds.items():
+        image = test_image(side, side, seed=side)
+        cases = {
+            "reference": forward_reference(reference),
+            "optimised": optimised,
+            "optimised_fp32": optimised_fp32,
+        }
+        if side == 512:  # one lever at a time
+            cases = {
+                "reference": forward_reference(reference),
+                "skip_stage4": forward_plain(model),
+                "fold_bn_inference_mode": prepare_for_inference(
+                    model, dtype="float32", channels_last=False
+                ),
+                "optimised_fp32": optimised_fp32,
+                "optimised": optimised,
+            }
+        rows, outputs = measure(cases, image, count)
+        shape = (1, 3, side, side)
+        flops = {"reference": count_flops(reference, shape)}
+        for name in rows:
+            if name != "reference":
+                flops[name] = count_flops(model, shape)
+        add_ratios_and_flops(rows, outputs, flops, peaks)
+        sizes[f"{side}x{side}"] = rows
+        print(f"{side}²: " + ", ".join(f"{n} x{r['speedup_wall']}" for n, r in rows.items()))
+
+    if not args.quick:
+        height, width = TWELVE_MP
+        image = test_image(height, width, seed=12)
+        cases = {
+            "reference": tiled(reference, torch.float32, no_grad_only=True),
+            "optimised": tiled(optimised, optimised.dtype, no_grad_only=False),
+        }
+        rows, outputs = measure(cases, image, rounds=1)
+        tiles = _count_tiles(height, width)
+        tile_shape = (1, 3, TILE_SIZE, TILE_SIZE)
+        flops = {
+            "reference": tiles * count_flops(reference, tile_shape),
+            "optimised": tiles * count_flops(model, tile_shape),
+        }
+        add_ratios_and_flops(rows, outputs, flops, peaks)
+        sizes[f"{width}x{height} tiled"] = rows
+        print("12 MP tiled: " + ", ".join(f"{n} x{r['speedup_wall']}" for n, r in rows.items()))
+
+    payload = {
+        "benchmark": "inference_speed",
+        "machine": machine,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "matmul_peak_gflop_per_s": peaks,
+        "import_seconds": imports,
+        "model": "RN50 CLIPDenoiser (F1-F4, decoder as in the paper), random weights",
+        "optimised_default": {
+            "dtype": str(optimised.dtype).replace("torch.", ""),
+            "channels_last": optimised.channels_last,
+            "batchnorm_folded": True,
+            "inference_mode": True,
+            "head_dtype": "float32",
+        },
+        "tiling": {"tile_size": TILE_SIZE, "tile_overlap": TILE_OVERLAP},
+        "sizes": sizes,
+        "benchmark_seconds": round(time.perf_counter() - started, 1),
+    }
+    markdown = render_markdown(payload)
+    print(markdown)
+    if not args.no_save:
+        json_path, _ = _perf.write_results("inference_speed", payload, markdown)
+        print(f"wrote {json_path} (.md beside it)")
+    return 0
+
+
+def _count_tiles(height: int, width: int) -> int:
+    from clipdenoise.inference import TILE_MULTIPLE, iter_tiles
+
+    padded_h = -(-height // TILE_MULTIPLE) * TILE_MULTIPLE
+    padded_w = -(-width // TILE_MULTIPLE) * TILE_MULTIPLE
+    return sum(1 for _ in iter_tiles(padded_h, padded_w, TILE_SIZE, TILE_OVERLAP))
+
+
+LABELS = {
+    "reference": "(a) reference-equivalent",
+    "skip_stage4": "+ stage 4 not computed",
+    "fold_bn_inference_mode": "+ BN folded, inference mode",
+    "optimised_fp32": "(c) + channels-last (fp32 optimised)",
+    "optimised": "(b) optimised default",
+}
+
+
+def render_markdown(payload: dict) -> str:
+    peaks = payload["matmul_peak_gflop_per_s"]
+    default = payload["optimised_default"]
+    lines = [
+        "# Inference speed (RN50 CLIPDenoiser, CPU)",
+        "",
+        f"Optimised default: {default['dtype']} weights (float32 head), channels-last, "
+        "BatchNorm folded, inference mode. Measured matmul peaks: "
+        f"{peaks['float32']} GFLOP/s float32, {peaks['bfloat16']} GFLOP/s bf16. "
+        f"Tiled case: tiles {payload['tiling']['tile_size']}², overlap "
+        f"{payload['tiling']['tile_overlap']}. Medians of interleaved runs.",
+        "",
+        "| size | path | MP/s | × vs (a) wall | × vs (a) CPU | peak RSS +MiB | max abs vs (a) "
+        "| PSNR vs (a) dB | GFLOP/s | % fp32 peak | % bf16 peak |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, rows in payload["sizes"].items():
+        for name, row in rows.items():
+            diff = row.get("vs_reference")
+            max_abs = f"{diff['max_abs']:.2e}" if diff else "—"
+            psnr = f"{diff['psnr_db']}" if diff else "—"
+            lines.append(
+                f"| {size} | {LABELS.get(name, name)} | {row['megapixels_per_s']:.3f} | "
+                f"{row['speedup_wall']:.2f} | {row['speedup_cpu_time']:.2f} | "
+                f"{row['peak_rss_increase_mib']:.0f} | {max_abs} | {psnr} | "
+                f"{row.get('achieved_gflop_per_s', float('nan')):.0f} | "
+                f"{100 * row.get('fraction_of_fp32_peak', float('nan')):.0f} | "
+                f"{100 * row.get('fraction_of_bf16_peak', float('nan')):.0f} |"
+            )
+    lines += [
+        "",
+        "PSNR uses data range 1; with random weights the output range is small, so the JSON also "
+        "gives PSNR over the reference output's own range (`psnr_db_rel_range`). Peak RSS is the "
+        "largest resident-memory increase sampled during one forward.",
+        "",
+        "Import time (median of 3 fresh interpreters): "
+        + "; ".join(f"`{k}` {v:.2f} s" for k, v in payload["import_seconds"].items())
+        + ".",
+        "",
+        f"Benchmark run time: {payload['benchmark_seconds']} s; load average at end "
+        f"{payload['load_average_1m_at_end']}.",
+        "",
+        "## Machine",
+        "",
+        _perf.machine_markdown(payload["machine"]),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
