@@ -520,3 +520,22 @@ def test_performance_switches_on_cpu(data_root, tmp_path):
         train(
             fast_config("train.amp=fp16", "train.device=cpu"), tmp_path / "b", data_root=data_root
         )
+
+
+def test_srgb_recipe_adds_camera_noise_in_the_loader(data_root, tmp_path):
+    config = load_experiment_config(
+        "srgb-poissongaussian",
+        [
+            "model.arch=custom",
+            "model.layers=[1,1,1,1]",
+            "model.width=8",
+            "model.encoder_weights=random",
+            *FAST,
+            "train.num_iters=2",
+        ],
+    )
+    assert config.noise.in_workers and config.noise.train == "srgb_camera:0.04,0.03"
+    result = train(config, tmp_path / "run", data_root=data_root)
+    assert result.status == "completed"
+    assert all(math.isfinite(loss) for loss in result.losses.values())
+    assert result.summary["last_val"]["val_psnr"] > 0
