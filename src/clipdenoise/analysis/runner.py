@@ -327,7 +327,7 @@ def run_analysis(
     assert merged is not None
     report.summaries = merged.summarize()
     report.peak_memory_mb = _peak_memory_mb(device)
-    _write_tables(report, merged, config, device, images)
+    _write_tables(report, merged, config)
     if config.figures:
         _write_figures(report, merged, config, images, noises)
     report.seconds = time.perf_counter() - started
@@ -376,7 +376,7 @@ def _release(extractor: FeatureExtractor, device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _write_tables(report, merged, config, device, images) -> None:
+def _write_tables(report: AnalysisReport, merged: SimilarityResult, config: AnalysisConfig) -> None:
     from clipdenoise.config import dumps_toml
 
     out = report.out_dir
@@ -399,7 +399,13 @@ def _write_tables(report, merged, config, device, images) -> None:
         )
 
 
-def _write_figures(report, merged, config, images, noises) -> None:
+def _write_figures(
+    report: AnalysisReport,
+    merged: SimilarityResult,
+    config: AnalysisConfig,
+    images: list[AnalysisImage],
+    noises: list[Any],
+) -> None:
     from clipdenoise.analysis.corruption import apply_corruption, draw_generator
     from clipdenoise.analysis.figures import (
         plot_image_grid,
@@ -454,7 +460,13 @@ def _write_figures(report, merged, config, images, noises) -> None:
     )
 
 
-def _write_report_json(report, config, device, images, merged) -> None:
+def _write_report_json(
+    report: AnalysisReport,
+    config: AnalysisConfig,
+    device: torch.device,
+    images: list[AnalysisImage],
+    merged: SimilarityResult,
+) -> None:
     from clipdenoise import __version__
 
     payload = {

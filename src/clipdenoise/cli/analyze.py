@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from clipdenoise.analysis.runner import AnalysisConfig, AnalysisReport
 
 DESCRIPTION = """\
 Feature analysis of the paper's Sec. 3.1 (Figs. 1-3). For each encoder, clean image, noise and
@@ -178,7 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 _NOT_CONFIG = {"out", "config", "quiet", "func", "command"}
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> AnalysisConfig:
     """The :class:`AnalysisConfig` of ``--config`` (if any) with the given flags applied."""
     from clipdenoise.analysis.runner import AnalysisConfig
     from clipdenoise.config import from_dict, load_toml, to_dict
@@ -209,10 +213,10 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(report) -> str:
+def format_summary(report: AnalysisReport) -> str:
     """A plain-text table: mean similarity per encoder, noise and scale (one block per metric)."""
     blocks = []
-    grouped: dict[tuple[str, str], dict[tuple[str, str], object]] = defaultdict(dict)
+    grouped: dict[tuple[str, str], dict] = defaultdict(dict)
     for row in report.summaries:
         grouped[(row.metric, row.encoder)][(row.noise_label, row.scale)] = row
     for (metric, encoder), cells in grouped.items():
