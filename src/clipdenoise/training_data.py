@@ -12,7 +12,12 @@ cropped and how it is flipped/rotated depend only on ``(seed, g)``:
 
 So the batches are the same whatever the number of dataloader workers, and a run resumed at
 iteration ``k`` continues with exactly the patches the uninterrupted run would have drawn: the
-"dataloader position" is the iteration itself. Noise is added later, on the training device.
+"dataloader position" is the iteration itself. Noise is added later, on the training device
+(or here, in the workers, for CPU-only kinds).
+
+:func:`build_train_store` and :func:`build_validation_set` build the data an
+:class:`~clipdenoise.experiment.ExperimentConfig` names, failing before training starts on
+missing or empty folders and unreadable images.
 """
 
 from __future__ import annotations
@@ -250,12 +255,24 @@ def list_image_files(folder: Path, *, recursive: bool = False, what: str = "data
     from clipdenoise.image_io import IMAGE_SUFFIXES
 
     if not folder.is_dir():
-        raise DatasetNotFoundError(f"{what} folder {folder} does not exist (check --data-root)")
+        raise DatasetNotFoundError(
+            f"{what} folder {folder} does not exist (check --data-root){_source_hint(folder)}"
+        )
     pattern = folder.rglob("*") if recursive else folder.iterdir()
     files = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def _source_hint(folder: Path) -> str:
+    """Where to get a missing benchmark/training set, when its folder name is a known one."""
+    from clipdenoise.data import benchmark_info
+
+    try:
+        return f"; get it from {benchmark_info(folder.name).source}"
+    except (DatasetError, KeyError, ValueError):
+        return ""
 
 
 def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
