@@ -726,3 +726,19 @@ def test_cmyk_jpeg_becomes_rgb_without_its_cmyk_profile():
     assert decoded.channels == 3 and decoded.icc_profile is None
     with Image.open(io.BytesIO(encode_like(decoded.pixels, decoded))) as image:
         assert image.mode == "RGB" and image.format == "JPEG"
+
+
+def test_models_imported_into_the_cache_are_listed_and_loaded_on_first_use(tmp_path, monkeypatch):
+    from clipdenoise.checkpoints import import_checkpoint, save_checkpoint
+    from clipdenoise.model import CLIPDenoiser, tiny_config
+
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    source = save_checkpoint(CLIPDenoiser(tiny_config()), tmp_path / "trained.safetensors")
+    import_checkpoint(source, "my-model")
+    catalogue = build_catalogue(baselines=False)
+    entry = catalogue.get("my-model")
+    assert entry.available and entry.module is None  # not loaded until someone uses it
+    assert catalogue.default_key == "my-model"
+    with TestClient(create_app(catalogue)) as client:
+        job = wait_done(client, submit(client, sample="scene", model="my-model").json()["id"])
+    assert job["state"] == "done" and entry.module is not None
