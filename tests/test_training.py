@@ -309,6 +309,15 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_state(
     assert state["iteration"] == 2
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
     assert read_log(run)[-1]["event"] == "nan"
+    # the kept state resumes (explicit path) once the cause is gone
+    monkeypatch.undo()
+    resumed = train(
+        fast_config("train.num_iters=6"),
+        run,
+        data_root=data_root,
+        resume=run / "states" / "state_00000002.pt",
+    )
+    assert resumed.status == "completed" and sorted(resumed.losses) == [3, 4, 5, 6]
 
 
 def test_nan_loss_can_skip_the_step(data_root, tmp_path, monkeypatch):
