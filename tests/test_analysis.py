@@ -318,6 +318,33 @@ def test_hook_extractor_stops_after_the_deepest_feature():
         HookFeatureExtractor(Net(), {"A": "missing"}, label="net")
 
 
+def test_module_extractor_reads_list_and_dict_outputs():
+    from clipdenoise.analysis import ModuleFeatureExtractor
+
+    torch.manual_seed(0)
+    trunk = CLIPResNetEncoder((1, 1, 1, 1), 8, features=("F1", "F2", "F3")).eval()
+    image = torch.rand(1, 3, 32, 32)
+    expected = trunk(image)
+    picked = ModuleFeatureExtractor(trunk, ["shallow", "deep"], label="trunk", select=[0, 2])
+    got = picked(image)
+    assert picked.feature_names == ("shallow", "deep")
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1], expected[2])
+
+    class DictNet(torch.nn.Module):
+        def forward(self, x):
+            return {"a": x, "b": torch.nn.functional.avg_pool2d(x, 2)}
+
+    extractor = ModuleFeatureExtractor(
+        DictNet(), ["b"], label="dict", mean=[0.5] * 3, std=[0.5] * 3
+    )
+    torch.testing.assert_close(
+        extractor(image)[0], torch.nn.functional.avg_pool2d((image - 0.5) / 0.5, 2)
+    )
+    with pytest.raises(RuntimeError, match="output has keys a, b, not c"):
+        ModuleFeatureExtractor(DictNet(), ["c"], label="dict")(image)
+
+
 def test_restormer_encoder_levels_as_scales(tmp_path):
     from clipdenoise.baselines import build_baseline, save_baseline
 

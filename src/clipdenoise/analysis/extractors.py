@@ -6,6 +6,7 @@ feature maps ``(B, C_i, H_i, W_i)``, one per named scale (``F1``...), shallow to
 * :class:`CLIPFeatureExtractor`: a CLIP ResNet trunk (:class:`~clipdenoise.encoder.CLIPResNetEncoder`)
   with OpenAI weights, a weights file, random initialisation (a control), or the (possibly
   fine-tuned) encoder of a trained CLIPDenoiser checkpoint.
+* :class:`ModuleFeatureExtractor`: any module whose forward returns a list or dict of maps.
 * :class:`HookFeatureExtractor`: any ``torch.nn.Module``, features read from named submodules
   by forward hooks (the forward stops after the deepest one). Used for the ImageNet ResNet of
   the paper's Fig. 2 and usable for other trained denoisers (e.g. a Restormer's encoder levels).
@@ -235,6 +236,98 @@ class HookFeatureExtractor(FeatureExtractor):
 
 class _FeaturesCaptured(Exception):
     """Raised by a hook to stop a forward pass once every wanted feature is captured."""
+
+
+class ModuleFeatureExtractor(FeatureExtractor):
+    """Features of a module whose forward already returns multi-scale maps.
+
+    For backbones built as feature extractors (a ``features_only`` timm model, a
+    :class:`~clipdenoise.encoder.CLIPResNetEncoder`, a U-Net encoder returning its skips):
+    ``module(image)`` returns a list / tuple of ``(B, C_i, H_i, W_i)`` tensors (shallow to
+    deep) or a dict of them.
+
+    Args:
+        module: The backbone.
+        feature_names: Names of the returned scales. For a list output, the i-th name labels
+            the i-th map (``select`` picks a subset of positions first); for a dict output, the
+            names are its keys to read.
+        label: Legend name.
+        select: Positions of the list output to keep (default: all, in order).
+        mean: Per-channel mean subtracted first (its training normalisation), with ``std``.
+        std: Per-channel std.
+        in_channels: Channels of the images the module takes.
+        input_multiple: H and W are cropped to multiples of this (the deepest stride).
+        control: Mark as a control.
+
+    Example:
+        >>> trunk = CLIPResNetEncoder((1, 1, 1, 1), 8, features=("F1", "F2"))
+        >>> extractor = ModuleFeatureExtractor(trunk, ["F1", "F2"], label="tiny trunk")
+        >>> [tuple(f.shape) for f in extractor(torch.rand(1, 3, 32, 32))]
+        [(1, 8, 16, 16), (1, 32, 8, 8)]
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        feature_names: Sequence[str],
+        *,
+        label: str,
+        select: Sequence[int] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        in_channels: int = 3,
+        input_multiple: int = 32,
+        control: bool = False,
+    ) -> None:
+        super().__init__(
+            label,
+            feature_names,
+            in_channels=in_channels,
+            input_multiple=input_multiple,
+            control=control,
+        )
+        if select is not None and len(select) != len(self.feature_names):
+            raise ValueError(
+                f"{label}: select has {len(select)} positions for {len(self.feature_names)} names"
+            )
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self.module = module.eval()
+        self.select = None if select is None else tuple(select)
+        self.normalized = mean is not None
+        shape = (1, in_channels, 1, 1)
+        self.register_buffer(
+            "mean", torch.tensor(mean or [0.0] * in_channels).view(shape), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std or [1.0] * in_channels).view(shape), persistent=False
+        )
+
+    def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = images.to(self.mean.dtype)
+        if self.normalized:
+            x = (x - self.mean) / self.std
+        output = self.module(x)
+        if isinstance(output, Mapping):
+            missing = [name for name in self.feature_names if name not in output]
+            if missing:
+                raise RuntimeError(
+                    f"{self.label}: output has keys {', '.join(map(str, output))}, not "
+                    f"{', '.join(missing)}"
+                )
+            return [output[name] for name in self.feature_names]
+        if not isinstance(output, (list, tuple)):
+            raise RuntimeError(
+                f"{self.label}: forward returned {type(output).__name__}; a list, tuple or dict "
+                "of feature maps is required (use HookFeatureExtractor for other modules)"
+            )
+        positions = self.select or range(len(self.feature_names))
+        if max(positions) >= len(output):
+            raise RuntimeError(
+                f"{self.label}: forward returned {len(output)} maps, position {max(positions)} "
+                "was asked for"
+            )
+        return [output[index] for index in positions]
 
 
 class AvgPoolPyramid(FeatureExtractor):
@@ -560,6 +653,7 @@ __all__ = [
     "EncoderSpec",
     "FeatureExtractor",
     "HookFeatureExtractor",
+    "ModuleFeatureExtractor",
     "checkpoint_feature_extractor",
     "clip_feature_extractor",
     "imagenet_feature_extractor",
