@@ -381,13 +381,19 @@ def test_ddp_two_processes_gloo(data_root, tmp_path):
 
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    # --standalone: a local rendezvous on a free port (no clash with parallel test runs)
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
     settings = ("train.num_iters=4", "data.batch_size=2", "eval.val_dir=")
     for extra in (["--stop-after", "2"], ["--resume", "auto"]):
-        port = ["--master_port", str(29500 + (os.getpid() + len(extra[0])) % 1000)]
         command = [
             *launcher,
-            *port,
             "-m",
             "clipdenoise",
             "train",
