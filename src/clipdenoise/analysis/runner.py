@@ -32,7 +32,6 @@ from clipdenoise.analysis.experiment import (
 )
 from clipdenoise.analysis.extractors import (
     EncoderSpec,
-    FeatureExtractor,
     load_feature_extractor,
     parse_encoder_spec,
 )
@@ -289,41 +288,15 @@ def run_analysis(
 
     merged: SimilarityResult | None = None
     for spec in specs:
-        extractor = load_feature_extractor(
-            spec, features=config.scales, seed=config.seed, clip_normalize=config.clip_normalize
-        )
-        extractor.to(device)
-        result = analyze_similarity(
-            images,
-            [extractor],
-            noises,
-            draws=config.draws,
-            seed=config.seed,
-            metrics=config.metrics,
-            clip=config.clip,
-            crop_size=config.crop_size,
-            max_positions=config.max_positions,
-            progress=progress,
+        result, tsne_results = _analyze_encoder(
+            spec, config, images, noises, tsne_noises, device, progress
         )
         merged = result if merged is None else _merge(merged, result)
-        for noise in tsne_noises:
-            report.tsne.append(
-                analyze_tsne(
-                    images,
-                    extractor,
-                    noise,
-                    draws=config.tsne_draws,
-                    seed=config.seed,
-                    perplexity=config.perplexity,
-                    clip=config.clip,
-                    crop_size=config.crop_size,
-                    max_dim=config.tsne_max_dim or None,
-                    reduction=config.tsne_reduction,  # type: ignore[arg-type]
-                    max_iter=config.tsne_max_iter,
-                    progress=progress,
-                )
-            )
-        _release(extractor, device)
+        report.tsne += tsne_results
+        # The encoder went out of scope with _analyze_encoder: free it before the next loads.
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     assert merged is not None
     report.summaries = merged.summarize()
     report.peak_memory_mb = _peak_memory_mb(device)
@@ -368,12 +341,49 @@ def _merge(first: SimilarityResult, second: SimilarityResult) -> SimilarityResul
     )
 
 
-def _release(extractor: FeatureExtractor, device: torch.device) -> None:
-    extractor.to("cpu")
-    del extractor
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+def _analyze_encoder(
+    spec: EncoderSpec,
+    config: AnalysisConfig,
+    images: list[AnalysisImage],
+    noises: list[Any],
+    tsne_noises: list[Any],
+    device: torch.device,
+    progress: bool,
+) -> tuple[SimilarityResult, list[TSNEResult]]:
+    """Load one encoder, run the similarity and t-SNE analyses with it; it is freed on return."""
+    extractor = load_feature_extractor(
+        spec, features=config.scales, seed=config.seed, clip_normalize=config.clip_normalize
+    ).to(device)
+    result = analyze_similarity(
+        images,
+        [extractor],
+        noises,
+        draws=config.draws,
+        seed=config.seed,
+        metrics=config.metrics,
+        clip=config.clip,
+        crop_size=config.crop_size,
+        max_positions=config.max_positions,
+        progress=progress,
+    )
+    tsne_results = [
+        analyze_tsne(
+            images,
+            extractor,
+            noise,
+            draws=config.tsne_draws,
+            seed=config.seed,
+            perplexity=config.perplexity,
+            clip=config.clip,
+            crop_size=config.crop_size,
+            max_dim=config.tsne_max_dim or None,
+            reduction=config.tsne_reduction,  # type: ignore[arg-type]
+            max_iter=config.tsne_max_iter,
+            progress=progress,
+        )
+        for noise in tsne_noises
+    ]
+    return result, tsne_results
 
 
 def _write_tables(report: AnalysisReport, merged: SimilarityResult, config: AnalysisConfig) -> None:
