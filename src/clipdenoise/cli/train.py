@@ -19,7 +19,8 @@ examples:
 Relative data paths in a config (data.train_dir, eval.val_dir) are resolved against
 --data-root, else $CLIPDENOISE_DATA, else the current folder. SIGINT/SIGTERM save a training
 state and exit; the message says how to resume. Exit status: 0 done (or paused by
---stop-after), 2 bad input, 130/143 stopped by SIGINT/SIGTERM.
+--stop-after), 2 bad input or a diverged run (NaN/inf loss; the last good
+state is kept), 130/143 stopped by SIGINT/SIGTERM.
 """
 
 
