@@ -171,6 +171,25 @@ def test_noise_draws_are_reproducible_and_shared_across_encoders(images, tiny_ex
     assert not torch.equal(a, torch.randn(3, generator=draw_generator(0, 2, 1)))
 
 
+def test_batched_draws_give_the_same_numbers(images, tiny_extractor):
+    noise = gaussian_std_spec(0.3)
+    single = analyze_similarity(images[:2], [tiny_extractor], [noise], draws=5, seed=2)
+    batched = analyze_similarity(
+        images[:2], [tiny_extractor], [noise], draws=5, seed=2, batch_size=3
+    )
+    assert [(r.image, r.draw, r.scale, r.metric) for r in single.records] == [
+        (r.image, r.draw, r.scale, r.metric) for r in batched.records
+    ]
+    np.testing.assert_allclose(
+        [r.value for r in batched.records], [r.value for r in single.records], atol=1e-6
+    )
+    options = {"draws": 3, "max_dim": 256, "max_iter": 250, "seed": 1}
+    one = analyze_tsne(images, AvgPoolPyramid(("F2",)), noise, **options)
+    two = analyze_tsne(images, AvgPoolPyramid(("F2",)), noise, batch_size=2, **options)
+    np.testing.assert_array_equal(one.draw, two.draw)
+    np.testing.assert_allclose(one.scales[0].embedding, two.scales[0].embedding, atol=1e-4)
+
+
 def test_paper_gaussian_units():
     assert gaussian_std_spec(0.1) == NoiseSpec("gaussian", 25.5)
     assert gaussian_std_spec(0.5) == NoiseSpec("gaussian", 127.5)

@@ -173,6 +173,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--recursive", action="store_true", help="search folders recursively")
     run.add_argument("--seed", type=int, help="seed of noise, random init, t-SNE (default 0)")
     run.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        help="noisy draws per forward pass (default 1; larger is faster on a GPU, needs more "
+        "memory)",
+    )
     run.add_argument("--no-figures", dest="figures", action="store_false", help="write tables only")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run_command)
