@@ -140,7 +140,13 @@ def main() -> None:
     history = json.loads(path.read_text()) if path.is_file() else []
     history.append(record)
     path.write_text(json.dumps(history, indent=2) + "\n")
-    with (RESULTS / "tiling_memory.md").open("a") as table:
+    table_path = RESULTS / "tiling_memory.md"
+    if not table_path.is_file():
+        table_path.write_text(
+            "| model | image | dtype | budget | tile | budget (GiB) | peak RSS | time | date |\n"
+            "|---|---|---|---|---|---|---|---|---|\n"
+        )
+    with table_path.open("a") as table:
         for row in rows:
             table.write(
                 f"| {row['arch']} | {row['width']}x{row['height']} | {row['dtype']} | "
