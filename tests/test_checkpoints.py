@@ -140,7 +140,10 @@ def test_full_checkpoint_is_self_contained(tmp_path):
     random_init = CLIPDenoiser(tiny_config(init_seed=11))
     path = save_checkpoint(random_init, tmp_path / "random.safetensors")
     assert read_checkpoint_metadata(path)["contents"] == "full"
-    assert _same_state(random_init, load_model(path))
+    reloaded = load_model(path)
+    assert _same_state(random_init, reloaded)
+    assert reloaded.config == random_init.config
+    assert reloaded.config.encoder_weights is None  # not silently turned into "openai"
 
 
 def test_no_temp_files_left_and_corrupt_file_named(tmp_path):

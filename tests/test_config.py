@@ -81,6 +81,17 @@ def test_toml_round_trip_and_overrides(tmp_path):
     assert to_dict(changed)["train"]["periods"] == [92_000, 208_000]
 
 
+def test_none_survives_json_and_toml(tmp_path):
+    import json
+
+    config = Outer(model=ModelConfig(encoder_weights=None))
+    assert from_dict(Outer, json.loads(dumps_json(config))) == config
+    assert 'encoder_weights = "random"' in dumps_toml(config)
+    path = tmp_path / "c.toml"
+    path.write_text(dumps_toml(config))
+    assert load_toml(Outer, path).model.encoder_weights is None
+
+
 def test_override_errors(tmp_path):
     with pytest.raises(ConfigError, match="not of the form section.key=value"):
         apply_overrides(Outer(), ["train.lr"])

@@ -58,12 +58,24 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """Serialise a (nested) config dataclass to plain TOML/JSON-compatible data (None dropped)."""
+    """Serialise a (nested) config dataclass to plain JSON-compatible data (``None`` kept)."""
+    return {field.name: _plain(getattr(config, field.name)) for field in dataclasses.fields(config)}
+
+
+def _toml_data(config: Any) -> dict[str, Any]:
+    """Like :func:`to_dict` for TOML, which has no null: a ``None`` value is written as the
+    field's ``metadata["toml_none"]`` spelling when it has one (e.g. ``"random"``), else left out
+    (so the field's default, which must then be ``None``, applies on reading)."""
     result: dict[str, Any] = {}
     for field in dataclasses.fields(config):
-        value = _plain(getattr(config, field.name))
-        if value is not None:
-            result[field.name] = value
+        value = getattr(config, field.name)
+        if value is None:
+            if "toml_none" in field.metadata:
+                result[field.name] = field.metadata["toml_none"]
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            result[field.name] = _toml_data(value)
+        else:
+            result[field.name] = _plain(value)
     return result
 
 
@@ -120,7 +132,7 @@ def dumps_json(config: Any) -> str:
 
 def dumps_toml(config: Any) -> str:
     """The config as TOML text that :func:`load_toml` reads back to an equal config."""
-    data = to_dict(config)
+    data = _toml_data(config)
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     lines = [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]

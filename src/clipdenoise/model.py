@@ -8,7 +8,7 @@ restored image of the same shape (not clamped; clamp to [0, 1] for display and m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -17,6 +17,9 @@ from torch import nn
 from clipdenoise.decoder import CLIPDecoder
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES, CLIPResNetEncoder, arch_layers_width
 from clipdenoise.inference import pad_to_multiple
+
+#: ``encoder_weights`` spellings meaning random initialisation (TOML cannot write None).
+RANDOM_INIT = ("random", "none")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class ModelConfig:
         out_channels: Channels of the output; ``None`` means ``in_channels``.
         encoder_weights: Where the encoder's initial weights come from: ``"openai"`` (CLIP's
             released weights for ``arch``, found by :mod:`clipdenoise.weights`), a file path, or
-            ``None`` for random initialisation (a control, and the "from scratch" ablation).
+            ``None`` (also written ``"random"``) for random initialisation (a control, and the
+            "from scratch" ablation).
         encoder_trainable: ``False`` keeps the encoder frozen (paper); ``True`` fine-tunes it
             (Table 4 "+finetune", or "+random" with ``encoder_weights=None``).
         encoder_batchnorm: ``"eval"`` keeps encoder BatchNorm statistics fixed (default for a
@@ -54,7 +58,7 @@ class ModelConfig:
     width: int | None = None
     in_channels: int = 3
     out_channels: int | None = None
-    encoder_weights: str | None = "openai"
+    encoder_weights: str | None = field(default="openai", metadata={"toml_none": "random"})
     encoder_trainable: bool = False
     encoder_batchnorm: Literal["auto", "eval", "train"] = "auto"
     normalize_input: bool = False
@@ -66,6 +70,8 @@ class ModelConfig:
     init_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.encoder_weights, str) and self.encoder_weights.lower() in RANDOM_INIT:
+            object.__setattr__(self, "encoder_weights", None)  # TOML has no null
         if self.arch != "custom" and self.arch not in CLIP_ARCHS:
             valid = ", ".join([*CLIP_ARCHS, "custom"])
             raise ValueError(f"model.arch: unknown {self.arch!r}; valid values are: {valid}")
