@@ -108,6 +108,17 @@ def test_cka_feature_and_gram_forms_agree():
         )
 
 
+@settings(max_examples=25, deadline=None)
+@given(size=st.integers(2, 64), seed=st.integers(0, 2**16), scale=st.floats(1e-3, 1e3))
+def test_cosine_similarity_is_symmetric_and_scale_invariant(size, seed, scale):
+    rng = np.random.default_rng(seed)
+    a, b = (torch.from_numpy(rng.normal(size=size)) for _ in range(2))
+    value = cosine_similarity(a, b)
+    assert value == pytest.approx(cosine_similarity(b, a), abs=1e-12)
+    assert value == pytest.approx(cosine_similarity(scale * a, b), abs=1e-9)
+    assert -1.0 - 1e-12 <= value <= 1.0 + 1e-12
+
+
 def test_cosine_similarity_values():
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     assert cosine_similarity(x, x) == pytest.approx(1.0, abs=1e-12)
