@@ -352,3 +352,12 @@ def test_help_documents_every_option():
                  "--max-memory", "--add-noise", "--save-noisy", "--compare", "--reference",
                  "--overwrite", "--quality", "--format", "--recursive"):  # fmt: skip
         assert flag in text
+
+
+def test_unavailable_device_is_a_usage_error(tmp_path, rng, weights, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    source = _png(tmp_path / "a.png", _rgb8(rng))
+    code = main(["denoise", str(source), "-o", str(tmp_path / "r.png"), "--weights",
+                 str(weights["rgb"]), "--device", "cuda:0"])  # fmt: skip
+    assert code == 2 and "CUDA is not available" in capsys.readouterr().err

@@ -392,3 +392,22 @@ def test_denoise_is_exported_at_package_level():
 def test_docstring_examples_run():
     result = doctest.testmod(inference, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+class _OverflowsInLowPrecision(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("inf") if x.dtype != torch.float32 else x
+
+
+def test_non_finite_tiles_are_recomputed_with_the_float32_fallback():
+    image = torch.rand(1, 3, 96, 128, generator=_gen(10))
+    with pytest.warns(RuntimeWarning, match="recomputing it in float32"):
+        out = tiled_forward(
+            _OverflowsInLowPrecision(),
+            image,
+            tile_size=64,
+            tile_overlap=32,
+            dtype=torch.bfloat16,
+            fallback=nn.Identity,
+        )
+    assert float((out - image.bfloat16().float()).abs().max()) < 1e-6

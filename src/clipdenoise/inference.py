@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -541,6 +542,12 @@ def clip_tile_forward(
     return decoder.head(x).float()
 
 
+def _run_tiles(model, batch, offsets, full_size, use_global_decoding: bool) -> torch.Tensor:
+    if use_global_decoding:
+        return clip_tile_forward(model, batch, offsets, full_size)
+    return model(batch)
+
+
 def tiled_forward(
     model: nn.Module,
     image: torch.Tensor,
@@ -551,6 +558,7 @@ def tiled_forward(
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    fallback: Callable[[], nn.Module] | None = None,
 ) -> torch.Tensor:
     """Denoise ``image`` tile by tile and blend the tiles with a smooth window.
 
@@ -570,6 +578,8 @@ def tiled_forward(
         device: Where the model runs (default: the model's device).
         dtype: Compute dtype of the tiles (default: the model's parameter dtype).
         on_tile: Called as ``on_tile(done, total)`` after each batch of tiles.
+        fallback: Returns a float32 model to recompute a batch of tiles whose reduced-precision
+            output is not finite (float16 overflow), with a warning.
 
     Returns:
         ``(B, out_channels, H, W)`` float32 on ``image``'s device, not clamped.
@@ -602,11 +612,18 @@ def tiled_forward(
         batch = torch.stack(
             [padded[b, :, t.top : t.top + t.height, t.left : t.left + t.width] for b, t in chunk]
         ).to(device=device, dtype=dtype, memory_format=memory_format)
-        if use_global_decoding:
-            offsets = [(t.top, t.left) for _, t in chunk]
-            restored = clip_tile_forward(model, batch, offsets, (full_h, full_w))
-        else:
-            restored = model(batch)
+        offsets = [(t.top, t.left) for _, t in chunk]
+        restored = _run_tiles(model, batch, offsets, (full_h, full_w), use_global_decoding)
+        if fallback is not None and not bool(torch.isfinite(restored).all()):
+            warnings.warn(
+                f"{dtype} inference overflowed on a tile (non-finite output); recomputing it "
+                "in float32",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            restored = _run_tiles(
+                fallback(), batch.float(), offsets, (full_h, full_w), use_global_decoding
+            )
         restored = restored.to(device=image.device, dtype=torch.float32)
         if accumulator is None:
             out_channels = restored.shape[1]
@@ -852,6 +869,8 @@ class Denoiser:
         self.channel_conversion = channel_conversion
         self.clip = clip
         self.model = self.prepare_model(model)
+        self._source_model = model if self.dtype == torch.float16 else None
+        self._fallback_model: nn.Module | None = None
         self.in_channels = _model_in_channels(self.model)
         self.last_plan: TilePlan | None = None
 
@@ -944,6 +963,16 @@ class Denoiser:
             baseline_bytes=self._baseline_bytes() if on_cpu else None,
         )
 
+    def _float32_model(self) -> nn.Module:
+        """A float32 copy of the model, made on first need (float16 overflow on a tile)."""
+        if self._fallback_model is None:
+            from clipdenoise.acceleration import prepare_for_inference
+
+            self._fallback_model = prepare_for_inference(
+                self._source_model, device=self.device, dtype="float32"
+            )
+        return self._fallback_model
+
     def _baseline_bytes(self) -> int:
         # On the CPU the budget covers the whole process: the interpreter, torch and the model
         # are already resident (~0.3-0.5 GB), which parameter bytes alone would miss.
@@ -977,6 +1006,7 @@ class Denoiser:
                             device=self.device,
                             dtype=self.dtype,
                             on_tile=on_tile,
+                            fallback=self._float32_model if self.dtype == torch.float16 else None,
                         )
                     )
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
