@@ -79,6 +79,13 @@ def test_frozen_encoder_after_optimizer_step(batchnorm):
     assert any(not torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))
 
 
+def test_fresh_encoder_applies_batchnorm_policy():
+    frozen = CLIPResNetEncoder((1, 1, 1, 1), 8)
+    assert all(not m.training for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    drifting = CLIPResNetEncoder((1, 1, 1, 1), 8, batchnorm="train")
+    assert all(m.training for m in drifting.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
 def test_frozen_encoder_builds_no_graph():
     model = CLIPDenoiser(tiny_config()).train()
     features = model.encoder(torch.rand(1, 3, 32, 32))

@@ -169,6 +169,7 @@ class CLIPResNetEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         self.set_trainable(trainable)
+        self.train(self.training)  # apply the BatchNorm policy from the start, not only on .train()
 
     # ------------------------------------------------------------------ properties
     @property
