@@ -328,10 +328,15 @@ def test_reference_prints_metrics(tmp_path, rng, weights, capsys):
 
 
 # ------------------------------------------------------------------------------ weights, help
-def test_missing_weights_print_guidance_not_a_traceback(tmp_path, rng, monkeypatch, capsys):
+def test_quickstart_sample_without_weights_prints_guidance(tmp_path, monkeypatch, capsys):
+    """The README's quickstart command on a machine without the released weights."""
+    from importlib.resources import files
+
     monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
-    source = _png(tmp_path / "a.png", _rgb8(rng))
-    code = main(["denoise", str(source), "-o", str(tmp_path / "r.png"), "--device", "cpu"])
+    sample = Path(str(files("clipdenoise") / "resources" / "sample.png"))
+    assert load_image(sample).pixels.shape == (192, 256, 3)
+    argv = ["denoise", str(sample), "-o", str(tmp_path / "restored.png")]
+    code = main([*argv, "--weights", "rn50.synthetic-gaussian15", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2
     assert "clipdenoise weights import" in err and "Traceback" not in err
