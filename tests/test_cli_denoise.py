@@ -278,6 +278,17 @@ def test_dicom_in_dicom_out(tmp_path, rng, weights):
     assert np.abs(got - expected).max() <= 1.0
 
 
+def test_dicom_without_suffix_in_a_folder(tmp_path, rng, weights):
+    import pydicom
+
+    (tmp_path / "series").mkdir()
+    _make_dicom(tmp_path / "series" / "IM0001", _ct_slice(rng))
+    (tmp_path / "series" / "README").write_text("not an image")
+    code = run(tmp_path / "series", "-o", tmp_path / "out", "--weights", weights["grey"])
+    assert code == 0
+    assert "denoised" in pydicom.dcmread(tmp_path / "out" / "IM0001.dcm").SeriesDescription
+
+
 def test_npy_in_hu_keeps_dtype(tmp_path, rng, weights):
     hu = _ct_slice(rng).astype(np.int16)
     np.save(tmp_path / "s.npy", hu)

@@ -173,7 +173,19 @@ class DenoiseFilesOptions:
 
 # ============================================================================ planning
 def is_ct(path: Path) -> bool:
-    return path.suffix.lower() in CT_SUFFIXES
+    """A CT slice: a CT suffix, or a DICOM file without one (scanner exports often have none)."""
+    return path.suffix.lower() in CT_SUFFIXES or is_dicom_without_suffix(path)
+
+
+def is_dicom_without_suffix(path: Path) -> bool:
+    if path.suffix.lower() in INPUT_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
 
 
 def collect_inputs(
@@ -194,7 +206,9 @@ def collect_inputs(
             files = sorted(
                 p
                 for p in path.glob(pattern)
-                if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not p.name.startswith(".")
+                if p.is_file()
+                and not p.name.startswith(".")
+                and (p.suffix.lower() in INPUT_SUFFIXES or is_dicom_without_suffix(p))
             )
             if not files:
                 missing.append(FileResult(path, error="folder holds no image or CT files"))
@@ -217,6 +231,8 @@ def collect_inputs(
 
 def output_suffix(source: Path, fmt: str) -> str:
     """The output suffix of ``source`` for format ``fmt`` (``same`` keeps the input's)."""
+    if is_dicom_without_suffix(source):
+        return ".png" if fmt == "png" else ".dcm"
     if fmt == "same":
         return source.suffix
     if is_ct(source) and fmt != "png":
