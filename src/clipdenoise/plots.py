@@ -122,7 +122,12 @@ def plot_image_grid(
     protocol = protocol or EvalProtocol.synthetic()
     noise = parse_noise_spec(noise)
     torch_device = torch.device(device)
-    resolved = [resolve_method(m, map_location=torch_device) for m in methods]
+    # The noisy input has its own column already.
+    resolved = [
+        method
+        for method in (resolve_method(m, map_location=torch_device) for m in methods)
+        if method.kind != "noisy"
+    ]
     columns = 2 + len(resolved)
     figure, axes = plt.subplots(
         len(clean_paths), columns, figsize=(2.2 * columns, 2.4 * len(clean_paths)), squeeze=False
@@ -133,13 +138,10 @@ def plot_image_grid(
         top, left, height, width = crop or _central_crop(clean.shape[:2])
         window = (slice(top, top + height), slice(left, left + width))
         noisy_tensor = torch.from_numpy(noisy).permute(2, 0, 1)[None].float()
+        noisy_shown = np.clip(noisy, 0, 1).astype(np.float32)
         panels = [
-            ("clean", clean, None),
-            (
-                "noisy",
-                np.clip(noisy, 0, 1),
-                score_pair(clean, np.clip(noisy, 0, 1).astype(np.float32), protocol),
-            ),
+            (f"{Path(path).stem} (clean)", clean, None),
+            ("noisy", noisy_shown, score_pair(clean, noisy_shown, protocol)),
         ]
         for method in resolved:
             module = method.for_noise(noise)
@@ -157,7 +159,6 @@ def plot_image_grid(
             label = title if scores is None else f"{title}\n{scores[0]:.2f} dB / {scores[1]:.3f}"
             axis.set_title(label, fontsize=8)
             axis.axis("off")
-        axes[row_index][0].set_ylabel(Path(path).stem)
     figure.suptitle(str(noise), fontsize=10)
     written = _save(figure, Path(out_path))
     plt.close(figure)
