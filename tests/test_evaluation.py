@@ -448,3 +448,24 @@ def test_channel_mismatch_is_a_clear_error(tmp_path, make_image, tiny_gray_model
     _write_png(folder / "x.png", make_image(32, 32, 3))
     with pytest.raises(ConfigError, match="takes 1-channel images but rgb has 3-channel"):
         evaluate({"gray": tiny_gray_model}, datasets=[folder], noises=NOISES[:1], progress=False)
+
+
+def test_harness_reproduces_the_reference_protocol_end_to_end(shared_dir, tmp_path):
+    """PNG crops -> harness noise (seed 0 per image) -> noisy floor scored = reference values."""
+    folder = shared_dir / "fixtures" / "protocol"
+    expected = json.loads((folder / "official_test_noise.json").read_text())
+    arrays = np.load(folder / "official_test_noise.npz")
+    images = tmp_path / "crops"
+    images.mkdir()
+    for index in (0, 1):
+        _write_png(images / f"{index}.png", arrays[f"clean_{index}"])
+    noises = ["gaussian:50", "spatial_gaussian:40", "poisson:2.5"]
+    table = evaluate(
+        ["noisy"], datasets=[images], noises=noises, out_dir=tmp_path / "e", progress=False
+    )
+    names = {"gaussian": "gauss", "spatial_gaussian": "spatial_gauss", "poisson": "poisson"}
+    for record in table.records:
+        values = expected[f"{record.image}_{names[record.noise]}_{record.level}"]
+        assert record.psnr == pytest.approx(values["psnr_clipped_noisy"], abs=1e-6)
+        assert record.ssim == pytest.approx(values["ssim_clipped_noisy"], abs=1e-6)
+    assert len(table.records) == 6
