@@ -44,6 +44,8 @@ from clipdenoise.errors import ChannelMismatchError, ConfigError, ImageTooSmallE
 
 #: Tile sides and offsets are multiples of this (the model pads inputs to 32, or 64 with F5).
 TILE_MULTIPLE = 32
+#: Default overlap of neighbouring tiles, in pixels (the outer quarter of it is discarded).
+DEFAULT_TILE_OVERLAP = 128
 #: Images smaller than this on either side are refused: the stride-2 stem would keep too little.
 MIN_IMAGE_SIDE = 8
 #: BT.601 luma weights, used to turn a replicated-grey RGB output back into grey.
@@ -805,7 +807,8 @@ class Denoiser:
         dtype: ``float32 | bfloat16 | float16 | auto`` compute dtype (see :func:`resolve_dtype`);
             inputs and outputs keep their own dtypes.
         tile_size: Tile side in pixels (multiple of 32); ``None`` chooses from ``max_memory``.
-        tile_overlap: Pixels shared by neighbouring tiles (default 128).
+        tile_overlap: Pixels shared by neighbouring tiles; ``None`` (default) means 128, or
+            half of a smaller ``tile_size``.
         tile_batch_size: Tiles per forward pass.
         batch_size: Images per forward pass when a batch is given.
         max_memory: Memory budget (bytes or ``"6GB"``) used to choose between untiled inference
@@ -836,7 +839,7 @@ class Denoiser:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "float32",
         tile_size: int | None = None,
-        tile_overlap: int = 128,
+        tile_overlap: int | None = None,
         tile_batch_size: int = 1,
         batch_size: int = 4,
         max_memory: int | str | None = "auto",
@@ -850,6 +853,10 @@ class Denoiser:
             )
         if tile_size is not None and tile_size < 2 * TILE_MULTIPLE:
             raise ConfigError(f"tile size must be at least {2 * TILE_MULTIPLE}, got {tile_size}")
+        if tile_overlap is None:
+            tile_overlap = DEFAULT_TILE_OVERLAP
+            if tile_size is not None:
+                tile_overlap = min(tile_overlap, tile_size // 2 // TILE_MULTIPLE * TILE_MULTIPLE)
         if tile_size is not None and (tile_overlap < 0 or 2 * tile_overlap > tile_size):
             raise ConfigError(
                 f"tile overlap {tile_overlap} must be between 0 and half the tile size "

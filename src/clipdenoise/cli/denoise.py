@@ -151,9 +151,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--tile-overlap",
         type=int,
-        default=128,
+        default=None,
         help="pixels shared by neighbouring tiles, blended with a smooth window (default 128, "
-        "at most half the tile size)",
+        "or half a smaller --tile-size; at most half the tile size)",
     )
     run.add_argument(
         "--tile-batch-size", type=int, default=1, help="tiles per forward pass (default 1)"
