@@ -145,12 +145,19 @@ def test_end_to_end_table_matches_direct_metrics(image_folder, tmp_path, tiny_mo
     with open(out / "results.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 6 and set(rows[0]) == {
-        "dataset", "noise", "level", "method", "psnr", "ssim", "num_images", "best_psnr", "best_ssim"
+        "dataset", "noise", "level", "method", "psnr", "ssim", "num_images", "best_psnr",
+        "best_ssim", "protocol",
     }  # fmt: skip
     with open(out / "per_image.csv", newline="") as stream:
         reader = csv.DictReader(stream)
         per_image = list(reader)
-    assert tuple(reader.fieldnames) == PER_IMAGE_COLUMNS
+    assert tuple(reader.fieldnames) == (*PER_IMAGE_COLUMNS, "protocol")
+    fingerprint = EvalProtocol.synthetic().fingerprint()
+    assert {r["protocol"] for r in per_image} == {fingerprint}
+    assert {r["protocol"] for r in rows} == {fingerprint}
+    protocol_file = json.loads((out / "protocol.json").read_text())
+    assert protocol_file.pop("fingerprint") == fingerprint
+    assert EvalProtocol.from_dict(protocol_file) == EvalProtocol.synthetic()
     assert len(per_image) == 2 * 2 * 3
     nlm_row = next(r for r in per_image if r["method"] == "nlm" and r["noise"] == "gaussian")
     assert float(nlm_row["sigma_used_255"]) == pytest.approx(25.0)  # told σ for Gaussian noise

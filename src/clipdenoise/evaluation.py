@@ -755,7 +755,11 @@ def _merge_and_write(
     if out_dir is not None:
         out_dir = Path(out_dir)
         table.write(out_dir)
-        atomic_write_text(out_dir / "per_image.csv", per_image_csv(records))
+        atomic_write_text(out_dir / "per_image.csv", per_image_csv(records, protocol.to_dict()))
+        protocol_text = json.dumps(
+            {"fingerprint": protocol.fingerprint(), **protocol.to_dict()}, indent=2, sort_keys=True
+        )
+        atomic_write_text(out_dir / "protocol.json", protocol_text + "\n")
         if plots:
             from clipdenoise.plots import plot_psnr_vs_level
 

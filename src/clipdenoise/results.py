@@ -327,8 +327,10 @@ class ResultsTable:
                 "num_images",
                 "best_psnr",
                 "best_ssim",
+                "protocol",
             ]
         )
+        protocol = protocol_fingerprint(self.protocol)
         for row in self.rows:
             best_psnr, best_ssim = self.best(row, "psnr"), self.best(row, "ssim")
             for method in self.methods:
@@ -346,6 +348,7 @@ class ResultsTable:
                         cell.num_images,
                         int(method == best_psnr),
                         int(method == best_ssim),
+                        protocol,
                     ]
                 )
         return buffer.getvalue()
@@ -422,15 +425,26 @@ class ResultsTable:
         }
 
 
-def per_image_csv(records: Iterable[ImageRecord]) -> str:
-    """CSV text with :data:`PER_IMAGE_COLUMNS`, one line per record."""
+def protocol_fingerprint(protocol: dict[str, Any]) -> str:
+    """The short hash :meth:`EvalProtocol.fingerprint` gives, from the protocol's dict."""
+    import hashlib
+
+    text = json.dumps(protocol, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def per_image_csv(records: Iterable[ImageRecord], protocol: dict[str, Any] | None = None) -> str:
+    """CSV text with :data:`PER_IMAGE_COLUMNS` plus ``protocol`` (the protocol's fingerprint,
+    spelled out in ``protocol.json`` and ``results.json``), one line per record."""
+    fingerprint = protocol_fingerprint(protocol) if protocol is not None else ""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(PER_IMAGE_COLUMNS), lineterminator="\n")
+    columns = [*PER_IMAGE_COLUMNS, "protocol"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        values = record.to_dict()
-        writer.writerow({k: ("" if v is None else v) for k, v in values.items()})
+        values = {k: ("" if v is None else v) for k, v in record.to_dict().items()}
+        writer.writerow({**values, "protocol": fingerprint})
     return buffer.getvalue()
 
 
-__all__.append("per_image_csv")
+__all__ += ["per_image_csv", "protocol_fingerprint"]
