@@ -98,7 +98,7 @@ def test_presets_load_and_carry_the_reference_numbers():
     assert (ldct.model.in_channels, ldct.data.channels, ldct.train.num_iters) == (1, 1, 40_000)
     assert (ldct.data.test_patient, ldct.noise.train) == ("L506", "gaussian:5")
     tiny = load_experiment_config("tiny-cpu")
-    assert tiny.model.encoder_weights == "random"
+    assert tiny.model.encoder_weights is None  # "random" in the TOML
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
@@ -502,11 +502,10 @@ def test_deterministic_mode_repeats_losses_and_restores_torch_settings(data_root
 def test_frozen_encoder_is_untouched_by_training(data_root, tmp_path):
     """No gradient, no BatchNorm drift: the encoder's tensors equal their initial values."""
     from clipdenoise.checkpoints import load_checkpoint
-    from clipdenoise.experiment import build_model_config
     from clipdenoise.model import CLIPDenoiser
 
     config = fast_config("train.num_iters=3", "eval.val_dir=")
-    initial = CLIPDenoiser(build_model_config(config.model))
+    initial = CLIPDenoiser(config.model)
     features = initial.train().encoder(torch.rand(1, 3, 32, 32))
     assert not any(feature.requires_grad for feature in features)  # no graph through it
     result = train(config, tmp_path / "run", data_root=data_root)

@@ -13,7 +13,7 @@ its source; ``tiny-cpu`` is a few-minute CPU demo.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -22,9 +22,6 @@ from clipdenoise import config as config_io
 from clipdenoise.errors import ConfigError
 from clipdenoise.model import ModelConfig
 from clipdenoise.schedule import LRSchedule
-
-RANDOM_ENCODER_NAMES = ("random", "none")
-"""``model.encoder_weights`` values meaning random initialisation (TOML cannot write None)."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +221,7 @@ class ExperimentConfig:
     """A whole training recipe: ``model``, ``data``, ``noise``, ``train`` and ``eval`` sections.
 
     ``model.encoder_weights`` takes ``"openai"``, a file path, or ``"random"`` (random
-    initialisation; ``None`` in :class:`~clipdenoise.model.ModelConfig`).
+    initialisation, which :class:`~clipdenoise.model.ModelConfig` stores as ``None``).
     """
 
     name: str = "experiment"
@@ -241,20 +238,10 @@ class ExperimentConfig:
                 f"data.channels ({self.data.channels}) must equal model.in_channels "
                 f"({self.model.in_channels})"
             )
-        if self.model.encoder_weights is None:  # keep configs TOML-representable
-            object.__setattr__(self, "model", replace(self.model, encoder_weights="random"))
 
     @property
     def global_batch_per_process(self) -> int:
         return self.data.batch_size * self.train.grad_accum_steps
-
-
-def build_model_config(model: ModelConfig) -> ModelConfig:
-    """``model`` with ``encoder_weights = "random"``/``"none"`` mapped to ``None``."""
-    weights = model.encoder_weights
-    if weights is not None and weights.lower() in RANDOM_ENCODER_NAMES:
-        return replace(model, encoder_weights=None)
-    return model
 
 
 def list_presets() -> list[str]:
@@ -302,13 +289,11 @@ def describe_config(config: ExperimentConfig) -> str:
 
 
 __all__ = [
-    "RANDOM_ENCODER_NAMES",
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",
     "NoiseConfig",
     "TrainConfig",
-    "build_model_config",
     "describe_config",
     "list_presets",
     "load_experiment_config",

@@ -70,7 +70,6 @@ from clipdenoise.experiment import (
     ExperimentConfig,
     NoiseConfig,
     TrainConfig,
-    build_model_config,
     describe_config,
     list_presets,
     load_experiment_config,
@@ -491,7 +490,7 @@ def _configure_determinism(config: TrainConfig) -> None:
 def _build_model(config: ExperimentConfig, state: dict[str, Any] | None) -> CLIPDenoiser:
     from clipdenoise.model import build_model
 
-    model_config = build_model_config(config.model)
+    model_config = config.model
     # With a state to resume, every tensor comes from it: no need to read CLIP weights now
     # (they are still looked up when saving partial checkpoints).
     model = build_model(model_config, load_encoder_weights=True)
@@ -977,7 +976,6 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "ValidationSet",
-    "build_model_config",
     "build_train_store",
     "build_validation_set",
     "describe_config",
