@@ -452,7 +452,9 @@ def train(
         trainer = Trainer(
             config, run_dir, info, data_root=data_root, resume=resume, overwrite=overwrite
         )
-        return trainer.run(stop_after)
+        result = trainer.run(stop_after)
+        barrier(info)  # no rank may leave the process group while another still uses it
+        return result
     finally:
         shutdown_distributed(info)
         torch.set_num_threads(threads)
