@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipdenoise.errors import (
+    ChannelMismatchError,
     DatasetError,
     DatasetNotFoundError,
     ImageReadError,
@@ -82,7 +83,7 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
         ``(H, W, channels)`` float32 (the input itself when nothing changes).
 
     Raises:
-        ValueError: unsupported channel counts.
+        ChannelMismatchError: unsupported channel counts (a ``ValueError``).
     """
     if image.ndim == 2:
         image = image[..., None]
@@ -93,20 +94,33 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
         return np.repeat(image, 3, axis=-1)
     if have == 3 and channels == 1:
         return (image.astype(np.float32) @ _LUMA_WEIGHTS)[..., None]
-    raise ValueError(f"cannot convert an image with {have} channels to {channels} channels")
+    raise ChannelMismatchError(
+        f"cannot convert an image with {have} channels to {channels} channels"
+    )
 
 
-def list_image_files(root: str | Path, recursive: bool = False) -> list[Path]:
+def list_image_files(
+    root: str | Path, recursive: bool = False, *, what: str = "image"
+) -> list[Path]:
     """Image files under ``root`` (suffixes of :data:`clipdenoise.image_io.IMAGE_SUFFIXES`,
     case-insensitive; hidden files skipped), sorted by their path relative to ``root`` so the
-    order is the same on every machine and file system.
+    order is the same on every machine and file system. May be empty.
+
+    Args:
+        root: the folder.
+        recursive: include sub-folders.
+        what: what the folder holds, for the error message (``"training data"``).
 
     Raises:
-        DatasetNotFoundError: ``root`` is not a folder.
+        DatasetNotFoundError: ``root`` is not a folder; the message says where to get a known
+            benchmark/training set.
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: image folder not found")
+        raise DatasetNotFoundError(
+            f"{root}: {what} folder not found (it does not exist; check the path or "
+            f"--data-root){_source_hint(root)}"
+        )
     candidates = root.rglob("*") if recursive else root.iterdir()
     files = [
         path
@@ -116,6 +130,33 @@ def list_image_files(root: str | Path, recursive: bool = False) -> list[Path]:
         and path.is_file()
     ]
     return sorted(files, key=lambda path: path.relative_to(root).as_posix())
+
+
+def require_image_files(
+    root: str | Path, recursive: bool = False, *, what: str = "image"
+) -> list[Path]:
+    """:func:`list_image_files`, failing when the folder holds no image.
+
+    Raises:
+        DatasetNotFoundError: ``root`` is not a folder.
+        DatasetError: it holds no image; the message names it and the suffixes looked for.
+    """
+    root = Path(root)
+    files = list_image_files(root, recursive=recursive, what=what)
+    if not files:
+        raise DatasetError(
+            f"{root}: no images found; the {what} folder {root.name} holds no images (looked "
+            f"for {', '.join(IMAGE_SUFFIXES)}{'' if recursive else ', not in sub-folders'})"
+        )
+    return files
+
+
+def _source_hint(folder: Path) -> str:
+    """Where to get a missing benchmark/training set, when its folder name is a known one."""
+    try:
+        return f"; get it from {benchmark_info(folder.name).source}"
+    except DatasetError:
+        return ""
 
 
 def _probe_image(path: Path) -> tuple[int, str | None]:
@@ -196,12 +237,7 @@ class ImageFolderDataset(_TorchDataset):
         convert: bool = True,
     ) -> None:
         self.root = Path(root)
-        paths = list_image_files(self.root, recursive=recursive)
-        if not paths:
-            raise DatasetError(
-                f"{self.root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}"
-                f"{', recursively' if recursive else '; pass recursive=True for sub-folders'})"
-            )
+        paths = require_image_files(self.root, recursive=recursive)
         self._init_from_paths(paths, channels, skip_bad, verify, cache, convert, str(self.root))
 
     @classmethod
@@ -280,7 +316,7 @@ class ImageFolderDataset(_TorchDataset):
         if self._cache is not None:
             for index, image in enumerate(decoded):
                 if image is not None:
-                    self._cache[index] = _compact(self._finish(image, good[index]))
+                    self._cache[index] = compact_image(self._finish(image, good[index]))
 
     def _report_conversions(self, where: str) -> None:
         mismatched = [
@@ -327,10 +363,10 @@ class ImageFolderDataset(_TorchDataset):
         if not 0 <= index < len(self.paths):
             raise IndexError(f"image index {index} out of range for {len(self.paths)} images")
         if self._cache is not None and index in self._cache:
-            return _expand(self._cache[index])
+            return expand_image(self._cache[index])
         image = self._finish(read_image(self.paths[index]), self.paths[index])
         if self._cache is not None:
-            self._cache[index] = _compact(image)
+            self._cache[index] = compact_image(image)
         return image
 
     def name(self, index: int) -> str:
@@ -353,16 +389,18 @@ def _strip_path(message: str, path: Path) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _compact(image: np.ndarray) -> np.ndarray:
-    """uint8 when the float image holds exact 8-bit values (4× less memory), else float32."""
+def compact_image(image: np.ndarray) -> np.ndarray:
+    """An image to keep in memory: uint8 when the float image in [0, 1] holds exact 8-bit
+    values (4× less memory), else float32. :func:`expand_image` undoes it."""
     scaled = image * 255.0
     rounded = np.round(scaled)
     if np.abs(scaled - rounded).max(initial=0.0) < 1e-4:
         return rounded.astype(np.uint8)
-    return image
+    return image.astype(np.float32, copy=False)
 
 
-def _expand(image: np.ndarray) -> np.ndarray:
+def expand_image(image: np.ndarray) -> np.ndarray:
+    """A :func:`compact_image` result as a fresh ``(H, W, C)`` float32 array in [0, 1]."""
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
     return image.copy()
@@ -1187,11 +1225,14 @@ __all__ = [
     "SkippedImagesWarning",
     "augment_geometry",
     "benchmark_info",
+    "compact_image",
     "convert_channels",
     "default_data_root",
+    "expand_image",
     "find_image_pairs",
     "list_image_files",
     "open_benchmark",
     "pad_to_size",
+    "require_image_files",
     "resolve_dataset_dir",
 ]

@@ -31,7 +31,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from clipdenoise.errors import DatasetError, DatasetNotFoundError, ImageReadError
+from clipdenoise.data import (
+    ImageFolderDataset,
+    augment_geometry,
+    compact_image,
+    convert_channels,
+    expand_image,
+    pad_to_size,
+    require_image_files,
+)
+from clipdenoise.errors import ImageReadError
 from clipdenoise.noise import NoiseSpec, add_noise
 
 if TYPE_CHECKING:
@@ -41,15 +50,25 @@ ImageLoader = Callable[[Path], np.ndarray]
 
 
 class ImageStore:
-    """Clean training images, read on demand or cached in memory.
+    """Clean training images read by any ``loader``, cached in memory or read on demand.
+
+    Image files are served by :class:`~clipdenoise.data.ImageFolderDataset` (see
+    :func:`build_train_store`). This store exists for files that dataset cannot take: it checks
+    headers with PIL and decodes with ``read_image``, whereas Mayo CT slices (``.npy``/DICOM)
+    need :meth:`~clipdenoise.ct.MayoCTDataset.read_model_units`, which yields model units, not
+    image intensities. Storage and channel conversion are the dataset module's
+    (:func:`~clipdenoise.data.compact_image`, :func:`~clipdenoise.data.convert_channels`).
 
     Args:
-        paths: Image files (or other files ``loader`` understands).
-        loader: Reads one file as ``(H, W, C)`` float32 in [0, 1].
-        channels: Expected channels (1 or 3); colour images are converted to grey with the
-            BT.601 weights and grey images replicated to 3 channels when needed.
+        paths: Files ``loader`` understands.
+        loader: Reads one file as ``(H, W, C)`` float in [0, 1].
+        channels: Channels of every returned image (1 or 3), converted by
+            :func:`~clipdenoise.data.convert_channels`.
         cache: Decode every image now and keep it in memory (8-bit images as uint8, others as
             float32). Decoding up front also reports unreadable files before training starts.
+
+    Raises:
+        ImageReadError: no paths, or (when caching) an unreadable file.
     """
 
     def __init__(
@@ -67,20 +86,18 @@ class ImageStore:
         self.channels = channels
         self._cache: list[np.ndarray] | None = None
         if cache:
-            self._cache = [_compact(self._read(path)) for path in self.paths]
+            self._cache = [compact_image(self._read(path)) for path in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def _read(self, path: Path) -> np.ndarray:
-        image = self.loader(path)
-        return match_channels(image, self.channels)
+        return convert_channels(self.loader(path), self.channels)
 
     def __getitem__(self, index: int) -> np.ndarray:
         """Image ``index`` as ``(H, W, C)`` float32 in [0, 1]."""
         if self._cache is not None:
-            image = self._cache[index]
-            return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+            return expand_image(self._cache[index])
         return self._read(self.paths[index])
 
     def verify(self) -> None:
@@ -90,42 +107,15 @@ class ImageStore:
                 self._read(path)
 
 
-def _compact(image: np.ndarray) -> np.ndarray:
-    """uint8 when the float image is exactly 8-bit (4× less memory), else float32."""
-    scaled = image * 255.0
-    rounded = np.round(scaled)
-    if np.abs(scaled - rounded).max(initial=0.0) < 1e-4:
-        return rounded.astype(np.uint8)
-    return image.astype(np.float32)
-
-
-def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Convert an ``(H, W, C)`` image to ``channels`` (1 or 3) channels."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] == channels:
-        return image
-    if channels == 1 and image.shape[-1] == 3:
-        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return (image @ weights)[..., None].astype(np.float32)
-    if channels == 3 and image.shape[-1] == 1:
-        return np.repeat(image, 3, axis=-1)
-    raise ImageReadError(f"cannot convert an image with {image.shape[-1]} channels to {channels}")
-
-
-def augment_geometry(patch: np.ndarray, mode: int) -> np.ndarray:
-    """One of the 8 dihedral transforms (mode 0 = identity): rotations by 90° × (mode % 4),
-    preceded by a vertical flip when mode >= 4."""
-    if mode >= 4:
-        patch = patch[::-1]
-    return np.rot90(patch, k=mode % 4, axes=(0, 1))
+TrainImages = ImageFolderDataset | ImageStore
+"""What :class:`TrainPatchDataset` crops from: ``len`` and ``(H, W, C)`` float32 items."""
 
 
 class TrainPatchDataset(Dataset):
     """Random clean patches addressed by global sample index (see the module docstring).
 
     Args:
-        store: The clean images.
+        store: The clean images (:func:`build_train_store`).
         patch_size: Side of the square patches.
         seed: Run seed.
         geometric_augs: Random flips/rotations (8 modes).
@@ -136,12 +126,12 @@ class TrainPatchDataset(Dataset):
 
     Items are dicts with ``"clean"`` (and ``"noisy"`` when ``noise`` is set): ``(C, patch_size,
     patch_size)`` float32 tensors in [0, 1] (noisy may leave [0, 1]). Images smaller than the
-    patch are reflect-padded first.
+    patch are reflect-padded first (:func:`~clipdenoise.data.pad_to_size`).
     """
 
     def __init__(
         self,
-        store: ImageStore,
+        store: TrainImages,
         patch_size: int,
         *,
         seed: int,
@@ -181,23 +171,13 @@ class TrainPatchDataset(Dataset):
         image = self.store[self.image_index(global_index)]
         rng = np.random.default_rng([self.seed, 0xC509, global_index])
         size = self.patch_size
-        image = pad_to_at_least(image, size)
+        image = pad_to_size(image, size)
         top = int(rng.integers(0, image.shape[0] - size + 1))
         left = int(rng.integers(0, image.shape[1] - size + 1))
         patch = image[top : top + size, left : left + size]
         if self.geometric_augs:
             patch = augment_geometry(patch, int(rng.integers(0, 8)))
         return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1), dtype=np.float32))
-
-
-def pad_to_at_least(image: np.ndarray, size: int) -> np.ndarray:
-    """Reflect-pad the bottom/right of ``image`` so both sides are at least ``size``."""
-    pad_h = max(0, size - image.shape[0])
-    pad_w = max(0, size - image.shape[1])
-    if pad_h == 0 and pad_w == 0:
-        return image
-    mode = "reflect" if pad_h < image.shape[0] and pad_w < image.shape[1] else "symmetric"
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
 
 
 class RunSampler(Sampler[int]):
@@ -245,56 +225,40 @@ def resolve_data_path(value: str, data_root: str | Path | None) -> Path:
     return Path(root).expanduser() / path
 
 
-def list_image_files(folder: Path, *, recursive: bool = False, what: str = "data") -> list[Path]:
-    """Image files of ``folder`` sorted by path.
+def build_train_store(config: ExperimentConfig, data_root: str | Path | None) -> TrainImages:
+    """The clean training images of ``config``, checked before training starts.
 
     Raises:
-        DatasetNotFoundError: the folder does not exist.
+        DatasetNotFoundError: the folder does not exist (the message says where to get it).
         DatasetError: it holds no image.
+        ImageReadError: an unreadable image (all are decoded when caching or verifying).
     """
-    from clipdenoise.image_io import IMAGE_SUFFIXES
-
-    if not folder.is_dir():
-        raise DatasetNotFoundError(
-            f"{what} folder {folder} does not exist (check --data-root){_source_hint(folder)}"
-        )
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DatasetError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def _source_hint(folder: Path) -> str:
-    """Where to get a missing benchmark/training set, when its folder name is a known one."""
-    from clipdenoise.data import benchmark_info
-
-    try:
-        return f"; get it from {benchmark_info(folder.name).source}"
-    except (DatasetError, KeyError, ValueError):
-        return ""
-
-
-def build_train_store(config: ExperimentConfig, data_root: str | Path | None):
-    """The clean training images of ``config`` (decoded now when caching)."""
-    from clipdenoise.image_io import read_image
-
     data = config.data
     folder = resolve_data_path(data.train_dir, data_root)
     if data.format == "mayo":
         from clipdenoise.ct import MayoCTDataset
 
         slices = MayoCTDataset(folder, "train", test_patient=data.test_patient)
-        files, loader = list(slices.targets), slices.read_model_units
-    else:
-        files = list_image_files(folder, recursive=data.recursive, what="training data")
-        loader = read_image
-    if data.max_images:
-        files = files[: data.max_images]
-    store = ImageStore(files, loader, channels=data.channels, cache=data.cache_images)
-    if data.verify_images:
-        store.verify()
-    return store
+        files = _first(list(slices.targets), data.max_images)
+        store = ImageStore(
+            files, slices.read_model_units, channels=data.channels, cache=data.cache_images
+        )
+        if data.verify_images:
+            store.verify()
+        return store
+    files = require_image_files(folder, recursive=data.recursive, what="training data")
+    # Caching decodes every image up front, which verifies it too.
+    return ImageFolderDataset.from_paths(
+        _first(files, data.max_images),
+        channels=data.channels,
+        verify=data.verify_images or data.cache_images,
+        cache=data.cache_images,
+    )
+
+
+def _first(files: list[Path], max_images: int) -> list[Path]:
+    """The first ``max_images`` files (all of them when it is 0)."""
+    return files[:max_images] if max_images else files
 
 
 @dataclass(frozen=True)
@@ -311,7 +275,6 @@ def build_validation_set(
     config: ExperimentConfig, data_root: str | Path | None
 ) -> ValidationSet | None:
     """The validation pairs of ``config`` (``None`` when ``eval.val_dir`` is empty)."""
-    from clipdenoise.image_io import read_image
     from clipdenoise.noise import add_reference_noise, parse_noise_spec
 
     settings = config.eval
@@ -330,28 +293,24 @@ def build_validation_set(
             clean=tuple(clean for _, _, clean in items),
             kind="mayo",
         )
-    files = list_image_files(folder, what="validation data")
-    if settings.max_images:
-        files = files[: settings.max_images]
+    files = _first(require_image_files(folder, what="validation data"), settings.max_images)
+    images = ImageFolderDataset.from_paths(files, channels=config.data.channels)
+    clean = [images[index] for index in range(len(images))]
     spec = parse_noise_spec(settings.noise)
-    clean = [match_channels(read_image(p), config.data.channels) for p in files]
     noisy = [
         add_reference_noise(image, spec, seed=settings.seed).astype(np.float32) for image in clean
     ]
-    return ValidationSet(tuple(p.name for p in files), tuple(noisy), tuple(clean))
+    return ValidationSet(tuple(p.name for p in images.paths), tuple(noisy), tuple(clean))
 
 
 __all__ = [
     "ImageStore",
+    "RunSampler",
+    "TrainImages",
+    "TrainPatchDataset",
     "ValidationSet",
     "build_train_store",
     "build_validation_set",
-    "list_image_files",
     "resolve_data_path",
-    "RunSampler",
-    "TrainPatchDataset",
-    "augment_geometry",
-    "match_channels",
-    "pad_to_at_least",
     "seed_worker",
 ]
