@@ -156,6 +156,10 @@ def add_ratios_and_flops(rows: dict, outputs: dict, flops: dict, peaks: dict) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no 12-MP case")
+    parser.add_argument("--skip-12mp", action="store_true", help="no 12-MP tiled case")
+    parser.add_argument(
+        "--name", default="inference_speed", help="results file stem in benchmarks/results/"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes[f"{side}x{side}"] = rows
         print(f"{side}²: " + ", ".join(f"{n} x{r['speedup_wall']}" for n, r in rows.items()))
 
-    if not args.quick:
+    if not (args.quick or args.skip_12mp):
         height, width = TWELVE_MP
         image = test_image(height, width, seed=12)
         cases = {
@@ -247,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render_markdown(payload)
     print(markdown)
     if not args.no_save:
-        json_path, _ = _perf.write_results("inference_speed", payload, markdown)
+        json_path, _ = _perf.write_results(args.name, payload, markdown)
         print(f"wrote {json_path} (.md beside it)")
     return 0
 
