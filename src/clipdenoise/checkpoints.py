@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 from clipdenoise import config as config_io
+from clipdenoise.atomic import atomic_output
 from clipdenoise.encoder import CLIP_ARCHS
 from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
 from clipdenoise.model import CLIPDenoiser, ModelConfig
@@ -141,17 +141,8 @@ def save_checkpoint(
         **{str(k): str(v) for k, v in (metadata or {}).items()},
     }
     payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(descriptor)
-    try:
-        save_file(payload, temporary, metadata=info)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_output(path) as temporary:
+        save_file(payload, str(temporary), metadata=info)
     return path
 
 

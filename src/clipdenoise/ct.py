@@ -29,9 +29,7 @@ pydicom is imported inside the functions that need it (``pip install 'clipdenois
 from __future__ import annotations
 
 import copy
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from clipdenoise.atomic import atomic_write
 from clipdenoise.errors import ConfigError, DatasetError, DatasetNotFoundError, ImageReadError
 
 if TYPE_CHECKING:
@@ -494,24 +493,12 @@ def write_dicom_like(
     dataset.ImageType = ["DERIVED", "SECONDARY", *image_type[2:]]
     dataset.DerivationDescription = "denoised with clipdenoise (CLIP-feature denoiser)"[:1024]
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            # Always a standard Part 10 file (preamble + file meta), whatever the template was.
-            if int(pydicom.__version__.split(".")[0]) >= 3:
-                pydicom.dcmwrite(file, dataset, enforce_file_format=True)
-            else:  # pragma: no cover - pydicom 2.x
-                pydicom.dcmwrite(file, dataset, write_like_original=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, out_path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return out_path
+    # Always a standard Part 10 file (preamble + file meta), whatever the template was.
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        options = {"enforce_file_format": True}
+    else:  # pragma: no cover - pydicom 2.x
+        options = {"write_like_original": False}
+    return atomic_write(out_path, lambda stream: pydicom.dcmwrite(stream, dataset, **options))
 
 
 def stored_value_range(dataset: Dataset) -> tuple[int, int]:
@@ -550,21 +537,7 @@ def write_ct_png16(hu: np.ndarray, out_path: str | Path, *, offset: float = 1024
 
     values = np.clip(np.rint(np.asarray(hu, dtype=np.float64) + offset), 0, 65535)
     image = Image.fromarray(values.astype(np.uint16))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, out_path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return out_path
+    return atomic_write(out_path, lambda stream: image.save(stream, format="PNG"))
 
 
 # --------------------------------------------------------------------------- Mayo / AAPM dataset
@@ -799,7 +772,7 @@ def prepare_mayo_dataset(
                 path = out_dir / f"{patient}_{index}_{kind}.npy"
                 if path.exists() and not overwrite:
                     raise ConfigError(f"{path}: exists already (pass overwrite=True)")
-                _save_npy_atomic(path, hu_to_model(hu))
+                atomic_write(path, lambda stream, hu=hu: np.save(stream, hu_to_model(hu)))
                 written.append(path)
     return written
 
@@ -873,16 +846,3 @@ def padding_mask(stored: np.ndarray, padding: int) -> np.ndarray:
         wrapped = np.int16(((int(padding) + 32768) % 65536) - 32768)
         return stored.view(np.int16) == wrapped
     return stored == padding
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, array)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise

@@ -15,9 +15,7 @@ chunks are written by this module. Errors name the file and the problem.
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from clipdenoise import atomic
 from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -378,30 +377,26 @@ def _split_planes(planes: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarra
 
 # ============================================================================ writing
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *, overwrite: bool) -> Path:
-    """Write a file atomically: ``write(handle)`` into a temporary file beside ``path``, fsync,
-    then rename over ``path``.
+    """:func:`clipdenoise.atomic.atomic_write`, reporting a failed write as ``ImageWriteError``.
+
+    Args:
+        path: The destination; its parent folders are created.
+        write: Writes the whole content to the binary stream it is given.
+        overwrite: Replace an existing ``path``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is false.
-        ImageWriteError: the write failed (the temporary file is removed).
+        ImageWriteError: the write failed (the temporary file is removed; ``path`` untouched).
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists already (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w+b") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException as error:
-        Path(temp_name).unlink(missing_ok=True)
-        if isinstance(error, OSError | ValueError) and not isinstance(error, ImageWriteError):
-            raise ImageWriteError(f"{path}: cannot write ({error})") from error
-        raise
-    return path
+        return atomic.atomic_write(path, write, overwrite=overwrite)
+    except (OSError, ValueError) as error:
+        if isinstance(error, OutputExistsError | ImageWriteError):
+            raise
+        raise ImageWriteError(f"{path}: cannot write ({error})") from error
 
 
 def to_integer(pixels: np.ndarray, bit_depth: int) -> np.ndarray:

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from clipdenoise import config as config_io
+from clipdenoise.atomic import atomic_write_text
 from clipdenoise.distributed import (
     DistInfo,
     any_rank,
@@ -83,7 +84,6 @@ from clipdenoise.training_data import (
     resolve_data_path,
 )
 from clipdenoise.training_state import (
-    atomic_write_text,
     latest_state,
     load_training_state,
     restore_rng_states,
@@ -214,7 +214,7 @@ class RunLog:
                 continue  # a line cut short by a kill
             if record.get("iteration", 0) <= iteration:
                 kept.append(line)
-        atomic_write_text("".join(f"{line}\n" for line in kept), self.path)
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -599,7 +599,7 @@ class Trainer:
     def _start_run_folder(self, *, resumed: bool, changed: list[str]) -> None:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(config_io.dumps_toml(self.config), self.run_dir / RUN_CONFIG_NAME)
+            atomic_write_text(self.run_dir / RUN_CONFIG_NAME, config_io.dumps_toml(self.config))
             # a fresh start in a folder without states (``--resume auto``) drops the old log
             self.log.truncate_after(self.start_iter if resumed else -1)
             self.log.write(
@@ -923,7 +923,7 @@ class Trainer:
         if self.info.is_main:
             self.log.write({"event": status, "iteration": iteration})
             self.log.close()
-            atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / SUMMARY_NAME)
+            atomic_write_text(self.run_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
             if status != "completed":
                 why = (
                     f"{signal.Signals(signum).name} received"

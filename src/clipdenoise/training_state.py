@@ -6,22 +6,21 @@ states of Python, NumPy and torch (CPU and CUDA) stored as tensors, and a copy o
 config. Model *weights* for use are written separately, in the checkpoint format of
 :mod:`clipdenoise.checkpoints`.
 
-Files are written to a temporary file in the same folder, fsynced, then renamed over the final
-name, so a killed process never leaves a half-written state behind.
+Files are written atomically by :mod:`clipdenoise.atomic` (temporary file in the same folder,
+fsync, rename), so a killed process never leaves a half-written state behind.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from clipdenoise.atomic import atomic_write
 from clipdenoise.errors import ConfigError
 
 STATE_FORMAT = "clipdenoise-training-state"
@@ -61,56 +60,6 @@ def prune_states(run_dir: Path, keep_last: int) -> list[Path]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
-
-
-def atomic_torch_save(payload: Any, path: Path) -> Path:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-    return path
-
-
-def atomic_write_text(text: str, path: Path) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-    return path
-
-
-def fsync_directory(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def capture_rng_states() -> dict[str, Any]:
@@ -194,7 +143,7 @@ def save_training_state(
         "extra": extra,
         "config_json": config_json,
     }
-    path = atomic_torch_save(payload, state_path(run_dir, iteration))
+    path = atomic_write(state_path(run_dir, iteration), lambda stream: torch.save(payload, stream))
     prune_states(run_dir, keep_last)
     return path
 
@@ -224,8 +173,6 @@ def load_training_state(path: Path) -> dict[str, Any]:
 
 __all__ = [
     "STATES_DIRNAME",
-    "atomic_torch_save",
-    "atomic_write_text",
     "capture_rng_states",
     "latest_state",
     "list_states",

@@ -7,8 +7,6 @@ notebook are left alone. Files are written atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from clipdenoise.analysis.experiment import SimilaritySummary
 from clipdenoise.analysis.tsne import TSNEResult
+from clipdenoise.atomic import atomic_write
 from clipdenoise.encoder import FEATURE_NAMES
 
 METRIC_TITLES = {"cosine": "Cosine similarity", "cka": "Linear CKA"}
@@ -33,22 +32,8 @@ def _new_figure(width: float, height: float):
 
 
 def _save(figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
-    )
-    try:
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format=path.suffix.lstrip(".") or "png")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    image_format = Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda stream: figure.savefig(stream, format=image_format))
 
 
 def _spread_note(rows: Sequence[SimilaritySummary]) -> str:

@@ -6,9 +6,7 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 from clipdenoise.analysis.experiment import SimilarityResult, SimilaritySummary
 from clipdenoise.analysis.tsne import TSNEResult
+from clipdenoise.atomic import atomic_write_text
 
 SIMILARITY_COLUMNS = ("encoder", "noise", "image", "draw", "scale", "metric", "value")
 SUMMARY_COLUMNS = (
@@ -46,24 +45,6 @@ TSNE_SCORE_COLUMNS = (
 )
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
     """Write a CSV with a header row; floats keep full precision (``repr``)."""
     buffer = io.StringIO()
@@ -71,7 +52,7 @@ def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Sequence[
     writer.writerow(columns)
     for row in rows:
         writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
-    return write_text_atomic(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def _json_safe(value: Any) -> Any:
@@ -88,7 +69,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write ``payload`` as indented JSON (NaN/inf become ``null``)."""
-    return write_text_atomic(path, json.dumps(_json_safe(payload), indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(_json_safe(payload), indent=2) + "\n")
 
 
 def write_similarity_records(path: str | Path, result: SimilarityResult) -> Path:
@@ -168,5 +149,4 @@ __all__ = [
     "write_json",
     "write_similarity_records",
     "write_similarity_summary",
-    "write_text_atomic",
 ]

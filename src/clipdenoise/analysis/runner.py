@@ -47,9 +47,9 @@ from clipdenoise.analysis.outputs import (
     write_json,
     write_similarity_records,
     write_similarity_summary,
-    write_text_atomic,
 )
 from clipdenoise.analysis.tsne import TSNEResult, analyze_tsne
+from clipdenoise.atomic import atomic_write_text
 from clipdenoise.encoder import FEATURE_NAMES
 from clipdenoise.errors import ClipDenoiseError, ConfigError
 
@@ -397,7 +397,7 @@ def _write_tables(report: AnalysisReport, merged: SimilarityResult, config: Anal
     out = report.out_dir
     # The resolved settings, re-runnable with `clipdenoise analyze --config`.
     report.add_file(
-        "config_toml", write_text_atomic(out / "analysis_config.toml", dumps_toml(config))
+        "config_toml", atomic_write_text(out / "analysis_config.toml", dumps_toml(config))
     )
     report.add_file("records_csv", write_similarity_records(out / "similarity_records.csv", merged))
     report.add_file(

@@ -31,7 +31,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clipdenoise.atomic import atomic_write_bytes, atomic_write_text
 from clipdenoise.errors import ClipDenoiseError, ConfigError, ImageReadError
 from clipdenoise.isp import CameraNoiseConfig, simulate_camera_noise
 
@@ -292,7 +292,7 @@ def _process_file(
             )
             target = result.processed_clean if processed else patch
             for folder, image in (("clean", target), ("noisy", result.noisy)):
-                _write_png_atomic(output_dir / folder / name, image, config.bit_depth, config)
+                _write_png(output_dir / folder / name, image, config.bit_depth, config)
             records.append(
                 {
                     "name": name,
@@ -322,12 +322,11 @@ def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
     return (np.round(np.clip(image, 0.0, 1.0) * scale) / scale).astype(np.float32)
 
 
-def _write_png_atomic(path: Path, image: np.ndarray, bit_depth: int, config: SynthConfig) -> None:
+def _write_png(path: Path, image: np.ndarray, bit_depth: int, config: SynthConfig) -> None:
     from PIL import Image
 
     if path.exists() and not config.overwrite:
         raise ConfigError(f"{path}: exists already (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     if bit_depth == 8:
         pixels = np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
@@ -337,7 +336,7 @@ def _write_png_atomic(path: Path, image: np.ndarray, bit_depth: int, config: Syn
         data = buffer.getvalue()
     else:
         data = _encode_png16(np.round(np.clip(image, 0, 1) * 65535.0).astype(np.uint16))
-    _write_bytes_atomic(path, data)
+    atomic_write_bytes(path, data)
 
 
 def _encode_png16(pixels: np.ndarray) -> bytes:
@@ -362,19 +361,6 @@ def _encode_png16(pixels: np.ndarray) -> bytes:
     )
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _write_manifest(
     output_dir: Path, config: SynthConfig, records: list[dict], report: SynthReport
 ) -> Path:
@@ -393,7 +379,7 @@ def _write_manifest(
         "skipped": [{"source": source, "reason": reason} for source, reason in report.skipped],
     }
     path = output_dir / MANIFEST_NAME
-    _write_bytes_atomic(path, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+    atomic_write_text(path, json.dumps(manifest, indent=1) + "\n")
     return path
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clipdenoise.atomic import atomic_write_bytes
+
 SUPERSAMPLE = 4  # anti-aliasing: render at 4× and average 4×4 blocks
 
 
@@ -226,28 +228,11 @@ def sample_png(key: str) -> bytes:
 
 def write_samples(folder: str | Path) -> list[Path]:
     """Write every sample PNG into ``folder`` (atomically); returns the paths."""
-    import os
-    import tempfile
-
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for key, sample in SAMPLES.items():
-        target = folder / sample.filename
-        data = sample_png(key)
-        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written
+    return [
+        atomic_write_bytes(folder / sample.filename, sample_png(key))
+        for key, sample in SAMPLES.items()
+    ]
 
 
 if __name__ == "__main__":

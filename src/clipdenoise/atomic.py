@@ -1,0 +1,233 @@
+"""Crash-safe file writes: a temporary file beside the destination, fsync, then ``os.replace``.
+
+Every file clipdenoise writes (checkpoints, training states, images, CT slices, tables, figures,
+manifests) goes through this module, so a killed process or a full disk never leaves a
+half-written file under the final name: a reader sees either the old file or the complete new
+one. The recipe:
+
+1. the parent folders are created;
+2. the data go to a temporary file in the destination's own folder (same filesystem, so the
+   rename is atomic), named ``.<name>.<random>.tmp`` so it is hidden and easy to spot;
+3. the temporary file is flushed and fsynced, then renamed over the destination with
+   ``os.replace``, and the folder is fsynced so the rename itself survives a power cut;
+4. on any exception (including ``KeyboardInterrupt``) the temporary file is removed and the
+   destination is left as it was.
+
+The temporary file is created with the permissions an ordinary ``open(path, "w")`` would give
+(``0o666`` less the umask), not ``tempfile.mkstemp``'s ``0o600``.
+
+Four entry points, from the simplest:
+
+- :func:`atomic_write_bytes` and :func:`atomic_write_text` for data already in memory;
+- :func:`atomic_write` for writers that take a binary stream (``torch.save``, ``np.save``,
+  ``PIL.Image.save``, ``pydicom.dcmwrite``, ``figure.savefig``);
+- :func:`atomic_output` for libraries that insist on a file *name*
+  (``safetensors.torch.save_file``).
+
+Example:
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> atomic_write_text(folder / "sub" / "note.txt", "hello\\n").read_text()
+    'hello\\n'
+    >>> with atomic_output(folder / "blob.bin") as temporary:
+    ...     _ = temporary.write_bytes(b"\\x00\\x01")
+    >>> (folder / "blob.bin").read_bytes()
+    b'\\x00\\x01'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from clipdenoise.errors import OutputExistsError
+
+TEMP_SUFFIX = ".tmp"
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_NAME_ATTEMPTS = 100
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[BinaryIO], object], *, overwrite: bool = True
+) -> Path:
+    """Write a file atomically by streaming into a temporary file beside it.
+
+    Args:
+        path: The destination; its parent folders are created.
+        write: Called once with the temporary file open in ``"w+b"`` mode (readable and
+            seekable, as some encoders need); it writes the whole content. Its return value is
+            ignored.
+        overwrite: Replace an existing ``path``. When false, an existing ``path`` is refused
+            before anything is written (checked once, up front: a file another process creates
+            meanwhile is still replaced).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false (the message names it).
+        Exception: whatever ``write`` or the filesystem raises, unchanged; the temporary file is
+            removed and an existing ``path`` is untouched.
+    """
+    path = _prepare_destination(path, overwrite=overwrite)
+    descriptor, temporary = _create_temporary(path, TEMP_SUFFIX)
+    try:
+        with os.fdopen(descriptor, "w+b") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    Args:
+        path: The destination; its parent folders are created.
+        data: The complete file content.
+        overwrite: Replace an existing ``path`` (see :func:`atomic_write`).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false (the message names it).
+    """
+    return atomic_write(path, lambda stream: stream.write(data), overwrite=overwrite)
+
+
+def atomic_write_text(
+    path: str | Path, text: str, *, overwrite: bool = True, encoding: str = "utf-8"
+) -> Path:
+    """Write ``text`` to ``path`` atomically, encoded with ``encoding``.
+
+    Line endings are written as given (no ``\\n`` → ``\\r\\n`` translation on Windows), so the
+    file is byte-identical on every platform.
+
+    Args:
+        path: The destination; its parent folders are created.
+        text: The complete file content.
+        overwrite: Replace an existing ``path`` (see :func:`atomic_write`).
+        encoding: Text encoding of the file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false (the message names it).
+        UnicodeEncodeError: ``text`` cannot be encoded (nothing is written).
+    """
+    return atomic_write_bytes(path, text.encode(encoding), overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary file name beside ``path`` to write to; rename it over ``path`` on success.
+
+    For libraries that only write to a file *name*. The temporary name keeps ``path``'s suffix
+    (``.<name>.<random>.tmp<suffix>``) because some writers pick the format or append an
+    extension from it (``np.save`` adds ``.npy``, ``savefig`` reads the suffix). The file exists
+    (empty) when the block starts; the writer replaces its content. When the block ends without
+    an exception the file is fsynced and renamed over ``path``; on any exception it is removed
+    and ``path`` is left as it was.
+
+    Example:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> target = Path(tempfile.mkdtemp()) / "ones.npy"
+        >>> with atomic_output(target) as temporary:
+        ...     np.save(temporary, np.ones(3))
+        >>> np.load(target).tolist()
+        [1.0, 1.0, 1.0]
+
+    Args:
+        path: The destination; its parent folders are created.
+        overwrite: Replace an existing ``path`` (see :func:`atomic_write`).
+
+    Yields:
+        The temporary file's path, in ``path``'s folder.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false (the message names it).
+    """
+    path = _prepare_destination(path, overwrite=overwrite)
+    descriptor, temporary = _create_temporary(path, TEMP_SUFFIX + path.suffix)
+    os.close(descriptor)
+    try:
+        yield temporary
+        _fsync_file(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make renames in ``folder`` durable; a no-op where folders cannot be opened (Windows).
+
+    Args:
+        folder: The folder whose entries changed.
+    """
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some filesystems refuse to fsync a folder; the data themselves are synced
+    finally:
+        os.close(descriptor)
+
+
+def _prepare_destination(path: str | Path, *, overwrite: bool) -> Path:
+    """Refuse an existing ``path`` unless ``overwrite``; create its parent folders."""
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise OutputExistsError(f"{path}: exists already (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _create_temporary(path: Path, suffix: str) -> tuple[int, Path]:
+    """Create a new, empty, hidden file beside ``path``; returns its open descriptor and path.
+
+    ``O_EXCL`` with mode ``0o666`` (the umask applies) rather than ``tempfile.mkstemp``, whose
+    files are ``0o600`` and would keep that mode after the rename.
+    """
+    for _ in range(_NAME_ATTEMPTS):
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            return os.open(temporary, _CREATE_FLAGS, 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: found no free temporary name for {path.name}")
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a closed file's data to disk (opened for writing: Windows needs that to sync)."""
+    descriptor = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_output",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "fsync_folder",
+]
