@@ -92,7 +92,7 @@ def machine_description() -> dict[str, Any]:
         "shared": (
             "the 2 cores were shared with ~9 engineers' concurrent jobs during the run "
             "(load average well above 2): absolute timings are pessimistic and noisy; "
-            "ratios come from interleaved runs in one process"
+            "speed-up ratios come from interleaved runs in one process, peak RSS is unaffected"
         ),
     }
 
