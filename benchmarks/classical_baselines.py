@@ -26,8 +26,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from clipdenoise.atomic import atomic_write_text
 from clipdenoise.evaluation import evaluate, list_test_set
-from clipdenoise.results import ResultsTable, atomic_write_text
+from clipdenoise.results import ResultsTable
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT_DIR = RESULTS / "classical_baselines"

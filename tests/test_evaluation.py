@@ -476,3 +476,11 @@ def test_harness_reproduces_the_reference_protocol_end_to_end(shared_dir, tmp_pa
         assert record.psnr == pytest.approx(values["psnr_clipped_noisy"], abs=1e-6)
         assert record.ssim == pytest.approx(values["ssim_clipped_noisy"], abs=1e-6)
     assert len(table.records) == 6
+
+
+def test_bare_kind_expands_to_paper_levels_including_two_parameter_kinds():
+    from clipdenoise.evaluation import _parse_noises
+
+    specs = _parse_noises(["gauss", "poisson_gaussian"])
+    assert [s.level for s in specs if s.kind == "gaussian"] == [15.0, 25.0, 50.0]
+    assert [s.level for s in specs if s.kind == "poisson_gaussian"] == [(0.04, 0.03)]

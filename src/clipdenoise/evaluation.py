@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from clipdenoise import __version__, metrics
+from clipdenoise.atomic import atomic_write_text
 from clipdenoise.errors import ClipDenoiseError, ConfigError
 from clipdenoise.methods import Method, resolve_method
 from clipdenoise.protocol import EvalProtocol
@@ -51,7 +52,6 @@ from clipdenoise.results import (
     ResultCache,
     ResultsTable,
     RowKey,
-    atomic_write_text,
     per_image_csv,
 )
 from clipdenoise.testsets import (
@@ -101,7 +101,7 @@ def default_noises() -> list[Any]:
 
 
 def _parse_noises(noises: Iterable[Any] | None) -> list[Any]:
-    from clipdenoise.noise import NOISE_KINDS, NoiseSpec, parse_noise_spec
+    from clipdenoise.noise import NoiseSpec, noise_kind, parse_noise_spec
 
     if noises is None:
         return default_noises()
@@ -109,8 +109,8 @@ def _parse_noises(noises: Iterable[Any] | None) -> list[Any]:
     for item in noises:
         if isinstance(item, str) and ":" not in item:
             # a bare kind means all its paper levels
-            kind = parse_noise_spec(f"{item}:1").kind
-            specs.extend(NoiseSpec(kind, level) for level in NOISE_KINDS[kind].paper_levels)
+            kind = noise_kind(item)
+            specs.extend(NoiseSpec(kind.name, level) for level in kind.paper_levels)
         else:
             specs.append(parse_noise_spec(item))
     return specs
@@ -248,12 +248,11 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 def _save_restored(path: Path, restored: np.ndarray) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from clipdenoise.atomic import atomic_write
+
     pixels = np.round(np.clip(restored, 0.0, 1.0) * 255.0).astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    temp = path.with_name(f".{path.name}.tmp.png")
-    image.save(temp)
-    os.replace(temp, path)
+    atomic_write(path, lambda stream: image.save(stream, format="PNG"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ class NoiseSpec:
     level_max: Level | None = None
 
     def __post_init__(self) -> None:
-        info = _lookup_kind(self.kind)
+        info = noise_kind(self.kind)
         object.__setattr__(self, "kind", info.name)
         level = _validate_level(info, self.level)
         object.__setattr__(self, "level", level)
@@ -256,7 +256,7 @@ def parse_noise_spec(text: str | NoiseSpec) -> NoiseSpec:
     if not isinstance(text, str):
         raise NoiseSpecError(f"noise spec must be a string like 'gaussian:15', got {text!r}")
     kind_text, sep, level_text = text.strip().partition(":")
-    info = _lookup_kind(kind_text)
+    info = noise_kind(kind_text)
     if not sep or not level_text.strip():
         if info.default_level is not None:
             return NoiseSpec(info.name, info.default_level)
@@ -287,7 +287,12 @@ def _normalise_name(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
-def _lookup_kind(name: str) -> NoiseKind:
+def noise_kind(name: str) -> NoiseKind:
+    """The registered :class:`NoiseKind` for a kind name or alias (``gauss``, ``sp``...).
+
+    Raises:
+        NoiseSpecError: unknown kind; the message lists the valid kinds with their levels.
+    """
     if not isinstance(name, str):
         raise NoiseSpecError(f"noise kind must be a string, got {name!r}")
     key = _ALIASES.get(_normalise_name(name), _normalise_name(name))

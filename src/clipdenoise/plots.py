@@ -33,12 +33,10 @@ def _pyplot():
 
 
 def _save(figure: Any, path: Path) -> Path:
-    import os
+    from clipdenoise.atomic import atomic_output
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temp, dpi=120, bbox_inches="tight")
-    os.replace(temp, path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
     return path
 
 

@@ -25,11 +25,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clipdenoise.atomic import atomic_write_text
 
 __all__ = [
     "PER_IMAGE_COLUMNS",
@@ -38,7 +39,6 @@ __all__ = [
     "ResultCache",
     "ResultsTable",
     "RowKey",
-    "atomic_write_text",
 ]
 
 RESULTS_SCHEMA = "clipdenoise.evaluation/1"
@@ -63,23 +63,6 @@ PER_IMAGE_COLUMNS = (
     "package_version",
     "git_commit",
 )
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _safe_name(text: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from clipdenoise.errors import ClipDenoiseError, ConfigError
+from clipdenoise.image_io import IMAGE_SUFFIXES
 
 __all__ = [
     "DATASET_ALIASES",
@@ -51,8 +52,6 @@ DATASET_ALIASES: dict[str, tuple[str, ...]] = {
     "SIDD": ("SIDD_val", "SIDD_validation", "SSID/SIDD_test_PNG"),
     "ldct": ("Mayo", "mayo", "AAPM", "LDCT"),
 }
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class EvaluationError(ClipDenoiseError, RuntimeError):
@@ -151,37 +150,22 @@ def _dataset_label(name: str | Path) -> str:
 
 
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
-    )
+    from clipdenoise.data import list_image_files
 
-
-def _pair_by_suffix(files: list[Path], noisy_tag: str, clean_tag: str) -> list[TestImage]:
-    cleans = {p.stem[: -len(clean_tag)]: p for p in files if p.stem.endswith(clean_tag)}
-    pairs = []
-    for noisy in files:
-        if noisy.stem.endswith(noisy_tag):
-            stem = noisy.stem[: -len(noisy_tag)]
-            if stem in cleans:
-                pairs.append(TestImage(stem, cleans[stem], noisy))
-    return pairs
+    return list_image_files(folder, what="test set")
 
 
 def _list_real_pairs(folder: Path) -> list[TestImage]:
-    files = _list_images(folder)
-    for noisy_tag, clean_tag in (("_real", "_mean"), ("_NOISY", "_GT"), ("_noisy", "_gt")):
-        pairs = _pair_by_suffix(files, noisy_tag, clean_tag)
-        if pairs:
-            return sorted(pairs, key=lambda item: item.name)
-    for noisy_dir, clean_dir in (("noisy", "GT"), ("noisy", "clean"), ("input", "target")):
-        if (folder / noisy_dir).is_dir() and (folder / clean_dir).is_dir():
-            cleans = {p.name: p for p in _list_images(folder / clean_dir)}
-            return [
-                TestImage(p.stem, cleans[p.name], p)
-                for p in _list_images(folder / noisy_dir)
-                if p.name in cleans
-            ]
-    return []
+    """Noisy/clean pairs of a real-noise set (CC/PolyU ``*_real``/``*_mean``, SIDD
+    ``*NOISY*``/``*GT*``, or ``noisy/`` + ``GT/`` folders), as the datasets module pairs them."""
+    from clipdenoise.data import find_image_pairs
+    from clipdenoise.errors import DatasetError
+
+    try:
+        _, pairs = find_image_pairs(folder)
+    except DatasetError as error:
+        raise EvaluationError(str(error)) from error
+    return [TestImage(pair.name, pair.clean, pair.noisy) for pair in pairs]
 
 
 def _list_ct_pairs(folder: Path, patient: str) -> list[TestImage]:
@@ -224,7 +208,7 @@ def list_test_set(
         raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
     if not test_set.images:
         expected = {
-            "synthetic": f"image files ({', '.join(_IMAGE_SUFFIXES)})",
+            "synthetic": f"image files ({', '.join(IMAGE_SUFFIXES)})",
             "real-srgb": "noisy/clean pairs (*_real/*_mean, *_NOISY/*_GT, or noisy/ + GT/)",
             "ldct": f"'*input*.npy' / '*target*.npy' slices of patient {ct_patient}",
         }[suite]
