@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clipdenoise.baselines._io import load_safetensors
 from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
 
 __all__ = ["DnCNN", "DnCNNConfig", "build", "load", "save"]
@@ -134,17 +135,8 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> DnCNN
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: DnCNN checkpoint not found")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("kind") != "dncnn":
-            raise WeightsMismatchError(
-                f"{path}: not a DnCNN checkpoint (kind {metadata.get('kind')!r})"
-            )
-        config = DnCNNConfig(**json.loads(metadata["config"]))
-        state = load_file(str(path), device=str(map_location))
+        config_data, state = load_safetensors(path, "dncnn", map_location=map_location)
+        config = DnCNNConfig(**config_data)
     else:
         state = _unwrap_state_dict(
             torch.load(path, map_location=map_location, weights_only=True), path

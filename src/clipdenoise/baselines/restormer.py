@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipdenoise.baselines._io import load_safetensors
 from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
 
 __all__ = ["Restormer", "RestormerConfig", "build", "load", "save"]
@@ -289,17 +290,8 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> Resto
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: Restormer checkpoint not found")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("kind") != "restormer":
-            raise WeightsMismatchError(
-                f"{path}: not a Restormer checkpoint (kind {metadata.get('kind')!r})"
-            )
-        config = RestormerConfig(**json.loads(metadata["config"]))
-        state = load_file(str(path), device=str(map_location))
+        config_data, state = load_safetensors(path, "restormer", map_location=map_location)
+        config = RestormerConfig(**config_data)
     else:
         raw = torch.load(path, map_location=map_location, weights_only=True)
         if isinstance(raw, dict):
