@@ -242,3 +242,12 @@ def test_train_baseline_with_the_training_recipe(tmp_path, make_image):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
     assert (tmp_path / "run" / "latest.safetensors").is_file()
+
+
+def test_safetensors_checkpoint_of_another_kind_is_refused(tmp_path):
+    path = dncnn.save(
+        dncnn.DnCNN(dncnn.DnCNNConfig(depth=3, features=4)), tmp_path / "d.safetensors"
+    )
+    assert isinstance(dncnn.load(path), dncnn.DnCNN)
+    with pytest.raises(WeightsMismatchError, match=r"d\.safetensors: not a Restormer checkpoint"):
+        restormer.load(path)
