@@ -70,6 +70,18 @@ def _memory_gib() -> float:
     return float("nan")
 
 
+def _shared_note() -> str | None:
+    """A warning for the results when other jobs were competing for the cores (else None)."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cores:
+        return None
+    return (
+        f"the {cores} cores were shared with other jobs (load average {load:.1f} at start): "
+        "absolute timings are pessimistic and noisy; speed-up ratios come from interleaved "
+        "runs in one process, peak RSS is unaffected"
+    )
+
+
 def machine_description() -> dict[str, Any]:
     """CPU, cores, RAM, GPU, software versions and the load at the time of the run."""
     from clipdenoise.acceleration import cpu_has_fast_bfloat16
@@ -89,11 +101,7 @@ def machine_description() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-        "shared": (
-            "the 2 cores were shared with ~9 engineers' concurrent jobs during the run "
-            "(load average well above 2): absolute timings are pessimistic and noisy; "
-            "speed-up ratios come from interleaved runs in one process, peak RSS is unaffected"
-        ),
+        "shared": _shared_note(),
     }
 
 
@@ -249,6 +257,7 @@ def machine_markdown(machine: dict[str, Any]) -> str:
         f"- RAM: {machine['memory_gib']} GiB; GPU: {machine['gpu'] or 'none'}",
         f"- torch {machine['torch']} ({machine['torch_threads']} threads), Python {machine['python']}",
         f"- Run: {machine['date_utc']}, load average at start {machine['load_average_1m_at_start']}",
-        f"- Note: {machine['shared']}",
     ]
+    if machine.get("shared"):  # older results files always carry a note
+        lines.append(f"- Note: {machine['shared']}")
     return "\n".join(lines) + "\n"
