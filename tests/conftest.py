@@ -14,6 +14,14 @@ from clipdenoise.model import CLIPDenoiser, tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("CLIPDENOISE_SHARED", REPO_ROOT.parent / "shared"))
+# Parity fixtures made by running the reference code; the repository carries them, and
+# CLIPDENOISE_FIXTURES points the suite at another folder of the same layout.
+FIXTURES_DIR = Path(os.environ.get("CLIPDENOISE_FIXTURES", REPO_ROOT / "tests" / "fixtures"))
+
+
+def fixture_files(pattern: str) -> list[Path]:
+    """Every fixture file matching ``pattern`` anywhere under the fixture folder, sorted."""
+    return sorted(FIXTURES_DIR.rglob(pattern))
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +30,13 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DIR}")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The parity-fixture folder; never skipped: a missing folder is a failure."""
+    assert FIXTURES_DIR.is_dir(), f"parity fixture folder not found: {FIXTURES_DIR}"
+    return FIXTURES_DIR
 
 
 @pytest.fixture
