@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -208,40 +206,6 @@ def test_noisy_input_is_the_identity():
     out = NoisyInput()(x)
     torch.testing.assert_close(out, x)
     assert out.data_ptr() != x.data_ptr()
-
-
-def test_train_baseline_with_the_training_recipe(tmp_path, make_image):
-    from PIL import Image
-
-    from clipdenoise.baselines.training import train_baseline
-    from clipdenoise.training import load_experiment_config
-
-    folder = tmp_path / "clean"
-    folder.mkdir()
-    for seed in (1, 2):
-        pixels = (make_image(40, 40, 3, seed=seed) * 255).round().astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{seed}.png")
-    config = load_experiment_config(
-        "tiny-cpu",
-        [
-            f"data.train_dir={folder}",
-            "data.patch_size=32",
-            "data.batch_size=2",
-            "train.log_every=1",
-            "train.checkpoint_every=2",
-            "train.lr=0.001",
-        ],
-    )
-    model = dncnn.build(depth=4, features=8)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    final = train_baseline(model, config, tmp_path / "run", num_iters=3, device="cpu")
-    loaded = load_baseline("dncnn", final)
-    assert loaded.config == model.config
-    changed = [k for k, v in loaded.state_dict().items() if not torch.equal(v, before[k])]
-    assert "model.0.weight" in changed
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
-    assert (tmp_path / "run" / "latest.safetensors").is_file()
 
 
 def test_safetensors_checkpoint_of_another_kind_is_refused(tmp_path):

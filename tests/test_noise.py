@@ -491,3 +491,24 @@ def test_cuda_path_matches_itself_and_the_statistics():
         assert first.device.type == "cuda" and torch.equal(first, again)
     noise = add_noise(clean, "gaussian:25", torch.Generator("cuda").manual_seed(0)) - clean
     assert noise.std().item() == pytest.approx(25 / 255, rel=0.01)
+
+
+def test_a_noise_mixture_draws_one_spec_per_image_reproducibly():
+    from clipdenoise.noise import NoiseMixture, parse_noise
+
+    mixture = parse_noise("gaussian:25 + salt_pepper:0.5")
+    assert isinstance(mixture, NoiseMixture) and str(mixture) == "gaussian:25 + salt_pepper:0.5"
+    clean = torch.full((64, 1, 16, 16), 0.5)
+    noisy = mixture.apply(clean, torch.Generator().manual_seed(3))
+    again = mixture.apply(clean, torch.Generator().manual_seed(3))
+    assert torch.equal(noisy, again)
+    # salt & pepper at d = 0.5 sets about half the pixels to exactly 0 or 1; Gaussian never does
+    extreme = ((noisy == 0) | (noisy == 1)).float().mean(dim=(1, 2, 3))
+    salted = extreme > 0.3
+    assert 16 < int(salted.sum()) < 48
+    assert torch.all(extreme[~salted] == 0)
+    gaussian = noisy[~salted] - 0.5
+    assert abs(float(gaussian.std()) - 25 / 255) < 0.01
+    single = mixture.apply(clean[0], torch.Generator().manual_seed(3))
+    assert single.shape == (1, 16, 16)
+    assert parse_noise("gaussian:15") == parse_noise_spec("gaussian:15")

@@ -80,6 +80,7 @@ def read_log(run_dir: Path) -> list[dict]:
 # ------------------------------------------------------------------------------ configs
 def test_presets_load_and_carry_the_reference_numbers():
     assert list_presets() == [
+        "dncnn-gaussian15",
         "ldct-gaussian5",
         "srgb-poissongaussian",
         "synthetic-gaussian15",
@@ -99,6 +100,11 @@ def test_presets_load_and_carry_the_reference_numbers():
     assert (ldct.data.test_patient, ldct.noise.train) == ("L506", "gaussian:5")
     tiny = load_experiment_config("tiny-cpu")
     assert tiny.model.encoder_weights is None  # "random" in the TOML
+    dncnn = load_experiment_config("dncnn-gaussian15")  # Table 1: "the same recipe"
+    assert dncnn.network == "dncnn" and (dncnn.dncnn.depth, dncnn.dncnn.features) == (17, 64)
+    assert (dncnn.data, dncnn.noise) == (g15.data, g15.noise)
+    same = ("num_iters", "lr", "weight_decay", "loss", "grad_clip_norm", "mixup", "mixup_beta")
+    assert all(getattr(dncnn.train, key) == getattr(g15.train, key) for key in same)
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
@@ -553,3 +559,76 @@ def test_srgb_recipe_adds_camera_noise_in_the_loader(data_root, tmp_path):
     assert result.status == "completed"
     assert all(math.isfinite(loss) for loss in result.losses.values())
     assert result.summary["last_val"]["val_psnr"] > 0
+
+
+# ------------------------------------------------------------------------------ other networks
+DNCNN = ("network=dncnn", "dncnn.depth=5", "dncnn.features=16", "train.lr=1e-3")
+
+
+def test_the_loop_trains_a_dncnn_and_saves_it_as_a_baseline(data_root, tmp_path):
+    from clipdenoise.baselines import load_baseline
+    from clipdenoise.baselines.dncnn import DnCNN
+
+    config = fast_config(*DNCNN, "train.num_iters=30", "eval.every=15")
+    result = train(config, tmp_path / "run", data_root=data_root)
+    losses = [result.losses[i] for i in range(1, 31)]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    latest = load_baseline("dncnn", result.latest_checkpoint)
+    assert isinstance(latest, DnCNN) and latest.config.depth == 5 and latest.config.features == 16
+    assert result.best_checkpoint.is_file()
+    assert [r["iteration"] for r in read_log(tmp_path / "run") if r["event"] == "validation"] == [
+        15,
+        30,
+    ]
+    assert result.summary["best_val_psnr"] is not None
+
+
+def test_a_dncnn_run_resumes_exactly(data_root, tmp_path):
+    extra = (*DNCNN, "train.num_iters=6", "train.mixup=true", "train.grad_clip_norm=0.01")
+    full = train(fast_config(*extra), tmp_path / "full", data_root=data_root)
+    train(fast_config(*extra), tmp_path / "split", data_root=data_root, stop_after=3)
+    resumed = train(fast_config(*extra), tmp_path / "split", data_root=data_root, resume="auto")
+    assert [resumed.losses[i] for i in range(4, 7)] == [full.losses[i] for i in range(4, 7)]
+
+
+def test_mixup_is_applied_to_any_network_when_configured(data_root, tmp_path):
+    from clipdenoise.distributed import DistInfo
+    from clipdenoise.training import Trainer, iteration_seed, mix_batch
+
+    def first_batches(*extra: str):
+        config = fast_config(*DNCNN, "train.num_iters=4", *extra)
+        trainer = Trainer(
+            config,
+            tmp_path / "_".join(extra),
+            DistInfo(),
+            data_root=data_root,
+            resume=None,
+            overwrite=False,
+        )
+        batches = iter(trainer.loader)
+        return [trainer.next_micro_batches(batches, iteration) for iteration in range(4)]
+
+    plain = first_batches("train.mixup=false")
+    mixed = first_batches("train.mixup=true", "train.mixup_identity=false")
+    for iteration, ([(noisy, clean)], [(mixed_noisy, mixed_clean)]) in enumerate(zip(plain, mixed)):
+        expected = mix_batch(
+            noisy, clean, beta=1.2, identity=False, seed=iteration_seed(100, 2, 0, iteration, 0)
+        )
+        torch.testing.assert_close(mixed_noisy, expected[0])
+        torch.testing.assert_close(mixed_clean, expected[1])
+        assert not torch.equal(mixed_clean, clean)
+
+
+def test_blind_training_over_a_noise_mixture(data_root, tmp_path):
+    config = fast_config(
+        *DNCNN, "train.num_iters=4", "noise.train=gaussian:0..55 + poisson:1..4 + speckle:0..0.04"
+    )
+    result = train(config, tmp_path / "run", data_root=data_root)
+    assert result.status == "completed"
+    saved = config_io.load_toml(ExperimentConfig, tmp_path / "run" / "config.toml")
+    assert saved.noise.train == "gaussian:0..55 + poisson:1..4 + speckle:0..0.04"
+
+
+def test_network_channels_must_match_the_data():
+    with pytest.raises(ConfigError, match=r"data.channels \(3\) must equal dncnn.channels \(1\)"):
+        fast_config(*DNCNN, "dncnn.channels=1")

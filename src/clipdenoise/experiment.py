@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 from clipdenoise import config as config_io
+from clipdenoise.baselines.dncnn import DnCNNConfig
+from clipdenoise.baselines.restormer import RestormerConfig
 from clipdenoise.errors import ConfigError
 from clipdenoise.model import ModelConfig
+from clipdenoise.networks import NetworkKind, network_channels
 from clipdenoise.schedule import LRSchedule
 
 
@@ -82,7 +85,8 @@ class NoiseConfig:
 
     Attributes:
         train: Noise spec of :func:`clipdenoise.noise.parse_noise_spec` (``gaussian:15``,
-            ``srgb_camera:0.04,0.03``, ...).
+            ``srgb_camera:0.04,0.03``, ``gaussian:0..55`` for a random level, ...), or several
+            joined by ``+`` (:class:`~clipdenoise.noise.NoiseMixture`: one drawn per image).
         in_workers: Add the noise in the dataloader workers (CPU) instead of on the training
             device; use it for CPU-only kinds such as ``srgb_camera``.
     """
@@ -220,23 +224,30 @@ class EvalConfig:
 class ExperimentConfig:
     """A whole training recipe: ``model``, ``data``, ``noise``, ``train`` and ``eval`` sections.
 
+    ``network`` chooses what is trained (:mod:`clipdenoise.networks`): ``clipdenoiser`` (the
+    ``model`` section), or a learned baseline, ``dncnn`` / ``restormer``, sized by its own
+    section; data, noise, mixup, schedule, checkpoints and resume are the same for all.
     ``model.encoder_weights`` takes ``"openai"``, a file path, or ``"random"`` (random
     initialisation, which :class:`~clipdenoise.model.ModelConfig` stores as ``None``).
     """
 
     name: str = "experiment"
     description: str = ""
+    network: NetworkKind = "clipdenoiser"
     model: ModelConfig = field(default_factory=ModelConfig)
+    dncnn: DnCNNConfig = field(default_factory=DnCNNConfig)
+    restormer: RestormerConfig = field(default_factory=RestormerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if self.data.channels != self.model.in_channels:
+        if self.data.channels != network_channels(self):
+            field_name = {"dncnn": "dncnn.channels", "restormer": "restormer.in_channels"}
             raise ValueError(
-                f"data.channels ({self.data.channels}) must equal model.in_channels "
-                f"({self.model.in_channels})"
+                f"data.channels ({self.data.channels}) must equal "
+                f"{field_name.get(self.network, 'model.in_channels')} ({network_channels(self)})"
             )
 
     @property

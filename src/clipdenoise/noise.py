@@ -283,6 +283,54 @@ def parse_noise_spec(text: str | NoiseSpec) -> NoiseSpec:
     return NoiseSpec(info.name, pack(lows), None if lows == highs else pack(highs))
 
 
+@dataclass(frozen=True)
+class NoiseMixture:
+    """Several noise specs, one drawn per image: blind training over kinds as well as levels.
+
+    Written as specs joined by ``+`` (``"gaussian:0..55 + poisson:1..4"``); every image (every
+    sample of a batch) gets one of the specs, chosen uniformly by the same generator as the
+    noise, so the draw is reproducible from the generator's seed.
+    """
+
+    specs: tuple[NoiseSpec, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.specs) < 2:
+            raise NoiseSpecError("a noise mixture needs at least two specs joined by '+'")
+
+    def __str__(self) -> str:
+        return " + ".join(str(spec) for spec in self.specs)
+
+    @property
+    def clipped(self) -> bool:
+        """Whether every noisy image is clipped to [0, 1]."""
+        return all(spec.clipped for spec in self.specs)
+
+    def apply(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise each image of ``clean`` (``(C, H, W)`` or ``(B, C, H, W)``) with a drawn spec."""
+        import torch
+
+        batch = clean if clean.dim() == 4 else clean.unsqueeze(0)
+        choice = torch.randint(
+            len(self.specs), (batch.shape[0],), generator=generator, device=batch.device
+        )
+        noisy = torch.empty_like(batch)
+        for index, spec in enumerate(self.specs):
+            chosen = (choice == index).nonzero().flatten()
+            if chosen.numel():
+                noisy[chosen] = add_noise(batch[chosen], spec, generator)
+        return noisy if clean.dim() == 4 else noisy.squeeze(0)
+
+
+def parse_noise(text: str | NoiseSpec | NoiseMixture) -> NoiseSpec | NoiseMixture:
+    """A :class:`NoiseSpec`, or a :class:`NoiseMixture` for specs joined by ``+``."""
+    if isinstance(text, (NoiseSpec, NoiseMixture)):
+        return text
+    if isinstance(text, str) and "+" in text:
+        return NoiseMixture(tuple(parse_noise_spec(part) for part in text.split("+")))
+    return parse_noise_spec(text)
+
+
 def _normalise_name(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 

@@ -1,4 +1,9 @@
-"""Training CLIPDenoiser: a robust, resumable, distributed loop over the recipes.
+"""The training loop: robust, resumable and distributed, for every network the package builds.
+
+The recipe's ``network`` key (:mod:`clipdenoise.networks`) selects what is trained — the
+CLIPDenoiser, or a learned baseline (DnCNN, Restormer) trained "with the same recipe" as the
+paper's Table 1 says — through the same data, noise, mixup, clipping, schedule, checkpoints,
+exact resume and DDP.
 
 Paper Sec. 4.1: a frozen CLIP RN50 encoder, a learnable decoder trained with L1 on 128×128
 patches (batch 16) of clean images with online noise (Gaussian σ = 15 for the synthetic
@@ -76,7 +81,7 @@ from clipdenoise.experiment import (
     load_experiment_config,
     preset_text,
 )
-from clipdenoise.model import CLIPDenoiser
+from clipdenoise.networks import build_network, is_clip_denoiser, save_network
 from clipdenoise.training_data import (
     ValidationSet,
     build_train_store,
@@ -101,7 +106,7 @@ class TrainingError(ClipDenoiseError, RuntimeError):
 
 
 @torch.no_grad()
-def validate(model: CLIPDenoiser, dataset: ValidationSet, device: torch.device) -> dict[str, float]:
+def validate(model: nn.Module, dataset: ValidationSet, device: torch.device) -> dict[str, float]:
     """Mean PSNR/SSIM of ``model`` on ``dataset`` (reference metrics, model output clipped).
 
     Photos: :func:`clipdenoise.metrics.psnr`/``ssim`` on the [0, 255] scale. Mayo CT:
@@ -314,13 +319,16 @@ def train_step(
     return loss_value, True
 
 
-def compile_networks(model: CLIPDenoiser, forward: nn.Module) -> None:
-    """``torch.compile`` the decoder and the encoder that actually runs, in place.
+def compile_networks(model: nn.Module, forward: nn.Module) -> None:
+    """``torch.compile`` the networks that actually run, in place.
 
     In place (``Module.compile``) keeps ``state_dict`` keys unchanged, so checkpoints and states
     stay loadable; compiling the training wrapper as a whole would also trace its bookkeeping
     (the BatchNorm-folded encoder copy is rebuilt when weights change) and recompile endlessly.
     """
+    if not is_clip_denoiser(model):
+        model.compile()
+        return
     model.decoder.compile()
     folded = getattr(forward, "folding_applies", False)
     encoder = forward.folded_encoder() if folded else model.encoder
@@ -489,13 +497,8 @@ def _configure_determinism(config: TrainConfig) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _build_model(config: ExperimentConfig, state: dict[str, Any] | None) -> CLIPDenoiser:
-    from clipdenoise.model import build_model
-
-    model_config = config.model
-    # With a state to resume, every tensor comes from it: no need to read CLIP weights now
-    # (they are still looked up when saving partial checkpoints).
-    model = build_model(model_config, load_encoder_weights=True)
+def _build_model(config: ExperimentConfig, state: dict[str, Any] | None) -> nn.Module:
+    model = build_network(config)
     if state is not None:
         model.load_state_dict(state["model"])
     return model
@@ -551,7 +554,7 @@ class Trainer:
         resume: str | Path | None,
         overwrite: bool,
     ) -> None:
-        from clipdenoise.noise import parse_noise_spec
+        from clipdenoise.noise import parse_noise, parse_noise_spec
 
         self.config, self.run_dir, self.info = config, run_dir, info
         self.settings = settings = config.train
@@ -562,7 +565,7 @@ class Trainer:
         barrier(info)
 
         # fail fast: settings, weights, data, before any long work
-        self.noise_spec = parse_noise_spec(config.noise.train)
+        self.noise_spec = parse_noise(config.noise.train)
         if config.eval.val_dir and config.eval.format == "images":
             parse_noise_spec(config.eval.noise)
         self.amp_dtype = resolve_amp(settings.amp, info.device)
@@ -593,7 +596,8 @@ class Trainer:
             restore_rng_states(state["rng"])
         self.noise_generator = torch.Generator(device=info.device)
         self.aug_generator = torch.Generator(device=info.device)
-        self.model.aug_generator = self.aug_generator
+        if is_clip_denoiser(self.model):
+            self.model.aug_generator = self.aug_generator
 
     # ------------------------------------------------------------------ setup
     def _start_run_folder(self, *, resumed: bool, changed: list[str]) -> None:
@@ -627,7 +631,7 @@ class Trainer:
         if settings.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.train()
-        parameters = self.model.trainable_parameters()
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
         if not parameters:
             raise ConfigError("the model has no trainable parameters")
         optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
@@ -642,13 +646,13 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
-        # Performance (issue 8, clipdenoise.acceleration): the frozen encoder runs BatchNorm-folded
-        # in the AMP dtype without autograd, the decoder under autocast; exact in fp32.
-        from clipdenoise.acceleration import AcceleratedTrainingForward
+        forward: nn.Module = self.model
+        if is_clip_denoiser(self.model):
+            # the frozen encoder runs BatchNorm-folded in the AMP dtype without autograd, the
+            # decoder under autocast; exact in fp32
+            from clipdenoise.acceleration import AcceleratedTrainingForward
 
-        forward: nn.Module = AcceleratedTrainingForward(
-            self.model, dtype=self.amp_dtype or torch.float32
-        )
+            forward = AcceleratedTrainingForward(self.model, dtype=self.amp_dtype or torch.float32)
         if settings.compile:
             compile_networks(self.model, forward)
         if info.is_distributed:
@@ -710,8 +714,6 @@ class Trainer:
         self, batches, iteration: int
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``(noisy, clean)`` micro-batches of ``iteration`` on the device (noise, mixup)."""
-        from clipdenoise.noise import add_noise
-
         settings, device, rank = self.settings, self.info.device, self.info.rank
         micro_batches = []
         for micro in range(settings.grad_accum_steps):
@@ -721,7 +723,7 @@ class Trainer:
                 noisy = batch["noisy"].to(device, non_blocking=True)
             else:
                 seed = iteration_seed(settings.seed, 1, rank, iteration, micro)
-                noisy = add_noise(clean, self.noise_spec, self.noise_generator.manual_seed(seed))
+                noisy = self.noise_spec.apply(clean, self.noise_generator.manual_seed(seed))
             if settings.mixup:
                 noisy, clean = mix_batch(
                     noisy,
@@ -775,14 +777,15 @@ class Trainer:
 
     def save_weights(self, name: str, iteration: int, **metadata: str) -> Path:
         """Save a ``checkpoints/<name>.safetensors`` weights file (rank 0; all ranks wait)."""
-        from clipdenoise.checkpoints import save_checkpoint
-
         path = self.run_dir / CHECKPOINTS_DIRNAME / f"{name}.safetensors"
         if self.info.is_main:
-            info = {"train_config": self.config_json, "iteration": str(iteration), **metadata}
-            save_checkpoint(self.model, path, metadata=info)
+            self._write_weights(name, iteration, **metadata)
         barrier(self.info)
         return path
+
+    def _write_weights(self, name: str, iteration: int, **metadata: str) -> None:
+        info = {"train_config": self.config_json, "iteration": str(iteration), **metadata}
+        save_network(self.model, self.run_dir / CHECKPOINTS_DIRNAME / f"{name}.safetensors", info)
 
     def validate_and_keep_best(self, iteration: int) -> dict[str, float] | None:
         """Validate (rank 0), log the scores and save ``best`` when PSNR improved."""
@@ -797,17 +800,7 @@ class Trainer:
             if scores["val_psnr"] > self.counters.best_psnr:
                 self.counters.best_psnr = scores["val_psnr"]
                 self.counters.best_iteration = iteration
-                from clipdenoise.checkpoints import save_checkpoint
-
-                save_checkpoint(
-                    self.model,
-                    self.run_dir / CHECKPOINTS_DIRNAME / "best.safetensors",
-                    metadata={
-                        "train_config": self.config_json,
-                        "iteration": str(iteration),
-                        "val_psnr": f"{scores['val_psnr']:.4f}",
-                    },
-                )
+                self._write_weights("best", iteration, val_psnr=f"{scores['val_psnr']:.4f}")
         barrier(self.info)
         return scores
 

@@ -41,7 +41,7 @@ from clipdenoise.data import (
     require_image_files,
 )
 from clipdenoise.errors import ImageReadError
-from clipdenoise.noise import NoiseSpec, add_noise
+from clipdenoise.noise import NoiseMixture, NoiseSpec
 
 if TYPE_CHECKING:
     from clipdenoise.experiment import ExperimentConfig
@@ -136,7 +136,7 @@ class TrainPatchDataset(Dataset):
         *,
         seed: int,
         geometric_augs: bool = True,
-        noise: NoiseSpec | None = None,
+        noise: NoiseSpec | NoiseMixture | None = None,
     ) -> None:
         self.store = store
         self.patch_size = patch_size
@@ -164,7 +164,7 @@ class TrainPatchDataset(Dataset):
         generator = torch.Generator().manual_seed(
             int(np.random.SeedSequence([self.seed, 0x4015E, global_index]).generate_state(1)[0])
         )
-        return {"clean": clean, "noisy": add_noise(clean, self.noise, generator)}
+        return {"clean": clean, "noisy": self.noise.apply(clean, generator)}
 
     def clean_patch(self, global_index: int) -> torch.Tensor:
         """The clean patch of sample ``global_index``, ``(C, p, p)`` float32 in [0, 1]."""

@@ -17,6 +17,7 @@ Submodules are imported lazily (``bm3d`` and scikit-image are optional extras).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,12 @@ def load_baseline(
     return _module_for(kind).load(Path(path), map_location=map_location)
 
 
-def save_baseline(model: nn.Module, path: str | Path) -> Path:
-    """Save a learned baseline as ``.safetensors`` with its config (atomic write)."""
+def save_baseline(
+    model: nn.Module, path: str | Path, *, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Save a learned baseline as ``.safetensors`` with its config (atomic write).
+
+    ``metadata`` adds string entries (e.g. the training recipe) beside the config.
+    """
     kind = type(model).__name__.lower()
-    return _module_for(kind).save(model, Path(path))
+    return _module_for(kind).save(model, Path(path), metadata=metadata)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -152,10 +153,11 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> DnCNN
     return model.to(map_location).eval()
 
 
-def save(model: DnCNN, path: str | Path) -> Path:
-    """Save as ``.safetensors`` with the config in the metadata (atomic write)."""
+def save(model: DnCNN, path: str | Path, *, metadata: Mapping[str, str] | None = None) -> Path:
+    """Save as ``.safetensors`` with the config (and ``metadata``) in the metadata (atomic)."""
     from clipdenoise.baselines._io import save_safetensors
 
+    config = json.dumps(asdict(model.config))
     return save_safetensors(
-        model, Path(path), {"kind": "dncnn", "config": json.dumps(asdict(model.config))}
+        model, Path(path), {**(metadata or {}), "kind": "dncnn", "config": config}
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -316,9 +317,11 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> Resto
     return model.to(map_location).eval()
 
 
-def save(model: Restormer, path: str | Path) -> Path:
-    """Save as ``.safetensors`` with the config in the metadata (atomic write)."""
+def save(model: Restormer, path: str | Path, *, metadata: Mapping[str, str] | None = None) -> Path:
+    """Save as ``.safetensors`` with the config (and ``metadata``) in the metadata (atomic)."""
     from clipdenoise.baselines._io import save_safetensors
 
-    config = asdict(model.config)
-    return save_safetensors(model, Path(path), {"kind": "restormer", "config": json.dumps(config)})
+    config = json.dumps(asdict(model.config))
+    return save_safetensors(
+        model, Path(path), {**(metadata or {}), "kind": "restormer", "config": config}
+    )

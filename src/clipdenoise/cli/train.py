@@ -13,6 +13,8 @@ examples:
   clipdenoise train --config synthetic-gaussian15 --run-dir runs/g15 --data-root /data \\
       --set train.schedule=cosine_restart --set data.num_workers=16
   clipdenoise train --run-dir runs/g15 --resume auto          # continue after a stop or crash
+  clipdenoise train --config synthetic-gaussian15 --network dncnn --run-dir runs/dncnn \
+      --data-root /data                                        # Table 1's DnCNN, same recipe
   torchrun --nproc_per_node 4 -m clipdenoise train --config synthetic-gaussian15 \\
       --run-dir runs/g15-4gpu --data-root /data                # global batch = 4 x batch_size
 
@@ -27,9 +29,10 @@ state is kept), 130/143 stopped by SIGINT/SIGTERM.
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a CLIPDenoiser from a recipe (preset or TOML config)",
+        help="train a denoiser from a recipe (preset or TOML config)",
         description=(
-            "Train a CLIPDenoiser (frozen CLIP encoder, learnable decoder) as a recipe says. "
+            "Train a CLIPDenoiser (frozen CLIP encoder, learnable decoder), or a learned "
+            "baseline (--network dncnn|restormer) with the same recipe, as a recipe says. "
             "Presets reproduce the paper's recipes (synthetic-gaussian15, srgb-poissongaussian, "
             "ldct-gaussian5) plus tiny-cpu, a few-minute CPU demo that needs no CLIP weights. "
             "The run folder receives config.toml (resolved config), log.jsonl, "
@@ -68,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override a config value, typed by the field (repeatable), e.g. "
         "--set train.num_iters=1000 --set train.betas=[0.9,0.99]",
+    )
+    parser.add_argument(
+        "--network",
+        choices=["clipdenoiser", "dncnn", "restormer"],
+        help="the network to train (= --set network=...); baselines are sized by their "
+        "[dncnn] / [restormer] config sections",
     )
     parser.add_argument(
         "--encoder",
@@ -119,6 +128,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
+    if args.network:
+        overrides.append(f"network={args.network}")
     if args.encoder:
         overrides.append(f"model.encoder_weights={args.encoder}")
     if args.device:
