@@ -1,5 +1,5 @@
-"""Shared test fixtures: tiny random models, generated images, and ``../shared`` (skipped cleanly
-when absent)."""
+"""Shared test fixtures: tiny random models, generated images, the parity fixtures of
+``tests/fixtures`` and large benchmark data from ``../shared/data`` (skipped cleanly when absent)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,28 @@ def fixture_files(pattern: str) -> list[Path]:
     return sorted(FIXTURES_DIR.rglob(pattern))
 
 
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """``../shared`` beside the repository (fixtures, benchmark data); skips when absent."""
-    if not SHARED_DIR.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DIR}")
-    return SHARED_DIR
+BENCHMARK_DATA_DIR = SHARED_DIR / "data"
+_SKIPPED_FOR_DATA: list[str] = []
+
+
+@pytest.fixture
+def benchmark_data_dir(request) -> Path:
+    """Large benchmark data (Kodak24, CC15, the DoRF ``.mat`` files...) kept outside the
+    repository in ``../shared/data`` (``$CLIPDENOISE_SHARED``); the test skips when it is absent
+    and the run ends with one line naming the tests skipped for that reason."""
+    if not BENCHMARK_DATA_DIR.is_dir():
+        _SKIPPED_FOR_DATA.append(request.node.nodeid)
+        pytest.skip(f"benchmark data not found at {BENCHMARK_DATA_DIR}")
+    return BENCHMARK_DATA_DIR
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SKIPPED_FOR_DATA:
+        names = ", ".join(sorted({n.split("::")[-1].split("[")[0] for n in _SKIPPED_FOR_DATA}))
+        terminalreporter.write_line(
+            f"skipped {len(_SKIPPED_FOR_DATA)} test(s) needing benchmark data absent at "
+            f"{BENCHMARK_DATA_DIR}: {names}"
+        )
 
 
 @pytest.fixture(scope="session")

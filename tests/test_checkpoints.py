@@ -24,14 +24,14 @@ from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
 from clipdenoise.model import CLIPDenoiser, build_model, tiny_config
 
 
-def official(shared_dir, name):
-    return shared_dir / "fixtures" / "official" / name
+def official(fixtures_dir, name):
+    return fixtures_dir / "official" / name
 
 
 @pytest.mark.parametrize("kind", ["rgb", "gray"])
-def test_reference_checkpoint_parity(shared_dir, kind):
-    model = load_reference_checkpoint(official(shared_dir, f"official_tiny_{kind}_checkpoint.pth"))
-    io = torch.load(official(shared_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
+def test_reference_checkpoint_parity(fixtures_dir, kind):
+    model = load_reference_checkpoint(official(fixtures_dir, f"official_tiny_{kind}_checkpoint.pth"))
+    io = torch.load(official(fixtures_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
     assert model.config.in_channels == io["config"]["inp_channels"]
     assert model.config.resolved_width == io["config"]["wf"]
     assert not model.training
@@ -41,9 +41,9 @@ def test_reference_checkpoint_parity(shared_dir, kind):
 
 
 @pytest.mark.parametrize("kind", ["rgb", "gray"])
-def test_converter_round_trip(shared_dir, tmp_path, kind):
-    source = official(shared_dir, f"official_tiny_{kind}_checkpoint.pth")
-    io = torch.load(official(shared_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
+def test_converter_round_trip(fixtures_dir, tmp_path, kind):
+    source = official(fixtures_dir, f"official_tiny_{kind}_checkpoint.pth")
+    io = torch.load(official(fixtures_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
     converted = convert_reference_checkpoint(source, tmp_path / "converted.safetensors")
     metadata = read_checkpoint_metadata(converted)
     assert metadata["contents"] == "full"
@@ -54,8 +54,8 @@ def test_converter_round_trip(shared_dir, tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["rgb", "gray"])
-def test_every_released_rn50_key_is_accepted(shared_dir, kind):
-    shapes = json.loads(official(shared_dir, f"official_rn50_{kind}_keys.json").read_text())
+def test_every_released_rn50_key_is_accepted(fixtures_dir, kind):
+    shapes = json.loads(official(fixtures_dir, f"official_rn50_{kind}_keys.json").read_text())
     state = {k: torch.zeros(shape) for k, shape in shapes.items()}
     config = reference_config(state)
     assert config.arch == "RN50"
@@ -154,7 +154,7 @@ def test_no_temp_files_left_and_corrupt_file_named(tmp_path):
         load_checkpoint(tmp_path / "corrupt.safetensors")
 
 
-def test_named_models(tmp_path, monkeypatch, shared_dir):
+def test_named_models(tmp_path, monkeypatch, fixtures_dir):
     monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(WeightsNotFoundError, match="clipdenoise weights import net_g_latest.pth"):
         load_model("rn50.synthetic-gaussian15")
@@ -162,17 +162,17 @@ def test_named_models(tmp_path, monkeypatch, shared_dir):
         load_model("no-such-model")
     with pytest.raises(WeightsNotFoundError, match="missing.pth: checkpoint file not found"):
         load_model(tmp_path / "missing.pth")
-    source = official(shared_dir, "official_tiny_rgb_checkpoint.pth")
+    source = official(fixtures_dir, "official_tiny_rgb_checkpoint.pth")
     import_checkpoint(source, "tiny.reference")
     model = load_model("tiny.reference")
     assert _same_state(model, load_reference_checkpoint(source))
     assert set(PRETRAINED) >= {"rn50.synthetic-gaussian15", "rn50.ldct-gaussian5"}
 
 
-def test_weights_cli(tmp_path, monkeypatch, capsys, shared_dir):
+def test_weights_cli(tmp_path, monkeypatch, capsys, fixtures_dir):
     monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    source = official(shared_dir, "official_tiny_gray_checkpoint.pth")
+    source = official(fixtures_dir, "official_tiny_gray_checkpoint.pth")
     assert main(["weights", "convert", str(source), str(tmp_path / "g.safetensors")]) == 0
     assert main(["weights", "convert", str(source), str(tmp_path / "g.safetensors")]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -541,8 +541,8 @@ def test_every_benchmark_says_where_to_get_it():
     assert all(info.source and info.folders for info in BENCHMARKS.values())
 
 
-def test_shared_benchmarks_resolve_and_open(shared_dir):
-    data_root = shared_dir / "data"
+def test_shared_benchmarks_resolve_and_open(benchmark_data_dir):
+    data_root = benchmark_data_dir
     expected = {
         "kodak24": "Kodak24",
         "cbsd68": "CBSD68",

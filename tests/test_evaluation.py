@@ -276,18 +276,18 @@ def test_ldct_suite_uses_hu_metrics_on_the_held_out_patient(tmp_path):
     )
 
 
-def test_kodak_from_shared_data_first_image(shared_dir):
+def test_kodak_from_shared_data_first_image(benchmark_data_dir):
     table = evaluate(
         ["noisy"],
         datasets=["Kodak24"],
         noises=["gaussian:50"],
-        data_root=shared_dir / "data",
+        data_root=benchmark_data_dir,
         max_images=1,
         progress=False,
     )
     cell = table.cells[(table.rows[0], "noisy")]
     assert cell.num_images == 1 and 14.0 < cell.psnr < 15.5
-    assert len(list_test_set("Kodak", data_root=shared_dir / "data").images) == 24
+    assert len(list_test_set("Kodak", data_root=benchmark_data_dir).images) == 24
 
 
 def test_errors_are_clear(tmp_path, image_folder):
@@ -439,8 +439,8 @@ def test_images_filter_and_max_images_share_the_cache(image_folder, tmp_path):
     assert [r.image for r in first.records] == ["a"]
 
 
-def test_reference_release_checkpoint_is_a_method(shared_dir, image_folder):
-    path = shared_dir / "fixtures" / "official" / "official_tiny_rgb_checkpoint.pth"
+def test_reference_release_checkpoint_is_a_method(fixtures_dir, image_folder):
+    path = fixtures_dir / "official" / "official_tiny_rgb_checkpoint.pth"
     method = resolve_method(f"ref=clipdenoise:{path}")
     assert method.name == "ref" and method.kind == "clipdenoise" and method.checkpoint_sha256
     table = evaluate([method], datasets=[image_folder], noises=NOISES[:1], progress=False)
@@ -457,9 +457,9 @@ def test_channel_mismatch_is_a_clear_error(tmp_path, make_image, tiny_gray_model
         evaluate({"gray": tiny_gray_model}, datasets=[folder], noises=NOISES[:1], progress=False)
 
 
-def test_harness_reproduces_the_reference_protocol_end_to_end(shared_dir, tmp_path):
+def test_harness_reproduces_the_reference_protocol_end_to_end(fixtures_dir, tmp_path):
     """PNG crops -> harness noise (seed 0 per image) -> noisy floor scored = reference values."""
-    folder = shared_dir / "fixtures" / "protocol"
+    folder = fixtures_dir / "protocol"
     expected = json.loads((folder / "official_test_noise.json").read_text())
     arrays = np.load(folder / "official_test_noise.npz")
     images = tmp_path / "crops"

@@ -35,10 +35,10 @@ def test_curves_resource_shapes_and_monotonicity():
     assert "CBDNet" in curves.source
 
 
-def test_curves_resource_matches_the_mat_files(shared_dir, tmp_path):
+def test_curves_resource_matches_the_mat_files(benchmark_data_dir, tmp_path):
     out = isp.convert_dorf_curves(
-        shared_dir / "data/camera/201_CRF_data.mat",
-        shared_dir / "data/camera/dorfCurvesInv.mat",
+        benchmark_data_dir / "camera/201_CRF_data.mat",
+        benchmark_data_dir / "camera/dorfCurvesInv.mat",
         tmp_path / "curves.npz",
     )
     curves = isp.load_camera_response_curves()
@@ -145,7 +145,7 @@ def _bilinear_demosaic(raw: np.ndarray, pattern: str) -> np.ndarray:
     return np.stack(planes, axis=-1)
 
 
-def test_demosaic_quality_on_kodak(shared_dir):
+def test_demosaic_quality_on_kodak(benchmark_data_dir):
     from PIL import Image
 
     def psnr(restored, clean):
@@ -153,7 +153,7 @@ def test_demosaic_quality_on_kodak(shared_dir):
         return 10 * np.log10(1.0 / mse)
 
     for name, floor in (("kodim03.png", 38.0), ("kodim19.png", 32.0)):
-        with Image.open(shared_dir / "data/Kodak24" / name) as image:
+        with Image.open(benchmark_data_dir / "Kodak24" / name) as image:
             clean = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
         raw = isp.mosaic_bayer(clean, "RGGB")
         malvar = psnr(isp.demosaic_malvar2004(raw, "RGGB"), clean)
@@ -194,10 +194,10 @@ def test_zero_noise_pipeline_round_trip_on_smooth_image(make_image):
     assert np.median(errors) < 1e-3
 
 
-def test_zero_noise_pipeline_round_trip_on_kodak(shared_dir):
+def test_zero_noise_pipeline_round_trip_on_kodak(benchmark_data_dir):
     from PIL import Image
 
-    with Image.open(shared_dir / "data/Kodak24/kodim23.png") as image:
+    with Image.open(benchmark_data_dir / "Kodak24/kodim23.png") as image:
         clean = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     restored = isp.simulate_camera_noise(clean, np.random.default_rng(23), ZERO_NOISE).noisy
     error = np.abs(restored.astype(np.float64) - clean)

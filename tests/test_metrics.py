@@ -13,8 +13,8 @@ from clipdenoise import metrics
 
 
 @pytest.fixture(scope="module")
-def protocol_fixture(shared_dir):
-    folder = shared_dir / "fixtures" / "protocol"
+def protocol_fixture(fixtures_dir):
+    folder = fixtures_dir / "protocol"
     expected = json.loads((folder / "official_test_noise.json").read_text())
     arrays = dict(np.load(folder / "official_test_noise.npz"))
     return expected, arrays

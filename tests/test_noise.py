@@ -59,8 +59,8 @@ def _generator(seed: int) -> torch.Generator:
 
 
 @pytest.fixture(scope="module")
-def protocol(shared_dir):
-    return np.load(shared_dir / "fixtures" / "protocol" / "official_test_noise.npz")
+def protocol(fixtures_dir):
+    return np.load(fixtures_dir / "protocol" / "official_test_noise.npz")
 
 
 @pytest.mark.parametrize("index", [0, 1])
