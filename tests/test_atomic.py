@@ -7,13 +7,16 @@ import stat
 
 import numpy as np
 import pytest
+import torch
 
 from clipdenoise.atomic import (
     atomic_output,
     atomic_write,
     atomic_write_bytes,
     atomic_write_text,
+    current_umask,
     fsync_folder,
+    publish,
 )
 from clipdenoise.errors import OutputExistsError
 
@@ -178,6 +181,27 @@ def test_files_get_ordinary_permissions_not_mkstemp_0600(tmp_path):
         os.umask(previous)
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_writers_that_recreate_the_file_still_honour_the_umask(tmp_path, umask):
+    from safetensors.torch import save_file
+
+    previous = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        with atomic_output(tmp_path / "w.safetensors") as temporary:
+            save_file({"x": torch.zeros(2)}, str(temporary))  # safetensors creates it 0o600
+        partial = tmp_path / ".d.part"
+        partial.write_bytes(b"done")
+        os.chmod(partial, 0o600)
+        publish(partial, tmp_path / "d.bin")
+    finally:
+        os.umask(previous)
+    for name in ("w.safetensors", "d.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+    assert not partial.exists() and (tmp_path / "d.bin").read_bytes() == b"done"
 
 
 def test_fsync_folder_tolerates_a_missing_folder(tmp_path):

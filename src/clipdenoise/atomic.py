@@ -13,8 +13,9 @@ one. The recipe:
 4. on any exception (including ``KeyboardInterrupt``) the temporary file is removed and the
    destination is left as it was.
 
-The temporary file is created with the permissions an ordinary ``open(path, "w")`` would give
-(``0o666`` less the umask), not ``tempfile.mkstemp``'s ``0o600``.
+The final file has the permissions an ordinary ``open(path, "w")`` would give (``0o666`` less
+the umask), not ``tempfile.mkstemp``'s ``0o600``, even when a writer recreates the temporary file
+with its own mode (``safetensors`` writes ``0o600``).
 
 Four entry points, from the simplest:
 
@@ -164,12 +165,47 @@ def atomic_output(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     os.close(descriptor)
     try:
         yield temporary
-        _fsync_file(temporary)
-        os.replace(temporary, path)
+        publish(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def publish(temporary: str | Path, path: str | Path) -> Path:
+    """Give a finished file its final name: fsync it, set ordinary permissions, rename it over
+    ``path`` and fsync the folder.
+
+    For files written under a temporary name by other means (a writer that recreates the file,
+    such as ``safetensors`` which creates it ``0o600``; a resumable download's partial file).
+    The permissions become ``0o666`` less the umask, as ``open(path, "w")`` would give.
+
+    Args:
+        temporary: The complete file, in ``path``'s folder (same filesystem).
+        path: The destination.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    temporary, path = Path(temporary), Path(path)
+    _fsync_file(temporary)
+    os.chmod(temporary, 0o666 & ~current_umask())
+    os.replace(temporary, path)
     fsync_folder(path.parent)
+    return path
+
+
+def current_umask() -> int:
+    """The process's umask: from ``/proc/self/status`` where it exists (no side effect), else by
+    setting and restoring it (Python has no getter)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_folder(folder: str | Path) -> None:
@@ -229,5 +265,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "current_umask",
     "fsync_folder",
+    "publish",
 ]
