@@ -53,3 +53,15 @@ class ChannelMismatchError(ClipDenoiseError, ValueError):
 
 class ImageTooSmallError(ClipDenoiseError, ValueError):
     """The image is too small to denoise meaningfully."""
+
+
+class MissingExtraError(ClipDenoiseError, ImportError):
+    """An optional dependency is not installed; the message gives the pip command to run."""
+
+
+class DownloadError(ClipDenoiseError, OSError):
+    """A download failed (offline, unreachable, refused, interrupted); says how to get the file."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded or imported file's SHA-256 differs from the recorded one (both named)."""

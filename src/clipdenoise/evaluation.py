@@ -760,7 +760,14 @@ def _merge_and_write(
         )
         atomic_write_text(out_dir / "protocol.json", protocol_text + "\n")
         if plots:
+            from clipdenoise.errors import MissingExtraError
             from clipdenoise.plots import plot_psnr_vs_level
 
-            plot_psnr_vs_level(table, out_dir / "plots")
+            try:
+                plot_psnr_vs_level(table, out_dir / "plots")
+            except MissingExtraError as error:  # the tables above are written and stay
+                raise MissingExtraError(
+                    f"results written to {out_dir} (results.md, .csv, .json, per_image.csv) "
+                    f"but no plots: {error}"
+                ) from error
     return table

@@ -28,7 +28,9 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install 'clipdenoise[plot]'") from error
+        from clipdenoise.extras import missing_extra_error
+
+        raise missing_extra_error("matplotlib", "plots") from error
     return plt
 
 

@@ -25,7 +25,9 @@ def _new_figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("figures need matplotlib: pip install 'clipdenoise[analysis]'") from error
+        from clipdenoise.extras import missing_extra_error
+
+        raise missing_extra_error("matplotlib", "figures", "analysis") from error
     figure = Figure(figsize=(width, height), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
     return figure

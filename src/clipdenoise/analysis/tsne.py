@@ -220,9 +220,9 @@ def embed_tsne(
     try:
         from sklearn.manifold import TSNE
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "t-SNE needs scikit-learn: pip install 'clipdenoise[analysis]'"
-        ) from error
+        from clipdenoise.extras import missing_extra_error
+
+        raise missing_extra_error("sklearn", "t-SNE", "analysis") from error
     count = vectors.shape[0]
     if count < 3:
         raise ValueError(f"t-SNE needs at least 3 samples, got {count}")

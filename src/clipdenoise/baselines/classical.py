@@ -21,14 +21,9 @@ __all__ = ["BM3DDenoiser", "NLMDenoiser", "NoisyInput", "estimate_noise_sigma"]
 
 
 def _require(module: str, extra: str = "baselines"):
-    import importlib
+    from clipdenoise.extras import import_optional
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"{module} is needed for this baseline: pip install 'clipdenoise[{extra}]'"
-        ) from error
+    return import_optional(module, "this baseline", extra)
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:

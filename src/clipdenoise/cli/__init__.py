@@ -44,6 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClipDenoiseError as error:
         print(f"clipdenoise {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:
+        from clipdenoise.extras import EXTRA_OF_MODULE, missing_extra_error
+
+        missing = (getattr(error, "name", None) or "").split(".")[0]
+        if missing not in EXTRA_OF_MODULE:
+            raise
+        message = missing_extra_error(missing, f"clipdenoise {args.command}")
+        print(f"clipdenoise {args.command}: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
