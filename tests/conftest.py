@@ -12,6 +12,10 @@ import torch
 
 from clipdenoise.model import CLIPDenoiser, tiny_config
 
+# Tests never reach the network: downloads are refused unless a test starts its own server on
+# 127.0.0.1 (``file_server``) and unsets the variable.
+os.environ.setdefault("CLIPDENOISE_OFFLINE", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("CLIPDENOISE_SHARED", REPO_ROOT.parent / "shared"))
 # Parity fixtures made by running the reference code; the repository carries them, and
@@ -53,6 +57,73 @@ def fixtures_dir() -> Path:
     """The parity-fixture folder; never skipped: a missing folder is a failure."""
     assert FIXTURES_DIR.is_dir(), f"parity fixture folder not found: {FIXTURES_DIR}"
     return FIXTURES_DIR
+
+
+class FileServer:
+    """A local HTTP server for download tests: ``files`` maps a URL path to its bytes.
+
+    Honours ``Range: bytes=N-`` (206); ``cut_after[path] = n`` sends the full Content-Length
+    but closes the connection after ``n`` bytes, once (an interrupted transfer).
+    ``requests`` records ``(path, range header)`` of every request.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.cut_after: dict[str, int] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?")[0]
+                server.requests.append((path, self.headers.get("Range")))
+                data = server.files.get(path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                ranged = self.headers.get("Range", "")
+                if ranged.startswith("bytes="):
+                    start = int(ranged[6:].split("-")[0])
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                cut = server.cut_after.pop(path, None)
+                self.wfile.write(body if cut is None else body[:cut])
+                if cut is not None:
+                    self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server(monkeypatch):
+    """A :class:`FileServer` on 127.0.0.1; downloads are allowed for the test's duration."""
+    monkeypatch.delenv("CLIPDENOISE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    server = FileServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

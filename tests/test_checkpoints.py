@@ -9,6 +9,7 @@ import torch
 
 from clipdenoise.checkpoints import (
     PRETRAINED,
+    checkpoint_sha256,
     convert_reference_checkpoint,
     import_checkpoint,
     load_checkpoint,
@@ -30,7 +31,9 @@ def official(fixtures_dir, name):
 
 @pytest.mark.parametrize("kind", ["rgb", "gray"])
 def test_reference_checkpoint_parity(fixtures_dir, kind):
-    model = load_reference_checkpoint(official(fixtures_dir, f"official_tiny_{kind}_checkpoint.pth"))
+    model = load_reference_checkpoint(
+        official(fixtures_dir, f"official_tiny_{kind}_checkpoint.pth")
+    )
     io = torch.load(official(fixtures_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
     assert model.config.in_channels == io["config"]["inp_channels"]
     assert model.config.resolved_width == io["config"]["wf"]
@@ -197,3 +200,100 @@ def test_cli_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     for action in ("where", "list", "import", "convert", "verify"):
         assert action in out
+
+
+def test_released_names_only_accept_files_that_fit(tmp_path, monkeypatch, fixtures_dir):
+    from clipdenoise.checkpoints import check_fits_release, imported_model_info
+    from clipdenoise.errors import OutputExistsError
+
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    rgb = official(fixtures_dir, "official_tiny_rgb_checkpoint.pth")
+    gray = official(fixtures_dir, "official_tiny_gray_checkpoint.pth")
+    with pytest.raises(WeightsMismatchError) as info:
+        import_checkpoint(rgb, "rn50.synthetic-gaussian15")
+    message = str(info.value)
+    assert message.startswith(f"{rgb}: does not fit 'rn50.synthetic-gaussian15'")
+    assert "architecture custom (width 8), not RN50" in message
+    assert "wrong shape(s): decoder" in message
+    with pytest.raises(WeightsMismatchError, match="1 input channel\\(s\\), not 3"):
+        import_checkpoint(gray, "rn50.srgb-poissongaussian")
+    asserted = models_dir_contents(tmp_path)
+    assert asserted == []  # nothing imported under a released name
+    # The full-size released layouts (every key and shape) pass the same check.
+    for name, kind in (("rn50.synthetic-gaussian15", "rgb"), ("rn50.ldct-gaussian5", "gray")):
+        shapes = json.loads(official(fixtures_dir, f"official_rn50_{kind}_keys.json").read_text())
+        state = {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
+        check_fits_release(CLIPDenoiser(reference_config(state)), PRETRAINED[name], source="x")
+    # Re-importing a name needs force; the source's SHA-256 is recorded.
+    import_checkpoint(rgb, "mine")
+    with pytest.raises(OutputExistsError, match="'mine' is imported already; pass --force"):
+        import_checkpoint(gray, "mine")
+    import_checkpoint(gray, "mine", force=True)
+    info = imported_model_info("mine")
+    assert info["source_sha256"] == checkpoint_sha256(gray)
+    assert info["imported_from"] == gray.name
+    assert load_model("mine").config.in_channels == 1
+
+
+def models_dir_contents(tmp_path):
+    folder = tmp_path / "cache" / "models"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_weights_cli_import_force_and_list_hashes(tmp_path, monkeypatch, capsys, fixtures_dir):
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    rgb = official(fixtures_dir, "official_tiny_rgb_checkpoint.pth")
+    assert main(["weights", "import", str(rgb), "--name", "rn50.synthetic-gaussian15"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "does not fit" in err
+    assert main(["weights", "import", str(rgb), "--name", "tiny"]) == 0
+    assert main(["weights", "import", str(rgb), "--name", "tiny"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main(["weights", "import", str(rgb), "--name", "tiny", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"imported from {rgb.name}, sha256 {checkpoint_sha256(rgb)}" in out
+    assert "rn50.synthetic-gaussian15" in out and "not imported" in out
+
+
+def test_released_model_download_through_gdown(tmp_path, monkeypatch, fixtures_dir):
+    import shutil
+    import sys
+    import types
+
+    from clipdenoise.checkpoints import REFERENCE_RELEASE, download_pretrained
+    from clipdenoise.errors import DownloadError, MissingExtraError
+
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DownloadError, match="offline mode.*by hand: download https://drive"):
+        download_pretrained("rn50.synthetic-gaussian15")
+    monkeypatch.delenv("CLIPDENOISE_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setitem(sys.modules, "gdown", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'clipdenoise\[drive\]'; or by hand"):
+        download_pretrained("rn50.synthetic-gaussian15")
+    calls = []
+
+    def download_folder(url, output, quiet):  # what gdown does: the shared folder's tree
+        calls.append(url)
+        target = tmp_path / "drive" / "synthetic"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(
+            official(fixtures_dir, "official_tiny_rgb_checkpoint.pth"), target / "net_g_latest.pth"
+        )
+        shutil.copytree(tmp_path / "drive", output, dirs_exist_ok=True)
+        return [str(target / "net_g_latest.pth")]
+
+    monkeypatch.setitem(
+        sys.modules, "gdown", types.SimpleNamespace(download_folder=download_folder)
+    )
+    # The tiny stand-in is refused by the import checks: nothing lands under the released name.
+    with pytest.raises(WeightsMismatchError, match=r"synthetic/net_g_latest\.pth: does not fit"):
+        download_pretrained("rn50.synthetic-gaussian15", quiet=True)
+    assert calls == [REFERENCE_RELEASE]
+    assert models_dir_contents(tmp_path) == []
+    with pytest.raises(
+        DownloadError, match=r"did not hold CT/net_g_latest\.pth \(found: synthetic/"
+    ):
+        download_pretrained("rn50.ldct-gaussian5", quiet=True)

@@ -181,3 +181,73 @@ def test_build_model_loads_encoder_weights(tmp_path):
     model = build_model(tiny_config(encoder_weights=str(tmp_path / "w.pt")))
     assert torch.equal(model.encoder.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
     assert torch.equal(model.encoder.bn1.running_var, source.bn1.running_var)
+
+
+def _serve_archive(file_server, monkeypatch, tmp_path, content: bytes | None = None):
+    """Serve a stand-in OpenAI archive at ``<server>/<sha256>/RN50.pt`` and register its hash."""
+    archive = make_torchscript_archive(tmp_path / "served.pt", tiny_encoder(seed=11))
+    digest = sha256_of(archive)
+    spec = dataclasses.replace(weights.CLIP_WEIGHTS["RN50"], sha256=digest)
+    monkeypatch.setitem(weights.CLIP_WEIGHTS, "RN50", spec)
+    monkeypatch.setattr(weights, "_OPENAI_BASE", file_server.url)
+    data = archive.read_bytes() if content is None else content
+    file_server.files[f"/{digest}/RN50.pt"] = data
+    return archive, spec
+
+
+def test_downloads_on_first_use_when_online(isolated_caches, file_server, monkeypatch, tmp_path):
+    archive, spec = _serve_archive(file_server, monkeypatch, tmp_path)
+    target = tiny_encoder(seed=1)
+    resolved = load_clip_encoder_weights(target, "openai", arch="RN50")
+    cached = isolated_caches / "cd-cache" / "clip" / "RN50.pt"
+    assert resolved.path == cached and resolved.sha256 == spec.sha256
+    assert cached.read_bytes() == archive.read_bytes()
+    assert_same_weights(target, tiny_encoder(seed=11))
+    assert len(file_server.requests) == 1
+    resolve_clip_weights("RN50")  # second use: from the cache, no request
+    assert len(file_server.requests) == 1
+
+
+def test_download_with_a_wrong_hash_is_refused(isolated_caches, file_server, monkeypatch, tmp_path):
+    _serve_archive(file_server, monkeypatch, tmp_path, content=b"not OpenAI's archive")
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_clip_weights("RN50")
+    assert "it was deleted" in str(info.value) and "weights download RN50" in str(info.value)
+    assert not (isolated_caches / "cd-cache" / "clip" / "RN50.pt").exists()
+    assert list((isolated_caches / "cd-cache" / "clip").iterdir()) == []
+
+
+def test_cli_weights_download(isolated_caches, file_server, monkeypatch, tmp_path, capsys):
+    from clipdenoise.cli import main
+
+    _, spec = _serve_archive(file_server, monkeypatch, tmp_path)
+    assert main(["weights", "download", "RN50"]) == 0
+    out = capsys.readouterr().out
+    assert f"{isolated_caches / 'cd-cache' / 'clip' / 'RN50.pt'} (sha256 {spec.sha256}" in out
+    monkeypatch.setenv("CLIPDENOISE_OFFLINE", "1")
+    assert main(["weights", "download", "RN101"]) == 2
+    err = capsys.readouterr().err
+    assert "offline mode (CLIPDENOISE_OFFLINE=1)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_offline_build_model_fails_in_seconds(isolated_caches, monkeypatch):
+    import time
+
+    from clipdenoise.model import build_model
+
+    monkeypatch.delenv("CLIPDENOISE_OFFLINE", raising=False)
+    start = time.monotonic()
+    with pytest.raises(WeightsNotFoundError, match="offline mode \\(HF_HUB_OFFLINE=1\\)"):
+        build_model("RN50")
+    assert time.monotonic() - start < 5
+
+
+def test_hub_cache_file_is_checked_against_the_recorded_hash(isolated_caches, no_network):
+    snapshot = isolated_caches / "hf" / "hub" / "models--timm--resnet50_clip.openai"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("abc123")
+    folder = snapshot / "snapshots" / "abc123"
+    folder.mkdir(parents=True)
+    (folder / "open_clip_model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(WeightsMismatchError, match="does not match the recorded da0baa37"):
+        resolve_clip_weights("RN50")

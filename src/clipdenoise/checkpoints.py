@@ -23,11 +23,15 @@ files (``net_g_latest.pth``) holding the whole model, encoder included: they loa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -35,7 +39,13 @@ import torch
 from clipdenoise import config as config_io
 from clipdenoise.atomic import atomic_output
 from clipdenoise.encoder import CLIP_ARCHS
-from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.errors import (
+    DownloadError,
+    MissingExtraError,
+    OutputExistsError,
+    WeightsMismatchError,
+    WeightsNotFoundError,
+)
 from clipdenoise.model import CLIPDenoiser, ModelConfig
 from clipdenoise.weights import (
     ResolvedWeights,
@@ -64,6 +74,11 @@ class PretrainedSpec:
     description: str
     in_channels: int
     source: str
+    drive_path: str = ""
+
+    @property
+    def arch(self) -> str:
+        return self.name.split(".")[0].upper()
 
 
 #: The reference's released models (Google Drive folder of github alwaysuu/CLIPDenoising).
@@ -76,18 +91,21 @@ PRETRAINED: dict[str, PretrainedSpec] = {
             "RGB, trained on CBSD432 with Gaussian σ=15 (paper Table 1)",
             3,
             f"{REFERENCE_RELEASE} → synthetic/net_g_latest.pth",
+            "synthetic/net_g_latest.pth",
         ),
         PretrainedSpec(
             "rn50.srgb-poissongaussian",
             "RGB, trained on DIV2K through the camera pipeline (paper Table 2)",
             3,
             f"{REFERENCE_RELEASE} → sRGB/net_g_latest.pth",
+            "sRGB/net_g_latest.pth",
         ),
         PretrainedSpec(
             "rn50.ldct-gaussian5",
             "1-channel CT, trained on Mayo normal-dose + Gaussian σ=5 (paper Table 3)",
             1,
             f"{REFERENCE_RELEASE} → CT/net_g_latest.pth",
+            "CT/net_g_latest.pth",
         ),
     )
 }
@@ -392,17 +410,86 @@ def models_dir() -> Path:
     return default_cache_dir() / "models"
 
 
-def import_checkpoint(src: str | Path, name: str) -> Path:
-    """Import a checkpoint (reference ``.pth`` or ours) into the cache under ``name``."""
+@functools.lru_cache(maxsize=1)
+def released_key_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Every state-dict key and shape of the reference's released RN50 models, by ``"rgb"`` /
+    ``"gray"`` (package data ``resources/released_rn50_keys.json``, read from the files)."""
+    resource = resources.files("clipdenoise").joinpath("resources", "released_rn50_keys.json")
+    raw = json.loads(resource.read_text())
+    return {kind: {k: tuple(v) for k, v in shapes.items()} for kind, shapes in raw.items()}
+
+
+def check_fits_release(model: CLIPDenoiser, spec: PretrainedSpec, *, source: str | Path) -> None:
+    """Refuse a model that is not what the released name stands for.
+
+    The architecture (RN50), the channels (3 or 1) and every tensor's key and shape must be those
+    of the reference's released checkpoint, so that e.g. a width-8 test model can never become
+    ``denoise``'s default under a released name.
+
+    Raises:
+        WeightsMismatchError: naming the file, the name and the first differences.
+    """
+    expected_reference = released_key_shapes()["gray" if spec.in_channels == 1 else "rgb"]
+    expected: dict[str, tuple[int, ...]] = {}
+    for key, shape in expected_reference.items():
+        for pattern, replacement in _REFERENCE_RENAMES:
+            key = pattern.sub(replacement, key)
+        if not key.startswith("encoder.layer4."):  # computed and discarded by the reference
+            expected[key] = shape
+    actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = []
+    config = model.config
+    if config.arch != spec.arch:
+        problems.append(
+            f"architecture {config.arch} (width {config.resolved_width}), not {spec.arch}"
+        )
+    if config.in_channels != spec.in_channels:
+        problems.append(f"{config.in_channels} input channel(s), not {spec.in_channels}")
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    shapes = [
+        f"{k} {actual[k]} vs {expected[k]}"
+        for k in sorted(set(expected) & set(actual))
+        if actual[k] != expected[k]
+    ]
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {', '.join(unexpected[:5])}")
+    if shapes:
+        problems.append(f"{len(shapes)} wrong shape(s): {'; '.join(shapes[:3])}")
+    if problems:
+        raise WeightsMismatchError(
+            f"{source}: does not fit {spec.name!r} ({spec.description}): " + "; ".join(problems)
+        )
+
+
+def import_checkpoint(src: str | Path, name: str, *, force: bool = False) -> Path:
+    """Import a checkpoint (reference ``.pth`` or ours) into the cache under ``name``.
+
+    A released name (:data:`PRETRAINED`) only accepts a file that fits it
+    (:func:`check_fits_release`). The source file's SHA-256 is recorded in the imported file's
+    metadata (``source_sha256``; shown by ``clipdenoise weights list``).
+
+    Raises:
+        WeightsMismatchError: invalid name, unreadable file, or a file that does not fit the name.
+        OutputExistsError: ``name`` is imported already and ``force`` is false.
+    """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise WeightsMismatchError(
             f"invalid model name {name!r}: use letters, digits, '.', '_', '-'"
         )
     destination = models_dir() / f"{name}.safetensors"
+    if destination.exists() and not force:
+        raise OutputExistsError(
+            f"{destination}: a model named {name!r} is imported already; pass --force to replace it"
+        )
+    src = Path(src)
     model = load_model(src)
-    save_checkpoint(
-        model, destination, full=True, metadata={"imported_from": Path(src).name, "name": name}
-    )
+    if name in PRETRAINED:
+        check_fits_release(model, PRETRAINED[name], source=src)
+    metadata = {"imported_from": src.name, "name": name, "source_sha256": sha256_of(src)}
+    save_checkpoint(model, destination, full=True, metadata=metadata)
     return destination
 
 
@@ -410,6 +497,90 @@ def imported_models() -> list[str]:
     """Names of the denoisers imported into the cache."""
     folder = models_dir()
     return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def imported_model_info(name: str) -> dict[str, str]:
+    """Metadata of an imported model: ``source_sha256``, ``imported_from``, ``sha256`` (of the
+    imported file itself), ``path``."""
+    path = models_dir() / f"{name}.safetensors"
+    metadata = read_checkpoint_metadata(path)
+    return {
+        "path": str(path),
+        "sha256": sha256_of(path),
+        "source_sha256": metadata.get("source_sha256", ""),
+        "imported_from": metadata.get("imported_from", ""),
+    }
+
+
+def download_pretrained(name: str, *, force: bool = False, quiet: bool = False) -> Path:
+    """Download a released denoiser from the authors' Google Drive folder and import it.
+
+    Needs the optional ``gdown`` package (``pip install 'clipdenoise[drive]'``), which fetches
+    the whole shared folder (the three released models) into a temporary folder beside the
+    cache; the file for ``name`` is then imported with the checks of :func:`import_checkpoint`.
+
+    Raises:
+        WeightsNotFoundError: unknown name.
+        MissingExtraError: gdown is not installed (the message also says how to do it by hand).
+        DownloadError: offline, or the folder did not hold the expected file.
+    """
+    from clipdenoise.download import offline_reason
+    from clipdenoise.extras import install_hint
+
+    spec = PRETRAINED.get(name)
+    if spec is None:
+        raise WeightsNotFoundError(
+            f"unknown released model {name!r}; released models: {', '.join(PRETRAINED)}"
+        )
+    by_hand = (
+        f"by hand: download {spec.source}, then `clipdenoise weights import net_g_latest.pth "
+        f"--name {name}`"
+    )
+    destination = models_dir() / f"{name}.safetensors"
+    if destination.exists() and not force:
+        raise OutputExistsError(
+            f"{destination}: {name!r} is imported already; pass --force to download it again"
+        )
+    reason = offline_reason()
+    if reason is not None:
+        raise DownloadError(f"{name}: not downloaded, offline mode ({reason}); {by_hand}")
+    try:
+        import gdown
+    except ImportError as error:
+        raise MissingExtraError(
+            f"downloading {name} from Google Drive needs gdown: {install_hint('gdown')}; or "
+            f"{by_hand}"
+        ) from error
+    models_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models_dir(), prefix=".drive-") as folder:
+        try:
+            gdown.download_folder(url=REFERENCE_RELEASE, output=folder, quiet=quiet)
+        except Exception as error:  # noqa: BLE001 - gdown raises many error types
+            raise DownloadError(
+                f"{name}: Google Drive download failed ({error}); {by_hand}"
+            ) from error
+        found = _find_released_file(Path(folder), spec)
+        if not quiet:
+            print(f"importing {found.relative_to(folder)} as {name}", file=sys.stderr)
+        return import_checkpoint(found, name, force=force)
+
+
+def _find_released_file(folder: Path, spec: PretrainedSpec) -> Path:
+    files = sorted(p for p in folder.rglob("*.pth") if p.is_file())
+    exact = folder / spec.drive_path
+    if spec.drive_path and exact.is_file():
+        return exact
+    wanted = Path(spec.drive_path).parent.name.lower()
+    matches = [
+        p for p in files if wanted and wanted in (x.lower() for x in p.relative_to(folder).parts)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(str(p.relative_to(folder)) for p in files) or "no .pth file"
+    raise DownloadError(
+        f"{spec.name}: the Drive folder did not hold {spec.drive_path} (found: {listed}); "
+        f"import the right file by hand: clipdenoise weights import FILE --name {spec.name}"
+    )
 
 
 def load_model(spec: str | Path, *, map_location: str | torch.device = "cpu") -> CLIPDenoiser:

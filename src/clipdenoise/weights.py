@@ -5,8 +5,13 @@ Sources, tried in this order for a model name such as ``"RN50"`` (``encoder_weig
 1. ``$CLIPDENOISE_CLIP_DIR/<name>.pt`` (or ``.safetensors``) when the variable is set;
 2. OpenAI's ``clip`` package cache, ``~/.cache/clip/<name>.pt`` (``$XDG_CACHE_HOME`` honoured);
 3. clipdenoise's cache, ``<cache>/clip/<name>.pt`` / ``.safetensors`` (see :func:`default_cache_dir`);
-4. the Hugging Face hub cache through ``huggingface_hub`` (open_clip's ``timm/<...>_clip.openai``
-   repositories), which downloads when online and honours ``HF_HUB_OFFLINE=1``.
+4. files already in the Hugging Face hub cache (open_clip's ``timm/<...>_clip.openai``
+   repositories; read from the cache only, never fetched), checked against the SHA-256 recorded
+   here where one is known;
+5. when online, OpenAI's archive is downloaded into clipdenoise's cache (resumable, verified
+   against the SHA-256 in its URL: :func:`download_clip_weights`, ``clipdenoise weights download
+   RN50``). Offline (``CLIPDENOISE_OFFLINE=1``, ``HF_HUB_OFFLINE=1``, no route, no DNS) this fails
+   in seconds with instructions instead of waiting on retries.
 
 Accepted file formats: OpenAI's TorchScript archives (``RN50.pt``...; verified against the SHA-256
 that OpenAI publishes in each download URL), and plain state dicts or safetensors files whose
@@ -17,8 +22,8 @@ head (``attnpool.*``) and stages the encoder did not build are ignored.
 
 from __future__ import annotations
 
-import hashlib
 import os
+import sys
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -28,7 +33,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.download import download_file, offline_reason
+from clipdenoise.download import sha256_file as sha256_of
+from clipdenoise.errors import DownloadError, WeightsMismatchError, WeightsNotFoundError
 
 _OPENAI_BASE = "https://openaipublic.azureedge.net/clip/models"
 
@@ -40,6 +47,8 @@ class ClipWeightsSpec:
     name: str
     sha256: str
     hf_repo: str
+    size_bytes: int | None = None
+    hf_sha256: str | None = None
     license: str = "MIT (OpenAI CLIP)"
 
     @property
@@ -58,6 +67,9 @@ CLIP_WEIGHTS: dict[str, ClipWeightsSpec] = {
             "RN50",
             "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
             "timm/resnet50_clip.openai",
+            # open_clip_model.safetensors of the hub repository; recorded by a third party's
+            # pinned manifest (408,291,932 bytes), not re-downloaded here.
+            hf_sha256="da0baa37fb2211eee5729ab69ed587eb10d48f5b7076ceeed01552fc3d4cb4ee",
         ),
         ClipWeightsSpec(
             "RN101",
@@ -112,15 +124,6 @@ def _xdg_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
 
 
-def sha256_of(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def candidate_paths(name: str) -> list[Path]:
     """Local files that may hold the CLIP weights ``name``, in search order."""
     stems = [name, name.replace("/", "-")]
@@ -168,10 +171,51 @@ def resolve_clip_weights(name_or_path: str | Path, *, arch: str | None = None) -
     for candidate in candidate_paths(name):
         if candidate.is_file():
             return _verified(candidate, spec)
-    hub_path, hub_note = _from_hub(spec)
+    hub_path, hub_note = _from_hub_cache(spec)
     if hub_path is not None:
-        return ResolvedWeights(path=hub_path, name=name, sha256=sha256_of(hub_path))
-    raise WeightsNotFoundError(weights_guidance(spec, hub_note))
+        return _verified_hub_file(hub_path, spec)
+    try:
+        path = download_clip_weights(name)
+    except DownloadError as error:
+        raise WeightsNotFoundError(weights_guidance(spec, hub_note, str(error))) from error
+    return ResolvedWeights(path=path, name=name, sha256=spec.sha256)
+
+
+def download_clip_weights(name: str, *, progress: bool | None = None) -> Path:
+    """Download OpenAI's archive of the CLIP ResNet ``name`` into ``<cache>/clip/<name>.pt``.
+
+    Resumes a partial download, checks the SHA-256 that OpenAI publishes in the URL and renames
+    the file into place only when it matches. An existing, verified file is reused.
+
+    Args:
+        name: ``RN50``, ``RN101``, ``RN50x4``, ``RN50x16`` or ``RN50x64``.
+        progress: Progress bar (default: on a terminal).
+
+    Returns:
+        The path of the verified archive.
+
+    Raises:
+        WeightsNotFoundError: unknown name.
+        DownloadError: offline or unreachable (fails in seconds; the message says what to do).
+        ChecksumError: the downloaded file is not OpenAI's archive (deleted).
+    """
+    spec = CLIP_WEIGHTS.get(name)
+    if spec is None:
+        raise WeightsNotFoundError(
+            f"unknown CLIP weights {name!r}; valid names are: {', '.join(CLIP_WEIGHTS)}"
+        )
+    destination = default_cache_dir() / "clip" / spec.filename
+    if destination.is_file() and sha256_of(destination) == spec.sha256:
+        return destination
+    if offline_reason() is None:
+        print(f"downloading CLIP {name} weights from {spec.url} to {destination}", file=sys.stderr)
+    return download_file(
+        spec.url,
+        destination,
+        sha256=spec.sha256,
+        progress=progress,
+        what=f"CLIP {name} weights",
+    )
 
 
 def _verified(path: Path, spec: ClipWeightsSpec) -> ResolvedWeights:
@@ -185,38 +229,51 @@ def _verified(path: Path, spec: ClipWeightsSpec) -> ResolvedWeights:
     return ResolvedWeights(path=path, name=spec.name, sha256=digest)
 
 
-def _from_hub(spec: ClipWeightsSpec) -> tuple[Path | None, str]:
-    """Try the Hugging Face hub (cache only when ``HF_HUB_OFFLINE`` is set)."""
+def _from_hub_cache(spec: ClipWeightsSpec) -> tuple[Path | None, str]:
+    """A file of ``spec.hf_repo`` already in the Hugging Face cache (no network access)."""
     try:
         import huggingface_hub
     except ImportError:
-        return None, "huggingface_hub is not installed (pip install 'clipdenoise[hub]')"
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    errors = []
+        return None, "Hugging Face cache not searched (huggingface_hub is not installed)"
+    cache_dir = os.environ.get("HF_HUB_CACHE") or (
+        str(Path(os.environ["HF_HOME"]).expanduser() / "hub") if os.environ.get("HF_HOME") else None
+    )  # read now: huggingface_hub fixes its default when first imported
     for filename in HF_FILENAMES:
         try:
-            located = huggingface_hub.hf_hub_download(
-                spec.hf_repo, filename, local_files_only=offline
+            located = huggingface_hub.try_to_load_from_cache(
+                spec.hf_repo, filename, cache_dir=cache_dir
             )
+        except Exception:  # noqa: BLE001 - a malformed cache is the same as an empty one
+            located = None
+        if isinstance(located, str) and Path(located).is_file():
             return Path(located), ""
-        except Exception as error:  # noqa: BLE001 - the hub raises many error types
-            errors.append(f"{filename}: {type(error).__name__}")
-    mode = "offline cache only (HF_HUB_OFFLINE=1)" if offline else "download attempted"
-    return None, f"Hugging Face hub {spec.hf_repo} — {mode}: {'; '.join(errors)}"
+    return None, f"Hugging Face cache: no {' or '.join(HF_FILENAMES)} of {spec.hf_repo}"
 
 
-def weights_guidance(spec: ClipWeightsSpec, hub_note: str = "") -> str:
+def _verified_hub_file(path: Path, spec: ClipWeightsSpec) -> ResolvedWeights:
+    digest = sha256_of(path)
+    if path.name == HF_FILENAMES[0] and spec.hf_sha256 and digest != spec.hf_sha256:
+        raise WeightsMismatchError(
+            f"{path}: SHA-256 {digest} does not match the recorded {spec.hf_sha256} of "
+            f"{spec.hf_repo}/{path.name}; delete it, or use OpenAI's archive "
+            f"(clipdenoise weights download {spec.name})"
+        )
+    return ResolvedWeights(path=path, name=spec.name, sha256=digest)
+
+
+def weights_guidance(spec: ClipWeightsSpec, hub_note: str = "", download_note: str = "") -> str:
     """The message shown when CLIP weights cannot be found: where we looked and what to do."""
     looked = "\n".join(f"  - {p}" for p in candidate_paths(spec.name))
     hub = f"\n  - {hub_note}" if hub_note else ""
+    tried = f"\n  - {download_note}" if download_note else ""
     return (
-        f"CLIP {spec.name} weights not found. Looked in:\n{looked}{hub}\n"
+        f"CLIP {spec.name} weights not found. Looked in:\n{looked}{hub}{tried}\n"
         f"Provide them in one of these ways:\n"
-        f"  1. download OpenAI's archive (sha256 {spec.sha256}):\n"
+        f"  1. online: `clipdenoise weights download {spec.name}` (or just run again with "
+        f"CLIPDENOISE_OFFLINE / HF_HUB_OFFLINE unset: it downloads on first use)\n"
+        f"  2. download OpenAI's archive (sha256 {spec.sha256}):\n"
         f"       {spec.url}\n"
-        f"     and save it as {openai_cache_dir() / spec.filename}\n"
-        f"  2. online, with `pip install 'clipdenoise[hub]'`: the weights are fetched from the "
-        f"Hugging Face hub ({spec.hf_repo}) automatically (unset HF_HUB_OFFLINE)\n"
+        f"     on another machine and save it as {openai_cache_dir() / spec.filename}\n"
         f'  3. pass a file explicitly (e.g. model.encoder_weights = "/path/to/{spec.filename}")\n'
         f"  4. or use a complete denoiser checkpoint, which needs no CLIP file: "
         f"`clipdenoise weights import net_g_latest.pth --name NAME`\n"

@@ -27,8 +27,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     where.set_defaults(func=_where)
 
-    listing = actions.add_parser("list", help="list known and imported denoiser names")
+    listing = actions.add_parser(
+        "list", help="list known and imported denoiser names, with their files' SHA-256"
+    )
     listing.set_defaults(func=_list)
+
+    download = actions.add_parser(
+        "download",
+        help="download CLIP weights (RN50, ...) or a released denoiser (rn50.synthetic-gaussian15)",
+        description=(
+            "CLIP ResNets come from OpenAI's URLs, checked against the SHA-256 in the URL, into "
+            "the clipdenoise cache (resumable). Released denoisers come from the authors' Google "
+            "Drive folder through gdown (pip install 'clipdenoise[drive]') and are imported with "
+            "the same checks as `weights import`."
+        ),
+    )
+    download.add_argument("name", help="RN50, RN101, RN50x4, RN50x16, RN50x64 or a released name")
+    download.add_argument(
+        "--force", action="store_true", help="replace an imported denoiser of that name"
+    )
+    download.set_defaults(func=_download)
 
     imp = actions.add_parser(
         "import",
@@ -38,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--name", required=True, help="name to use it by, e.g. rn50.synthetic-gaussian15"
     )
+    imp.add_argument("--force", action="store_true", help="replace a model of that name")
     imp.set_defaults(func=_import)
 
     convert = actions.add_parser(
@@ -78,21 +97,45 @@ def _where(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import PRETRAINED, imported_models
+    from clipdenoise.checkpoints import PRETRAINED, imported_model_info, imported_models
+    from clipdenoise.errors import ClipDenoiseError
 
     imported = set(imported_models())
+
+    def hashes(name: str) -> str:
+        try:
+            info = imported_model_info(name)
+        except ClipDenoiseError as error:
+            return f"unreadable: {error}"
+        source = info["source_sha256"] or "not recorded"
+        return f"sha256 {info['sha256']} (imported from {info['imported_from']}, sha256 {source})"
+
     for name, spec in PRETRAINED.items():
         state = "imported" if name in imported else "not imported"
-        print(f"{name:28s} {state:13s} {spec.description}\n{'':42s} source: {spec.source}")
+        print(f"{name:28s} {state:13s} {spec.description}")
+        print(f"{'':29s}{hashes(name) if name in imported else 'source: ' + spec.source}")
     for name in sorted(imported - set(PRETRAINED)):
-        print(f"{name:28s} imported")
+        print(f"{name:28s} imported\n{'':29s}{hashes(name)}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from clipdenoise.checkpoints import download_pretrained
+    from clipdenoise.weights import CLIP_WEIGHTS, download_clip_weights
+
+    if args.name in CLIP_WEIGHTS:
+        path = download_clip_weights(args.name)
+        print(f"CLIP {args.name}: {path} (sha256 {CLIP_WEIGHTS[args.name].sha256}, verified)")
+        return 0
+    destination = download_pretrained(args.name, force=args.force)
+    print(f"{args.name}: {destination}")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     from clipdenoise.checkpoints import import_checkpoint
 
-    destination = import_checkpoint(args.source, args.name)
+    destination = import_checkpoint(args.source, args.name, force=args.force)
     print(f"imported {args.source} as {args.name!r} -> {destination}")
     print(f"use it with: clipdenoise denoise INPUT -o OUTPUT --weights {args.name}")
     return 0
