@@ -523,12 +523,18 @@ def test_resolve_dataset_dir_under_a_data_root(tmp_path, monkeypatch):
 
 def test_missing_benchmark_names_the_folder_and_source(tmp_path, monkeypatch):
     monkeypatch.delenv("CLIPDENOISE_DATA", raising=False)
-    with pytest.raises(DatasetNotFoundError, match=r"--data-root.*CLIPDENOISE_DATA.*CBSD68/"):
-        resolve_dataset_dir("cbsd68")
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DatasetNotFoundError) as info:
+        resolve_dataset_dir("cbsd68")  # the default data root: <cache>/data
+    message = str(info.value)
+    assert str(tmp_path / "cache" / "data" / "CBSD68") in message
+    assert "--data-root or $CLIPDENOISE_DATA" in message
+    assert "clipdenoise data download cbsd68" in message
     with pytest.raises(DatasetNotFoundError) as info:
         resolve_dataset_dir("urban100", tmp_path)
     message = str(info.value)
     assert str(tmp_path / "Urban100") in message and "SelfExSR" in message
+    assert "clipdenoise data import urban100 --from DIR" in message
     with pytest.raises(DatasetNotFoundError, match=r"unknown benchmark set 'imagenet'.*kodak24"):
         resolve_dataset_dir("imagenet", tmp_path)
 

@@ -969,19 +969,31 @@ def _load_mat_blocks(path: Path, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+_GITHUB_RAW = "https://raw.githubusercontent.com"
+_FFDNET = f"{_GITHUB_RAW}/cszn/FFDNet/e787f46df2f374ff3591186706229cb9a0591fea/"
+
+
 @dataclass(frozen=True)
 class BenchmarkInfo:
-    """A benchmark set: where it lives under a data root and where to get it.
+    """A benchmark set: where it lives under a data root, where to get it, how to check it.
 
     Attributes:
         name: canonical lower-case name (``kodak24``).
-        folders: accepted folder names under the data root, first is the canonical one.
-        kind: ``"clean"`` (clean images, noise is synthesised), ``"paired"`` (real noisy/clean)
-            or ``"noisy"`` (real noise, no reference).
+        folders: accepted folder names under the data root, first is the canonical one (where
+            ``clipdenoise data download`` / ``import`` put it).
+        kind: ``"clean"`` (clean images, noise is synthesised), ``"paired"`` (real noisy/clean),
+            ``"noisy"`` (real noise, no reference) or ``"ct"`` (low/normal-dose CT slices).
         channels: 3 colour, 1 grey.
         description: one line.
-        source: where the set can be obtained.
+        source: where the set can be obtained (canonical source, for people).
         aliases: other accepted names.
+        label: the name in result tables (``Kodak24``, ``CC``); defaults to ``folders[0]``.
+        count: how many files the set has (its manifest's rows when it has one).
+        download: how ``clipdenoise data download`` gets it: ``"files"`` (each manifest row's
+            ``source`` path appended to ``origin``, a pinned repository snapshot), ``"archive"``
+            (the zip at ``origin``, whose ``source`` members are extracted) or ``"manual"``
+            (instructions; ``clipdenoise data import NAME --from DIR`` afterwards).
+        origin: base URL (``"files"``) or archive URL (``"archive"``).
     """
 
     name: str
@@ -991,6 +1003,14 @@ class BenchmarkInfo:
     description: str
     source: str
     aliases: tuple[str, ...] = ()
+    label: str = ""
+    count: int | None = None
+    download: str = "manual"
+    origin: str = ""
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.folders[0]
 
 
 BENCHMARKS: dict[str, BenchmarkInfo] = {
@@ -1002,8 +1022,11 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             "clean",
             3,
             "24 colour photos, 768x512 (synthetic-noise test set)",
-            "https://r0k.us/graphics/kodak/ (also cszn/IRCNN testsets/Set24)",
+            "https://r0k.us/graphics/kodak/ (PNG copy: github cszn/IRCNN testsets/Set24)",
             ("kodak", "set24"),
+            count=24,
+            download="files",
+            origin=f"{_GITHUB_RAW}/cszn/IRCNN/d9dcd537bdac3ae5b753296cd675db8a303c8f72/",
         ),
         BenchmarkInfo(
             "cbsd68",
@@ -1012,6 +1035,9 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             3,
             "68 colour BSDS300 test images, 481x321 (synthetic-noise test set)",
             "https://github.com/cszn/FFDNet (testsets/CBSD68)",
+            count=68,
+            download="files",
+            origin=_FFDNET,
         ),
         BenchmarkInfo(
             "mcmaster",
@@ -1022,6 +1048,9 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             "https://www4.comp.polyu.edu.hk/~cslzhang/CDM_Dataset.htm "
             "(also cszn/FFDNet testsets/McMaster)",
             ("mcm", "mcmaster18"),
+            count=18,
+            download="files",
+            origin=_FFDNET,
         ),
         BenchmarkInfo(
             "urban100",
@@ -1029,8 +1058,10 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             "clean",
             3,
             "100 colour urban scenes (synthetic-noise test set)",
-            "https://github.com/jbhuang0604/SelfExSR (Urban100 HR images)",
+            "https://github.com/jbhuang0604/SelfExSR (Urban100 HR images; the project page "
+            "links the archive)",
             ("urban",),
+            count=100,
         ),
         BenchmarkInfo(
             "cbsd432",
@@ -1039,7 +1070,11 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             3,
             "432 colour BSDS500 images minus CBSD68 (the paper's training set)",
             "BSDS500, https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
-            "resources.html (train+val+test minus CBSD68)",
+            "resources.html (train+val+test minus CBSD68; the original JPEGs, as in github "
+            "Magauiya/Extended_SURE Dataset/CBSD432)",
+            count=432,
+            download="files",
+            origin=f"{_GITHUB_RAW}/Magauiya/Extended_SURE/1bcec3b61d7c3687f0fc906d684cc7d29e59aab4/",
         ),
         BenchmarkInfo(
             "set12",
@@ -1048,6 +1083,9 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             1,
             "12 grey images, 256x256 / 512x512",
             "https://github.com/cszn/FFDNet (testsets/Set12)",
+            count=12,
+            download="files",
+            origin=_FFDNET,
         ),
         BenchmarkInfo(
             "bsd68",
@@ -1056,6 +1094,9 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             1,
             "68 grey BSDS300 test images",
             "https://github.com/cszn/FFDNet (testsets/BSD68)",
+            count=68,
+            download="files",
+            origin=_FFDNET,
         ),
         BenchmarkInfo(
             "cc",
@@ -1064,8 +1105,12 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             3,
             "15 real noisy/mean pairs, 512x512 (Nam et al. 2016)",
             "https://github.com/csjunxu/MCWNNM-ICCV2017 (Real_ccnoise_denoised_part, *_real / "
-            "*_mean)",
+            "*_mean; non-commercial licence, kept as LICENSE.txt)",
             ("cc15",),
+            label="CC",
+            count=31,
+            download="files",
+            origin=f"{_GITHUB_RAW}/csjunxu/MCWNNM-ICCV2017/e6db69b01ff21e89461cc49893c89afb1a9a941c/",
         ),
         BenchmarkInfo(
             "polyu",
@@ -1073,7 +1118,12 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             "paired",
             3,
             "100 real noisy/mean crops, 512x512 (Xu et al. 2018)",
-            "https://github.com/csjunxu/PolyU-Real-World-Noisy-Images-Dataset (CroppedImages)",
+            "https://github.com/csjunxu/PolyU-Real-World-Noisy-Images-Dataset (CroppedImages; "
+            "licence kept as LICENSE.txt)",
+            count=201,
+            download="files",
+            origin=f"{_GITHUB_RAW}/csjunxu/PolyU-Real-World-Noisy-Images-Dataset/"
+            "3af0f2646b267a00446fe4b7113a15e67bc80b4e/",
         ),
         BenchmarkInfo(
             "sidd",
@@ -1082,8 +1132,11 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             3,
             "SIDD validation: the .mat blocks, PNG folders noisy/ + GT/, or SIDD-Medium "
             "(*NOISY* / *GT*)",
-            "https://abdokamel.github.io/sidd/",
-            ("sidd_val", "sidd_validation"),
+            "https://abdokamel.github.io/sidd/ (SIDD Validation Data and Ground Truth: 'Noisy "
+            "sRGB data' and 'Ground-truth sRGB data', ValidationNoisyBlocksSrgb.mat and "
+            "ValidationGtBlocksSrgb.mat)",
+            ("sidd_val", "sidd_validation", "ssid/sidd_test_png"),
+            count=2,
         ),
         BenchmarkInfo(
             "div2k",
@@ -1091,7 +1144,10 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             "clean",
             3,
             "800 2K training images (the paper's sRGB training source)",
-            "https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+            "https://data.vision.ee.ethz.ch/cvl/DIV2K/ (DIV2K_train_HR.zip)",
+            count=800,
+            download="archive",
+            origin="http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
         ),
         BenchmarkInfo(
             "rni6",
@@ -1100,6 +1156,9 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             1,
             "6 grey real noisy images without reference",
             "https://github.com/cszn/FFDNet (testsets/RNI6)",
+            count=6,
+            download="files",
+            origin=_FFDNET,
         ),
         BenchmarkInfo(
             "rni15",
@@ -1108,6 +1167,20 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
             3,
             "15 colour real noisy images without reference",
             "https://github.com/cszn/FFDNet (testsets/RNI15)",
+            count=15,
+            download="files",
+            origin=_FFDNET,
+        ),
+        BenchmarkInfo(
+            "ldct",
+            ("ldct", "Mayo", "mayo", "AAPM", "LDCT"),
+            "ct",
+            1,
+            "low/normal-dose CT slices of the Mayo / AAPM challenge (held-out patient L506)",
+            "AAPM Low Dose CT Grand Challenge via TCIA (not redistributable; convert the DICOM "
+            "release with `clipdenoise synth mayo`)",
+            ("mayo", "aapm"),
+            label="ldct",
         ),
     )
 }
@@ -1129,12 +1202,18 @@ def benchmark_info(name: str) -> BenchmarkInfo:
     )
 
 
-def default_data_root(data_root: str | Path | None = None) -> Path | None:
-    """``data_root`` if given, else ``$CLIPDENOISE_DATA``, else None."""
+def default_data_root(data_root: str | Path | None = None) -> Path:
+    """``data_root`` if given, else ``$CLIPDENOISE_DATA``, else ``<cache>/data`` (the folder
+    ``clipdenoise data download`` fills; ``~/.cache/clipdenoise/data`` unless
+    ``$CLIPDENOISE_CACHE`` or ``$XDG_CACHE_HOME`` say otherwise)."""
     if data_root is not None:
         return Path(data_root).expanduser()
     value = os.environ.get(DATA_ROOT_ENV)
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    from clipdenoise.weights import default_cache_dir
+
+    return default_cache_dir() / "data"
 
 
 def resolve_dataset_dir(name: str | Path, data_root: str | Path | None = None) -> Path:
@@ -1158,20 +1237,23 @@ def resolve_dataset_dir(name: str | Path, data_root: str | Path | None = None) -
             return candidate
         raise
     root = default_data_root(data_root)
-    if root is None:
-        raise DatasetNotFoundError(
-            f"benchmark set {info.name!r}: no data root; pass --data-root DIR or set "
-            f"${DATA_ROOT_ENV} to the folder holding {info.folders[0]}/ "
-            f"(get it from {info.source})"
-        )
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"data root {root} is not a folder")
     for folder in info.folders:
         if (root / folder).is_dir():
             return root / folder
     raise DatasetNotFoundError(
         f"benchmark set {info.name!r} not found: expected the folder {root / info.folders[0]} "
-        f"(also accepted: {', '.join(info.folders[1:]) or 'none'}); get it from {info.source}"
+        f"(also accepted: {', '.join(info.folders[1:]) or 'none'}; another data root: "
+        f"--data-root or ${DATA_ROOT_ENV}); {obtain_hint(info)}"
+    )
+
+
+def obtain_hint(info: BenchmarkInfo) -> str:
+    """How to get a set into the data root: the ``clipdenoise data`` command and its source."""
+    if info.download == "manual":
+        return f"get it from {info.source}, then `clipdenoise data import {info.name} --from DIR`"
+    return (
+        f"get it with `clipdenoise data download {info.name}` (source: {info.source}), or "
+        f"`clipdenoise data import {info.name} --from DIR`"
     )
 
 
@@ -1225,6 +1307,7 @@ __all__ = [
     "SkippedImagesWarning",
     "augment_geometry",
     "benchmark_info",
+    "obtain_hint",
     "compact_image",
     "convert_channels",
     "default_data_root",

@@ -4,14 +4,13 @@ A :class:`TestSet` is a named, sorted list of :class:`TestImage` items: clean im
 synthetic suite, noisy/clean pairs for real sRGB noise (``*_real``/``*_mean`` as CC and PolyU,
 ``*_NOISY``/``*_GT``, or ``noisy/`` + ``GT/`` folders as SIDD), or low-dose/full-dose CT slices of
 one held-out patient. Folders are found through the data module's benchmark registry
-(:func:`clipdenoise.data.resolve_dataset_dir`) or the aliases below, under ``--data-root`` /
-``$CLIPDENOISE_DATA``; any folder path works too.
+(:data:`clipdenoise.data.BENCHMARKS`, :func:`clipdenoise.data.resolve_dataset_dir`) under
+``--data-root`` / ``$CLIPDENOISE_DATA`` / the default data root; any folder path works too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,17 +40,19 @@ SYNTHETIC_DATASETS = ("Kodak24", "CBSD68", "McMaster", "Urban100")
 REAL_SRGB_DATASETS = ("CC", "PolyU", "SIDD")
 LDCT_TEST_PATIENT = "L506"
 
-# Other names the same sets go by in the reference code and dataset releases.
-DATASET_ALIASES: dict[str, tuple[str, ...]] = {
-    "Kodak24": ("Kodak", "kodak24", "kodak"),
-    "CBSD68": ("cbsd68",),
-    "McMaster": ("McM", "mcmaster", "McMaster18"),
-    "Urban100": ("urban100",),
-    "CC": ("CC15", "cc"),
-    "PolyU": ("polyu",),
-    "SIDD": ("SIDD_val", "SIDD_validation", "SSID/SIDD_test_PNG"),
-    "ldct": ("Mayo", "mayo", "AAPM", "LDCT"),
-}
+
+def _aliases() -> dict[str, tuple[str, ...]]:
+    from clipdenoise.data import BENCHMARKS
+
+    return {
+        info.display_name: tuple(dict.fromkeys((*info.folders, *info.aliases, info.name)))
+        for info in BENCHMARKS.values()
+    }
+
+
+#: Table label -> every other name the set goes by, derived from the one registry
+#: (:data:`clipdenoise.data.BENCHMARKS`).
+DATASET_ALIASES: dict[str, tuple[str, ...]] = _aliases()
 
 
 class EvaluationError(ClipDenoiseError, RuntimeError):
@@ -98,13 +99,15 @@ class TestSet:
 
 
 def data_roots(data_root: str | Path | None) -> list[Path]:
-    """Where datasets are looked up: ``data_root``, then ``$CLIPDENOISE_DATA``."""
+    """Where datasets are looked up: ``data_root``, then ``$CLIPDENOISE_DATA`` (or the default
+    data root, :func:`clipdenoise.data.default_data_root`)."""
+    from clipdenoise.data import default_data_root
+
     roots = []
     if data_root is not None:
         roots.append(Path(data_root).expanduser())
-    if os.environ.get("CLIPDENOISE_DATA"):
-        roots.append(Path(os.environ["CLIPDENOISE_DATA"]).expanduser())
-    return roots
+    roots.append(default_data_root())
+    return list(dict.fromkeys(roots))
 
 
 def resolve_dataset_folder(name: str | Path, data_root: str | Path | None = None) -> Path:
@@ -142,7 +145,14 @@ def resolve_dataset_folder(name: str | Path, data_root: str | Path | None = None
 
 
 def _dataset_label(name: str | Path) -> str:
+    from clipdenoise.data import benchmark_info
+    from clipdenoise.errors import DatasetNotFoundError
+
     text = str(name)
+    try:
+        return benchmark_info(text).display_name
+    except DatasetNotFoundError:
+        pass
     for canonical, aliases in DATASET_ALIASES.items():
         if text == canonical or text in aliases:
             return canonical
