@@ -338,6 +338,43 @@ def test_reference_prints_metrics(tmp_path, rng, weights, capsys):
     assert f"(input {expected:.2f} dB" in err and "mean over 1: PSNR" in err
 
 
+def test_reference_pairs_cc_names_and_a_missing_one_only_skips_scores(
+    tmp_path, rng, weights, capsys
+):
+    """CC15 / PolyU name noisy files ``*_real`` and references ``*_mean``, as evaluate pairs them."""
+    from clipdenoise.data import find_reference
+    from clipdenoise.metrics import psnr
+
+    expected = {}
+    for name in ("d600_iso3200_1", "5dmark3_iso3200_2"):
+        clean = _rgb8(rng)
+        noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
+        _png(tmp_path / "cc" / f"{name}_real.png", noisy)
+        _png(tmp_path / "cc" / f"{name}_mean.png", clean)
+        _png(tmp_path / "noisy" / f"{name}_real.png", noisy)
+        expected[name] = psnr(clean.astype(float), noisy.astype(float))
+    _png(tmp_path / "noisy" / "orphan_real.png", _rgb8(rng))
+    assert find_reference("d600_iso3200_1_real.png", tmp_path / "cc") == (
+        tmp_path / "cc" / "d600_iso3200_1_mean.png"
+    )  # not the noisy file of the same name beside it
+    code = run(tmp_path / "noisy", "-o", tmp_path / "out", "--weights", weights["rgb"],
+               "--reference", tmp_path / "cc")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    for value in expected.values():
+        assert f"(input {value:.2f} dB" in err
+    assert "orphan_real.png" in err and "not scored: no reference image for it in" in err
+    assert "mean over 2: PSNR" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "5dmark3_iso3200_2_real.png", "d600_iso3200_1_real.png", "orphan_real.png",
+    ]  # fmt: skip
+    code = run(tmp_path / "noisy" / "orphan_real.png", "-o", tmp_path / "one.png",
+               "--weights", weights["rgb"], "--reference", tmp_path / "missing.png")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0 and (tmp_path / "one.png").is_file()
+    assert f"reference {tmp_path / 'missing.png'} not found: results are not scored" in err
+
+
 # ------------------------------------------------------------------------------ weights, help
 def test_quickstart_sample_without_weights_prints_guidance(tmp_path, monkeypatch, capsys):
     """The README's quickstart command on a machine without the released weights."""

@@ -401,7 +401,10 @@ def _load(job: Job, options: DenoiseFilesOptions) -> _Loaded:
         planes, ct = image.pixels, None
     clean = None
     if options.reference is not None:
-        clean = _load_reference(job, options, planes, ct is not None)
+        try:
+            clean = _load_reference(job, options, planes, ct is not None)
+        except (ClipDenoiseError, OSError) as error:  # scores are skipped, never the denoising
+            result.warnings.append(f"not scored: {error}")
     if options.noise is not None:
         clean = planes
         planes = _add_noise(planes, options, job.relative)
@@ -420,14 +423,16 @@ def _load_ct(path: Path, options: DenoiseFilesOptions):
 
 
 def _load_reference(job: Job, options: DenoiseFilesOptions, planes: np.ndarray, ct_input: bool):
+    from clipdenoise.data import find_reference
+
     reference = Path(options.reference)
     if reference.is_dir():
-        candidates = [reference / job.relative]
-        candidates += sorted((reference / job.relative.parent).glob(f"{job.relative.stem}.*"))
-        matches = [c for c in candidates if c.is_file()]
-        if not matches:
+        found = find_reference(job.relative, reference)
+        if found is None:
             raise ImageReadError(f"no reference image for it in {reference}")
-        reference = matches[0]
+        reference = found
+    elif not reference.is_file():
+        raise ImageReadError(f"reference {reference} not found")
     if ct_input:
         from clipdenoise import ct
 

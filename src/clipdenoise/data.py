@@ -730,15 +730,54 @@ def _pairs_from_folders(root: Path) -> list[ImagePair]:
     return [ImagePair(key, noisy[key], clean[key]) for key in noisy]
 
 
+def _real_mean_key(stem: str) -> tuple[str, str] | None:
+    """``(name, "real" | "mean")`` of a CC / PolyU file stem (``<name>_real``), else None."""
+    match = _REAL_MEAN.match(stem)
+    return (match["name"], match["role"].lower()) if match else None
+
+
+def find_reference(relative: str | Path, reference_dir: str | Path) -> Path | None:
+    """The clean counterpart in ``reference_dir`` of the noisy file ``relative``, paired by the
+    rules of :func:`find_image_pairs`.
+
+    ``relative`` is the noisy file's path relative to its input folder; the counterpart is looked
+    for in the same sub-folder of ``reference_dir``: ``<name>_mean.*`` for ``<name>_real.*`` (CC,
+    PolyU; case-insensitive), the name with ``GT`` for ``NOISY`` (SIDD), else the same relative
+    path, else the same stem with another suffix.
+
+    Returns:
+        The reference file, or None when there is none.
+    """
+    relative = Path(relative)
+    folder = Path(reference_dir) / relative.parent
+    if not folder.is_dir():
+        return None
+    files = list_image_files(folder)
+    key = _real_mean_key(relative.stem)
+    if key is not None and key[1] == "real":
+        for path in files:
+            if _real_mean_key(path.stem) == (key[0], "mean"):
+                return path
+    if "NOISY" in relative.name:
+        wanted = Path(relative.name.replace("NOISY", "GT")).stem
+        for path in files:
+            if path.stem == wanted:
+                return path
+    exact = Path(reference_dir) / relative
+    if exact.is_file():
+        return exact
+    return next((path for path in files if path.stem == relative.stem), None)
+
+
 def _pairs_from_real_mean(root: Path) -> list[ImagePair]:
     noisy: dict[str, Path] = {}
     clean: dict[str, Path] = {}
     for path in list_image_files(root):
-        match = _REAL_MEAN.match(path.stem)
-        if match is None:
+        key = _real_mean_key(path.stem)
+        if key is None:
             continue
-        target = noisy if match["role"].lower() == "real" else clean
-        target[match["name"]] = path
+        target = noisy if key[1] == "real" else clean
+        target[key[0]] = path
     if set(noisy) != set(clean):
         raise _unpaired_error(
             root,
@@ -1313,6 +1352,7 @@ __all__ = [
     "default_data_root",
     "expand_image",
     "find_image_pairs",
+    "find_reference",
     "list_image_files",
     "open_benchmark",
     "pad_to_size",

@@ -7,6 +7,7 @@ A thin layer over :mod:`clipdenoise.batch` (planning, reading, writing, reportin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import textwrap
 from pathlib import Path
@@ -228,7 +229,11 @@ def run_denoise(args: argparse.Namespace) -> int:
         npy_units=args.npy_units,
     )
     if args.reference is not None and not args.reference.exists():
-        raise ConfigError(f"{args.reference}: reference not found")
+        print(
+            f"warning: reference {args.reference} not found: results are not scored",
+            file=sys.stderr,
+        )
+        options = dataclasses.replace(options, reference=None)
     jobs, failures = plan_jobs(
         args.inputs, args.output, recursive=args.recursive, format=args.format, suffix=args.suffix
     )
