@@ -10,9 +10,14 @@ tensor with values in [0, 1] and returns the restored image with the same shape.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # one source of truth: the version in pyproject.toml, as installed
+    __version__ = _distribution_version("clipdenoise")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

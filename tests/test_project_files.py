@@ -1,0 +1,36 @@
+"""The repository carries its licence, notices, citation and changelog; the version is single-sourced."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+
+import clipdenoise
+from conftest import REPO_ROOT
+
+
+def test_version_comes_from_the_package_metadata():
+    assert clipdenoise.__version__ == importlib.metadata.version("clipdenoise")
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert f'version = "{clipdenoise.__version__}"' in pyproject
+
+
+def test_licence_notice_citation_and_changelog():
+    licence = (REPO_ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in licence
+    assert 'license = { text = "MIT" }' in (REPO_ROOT / "pyproject.toml").read_text()
+    notice = (REPO_ROOT / "NOTICE.md").read_text()
+    for resource in (REPO_ROOT / "src" / "clipdenoise" / "resources").iterdir():
+        if resource.name != "sample.png":  # generated here, no third-party content
+            assert resource.name in notice, resource.name
+    for name in ("OpenAI", "DoRF", "CLIPDenoising", "Kodak", "CC", "PolyU", "DIV2K", "SIDD"):
+        assert name in notice
+    citation = (REPO_ROOT / "CITATION.cff").read_text()
+    assert "cff-version: 1.2.0" in citation
+    assert "title: Transfer CLIP for Generalizable Image Denoising" in citation
+    assert re.findall(r"family-names: (\w+)", citation) == ["Cheng", "Liang", "Tan"]
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "@inproceedings{cheng2024transfer," in readme
+    assert "../shared" not in readme  # examples use paths a user has
+    changelog = (REPO_ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog and f"## [{clipdenoise.__version__}]" in changelog
