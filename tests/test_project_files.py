@@ -34,3 +34,24 @@ def test_licence_notice_citation_and_changelog():
     assert "../shared" not in readme  # examples use paths a user has
     changelog = (REPO_ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog and f"## [{clipdenoise.__version__}]" in changelog
+
+
+def test_fixture_regeneration_script_checks_its_inputs(tmp_path):
+    import subprocess
+    import sys
+
+    script = REPO_ROOT / "tests" / "fixtures" / "regenerate.py"
+    shown = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0 and "--reference" in shown.stdout and "--curves" in shown.stdout
+    failed = subprocess.run(
+        [sys.executable, str(script), "--reference", str(tmp_path), "--curves", str(tmp_path),
+         "--kodak", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 2
+    assert failed.stderr.strip() == (
+        f"regenerate.py: error: {tmp_path}: not a CLIPDenoising checkout (no CLIPDenoising_arch.py)"
+    )
+    assert not (tmp_path / "out").exists()
