@@ -603,8 +603,9 @@ def load_model(spec: str | Path, *, map_location: str | torch.device = "cpu") ->
         raise WeightsNotFoundError(
             f"model {text!r} ({info.description}) is not available offline: it was not found at "
             f"{cached}.\nTo use it:\n"
-            f"  1. download the reference's released checkpoint: {info.source}\n"
-            f"  2. import it once: clipdenoise weights import net_g_latest.pth --name {text}\n"
+            f"  - online: pip install 'clipdenoise[drive]' && clipdenoise weights download {text}\n"
+            f"  - or by hand: 1. download the reference's released checkpoint: {info.source}\n"
+            f"    2. import it once: clipdenoise weights import net_g_latest.pth --name {text}\n"
             f"  (or pass the downloaded file directly: --weights /path/to/net_g_latest.pth)\n"
             f"To train your own instead: clipdenoise train --help"
         )
