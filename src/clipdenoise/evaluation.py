@@ -346,7 +346,8 @@ def evaluate(
             SIDD / the ``ldct`` folder).
         noises: For ``synthetic``: specs (``"gaussian:25"``) or bare kinds (all paper levels).
             Default: all 17 paper settings (:func:`default_noises`). Ignored by real suites.
-        data_root: Folder holding the datasets (else ``$CLIPDENOISE_DATA``).
+        data_root: Folder holding the datasets (else ``$CLIPDENOISE_DATA``, else the default
+            data root, :func:`clipdenoise.data.default_data_root`).
         out_dir: Where the cache, tables, per-image CSV, plots and images go. ``None`` keeps
             everything in memory (no resume).
         protocol: Conventions (default: the suite's reference protocol).

@@ -77,7 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: all 17 paper settings)",
     )
     where.add_argument(
-        "--data-root", type=Path, help="folder holding the datasets (default: $CLIPDENOISE_DATA)"
+        "--data-root",
+        type=Path,
+        help="folder holding the datasets (default: $CLIPDENOISE_DATA or "
+        "~/.cache/clipdenoise/data, where `clipdenoise data download` puts them)",
     )
     where.add_argument("--max-images", type=int, help="only the first N images of each set")
     where.add_argument(
