@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import fixture_files
 from PIL import Image
 
 from clipdenoise import config as config_io
@@ -632,3 +633,97 @@ def test_blind_training_over_a_noise_mixture(data_root, tmp_path):
 def test_network_channels_must_match_the_data():
     with pytest.raises(ConfigError, match=r"data.channels \(3\) must equal dncnn.channels \(1\)"):
         fast_config(*DNCNN, "dncnn.channels=1")
+
+
+# ------------------------------------------------------------------------------ reference parity
+def _reference_step_model(fixture: dict) -> torch.nn.Module:
+    """The fixture's model as our trainer builds it: encoder BatchNorm drifting, as the
+    reference trains."""
+    import dataclasses
+
+    from clipdenoise.checkpoints import reference_config, reference_to_ours
+    from clipdenoise.model import CLIPDenoiser
+
+    state = fixture["params"]
+    config = dataclasses.replace(
+        reference_config(state),
+        encoder_batchnorm="train",
+        aug_gamma=float(fixture["config"]["aug_level"]),
+    )
+    model = CLIPDenoiser(config)
+    model.load_state_dict(reference_to_ours(state, model), strict=True)
+    return model
+
+
+def _ours(fixture: dict, model: torch.nn.Module, key: str) -> dict[str, torch.Tensor]:
+    from clipdenoise.checkpoints import reference_to_ours
+
+    return reference_to_ours(fixture[key], model)
+
+
+@pytest.mark.parametrize("path", fixture_files("*_trainstep.pt"), ids=lambda p: p.name)
+def test_training_step_reproduces_the_reference(path):
+    from clipdenoise.acceleration import AcceleratedTrainingForward
+    from clipdenoise.distributed import DistInfo
+    from clipdenoise.training import StepContext, make_loss, train_step
+
+    fixture = torch.load(path, map_location="cpu", weights_only=False)
+    model = _reference_step_model(fixture).train()
+    model.feature_noise = fixture["feature_noise"]
+    settings = fixture["optimizer"]
+    parameters = model.trainable_parameters()
+    step = StepContext(
+        forward=AcceleratedTrainingForward(model, dtype=torch.float32),  # what train() runs
+        optimizer=torch.optim.AdamW(
+            parameters,
+            lr=settings["lr"],
+            weight_decay=settings["weight_decay"],
+            betas=tuple(settings["betas"]),
+        ),
+        parameters=parameters,
+        loss_fn=make_loss("l1"),
+        autocast=__import__("contextlib").nullcontext,
+        scaler=None,
+        grad_clip_norm=float(fixture["grad_clip_norm"]),
+        info=DistInfo(),
+    )
+    with torch.no_grad():
+        output = step.forward(fixture["noisy"])
+    torch.testing.assert_close(output, fixture["output"], rtol=1e-5, atol=1e-5)
+    # that forward drifted the statistics once; start over from the fixture's model
+    model.load_state_dict(_reference_step_model(fixture).state_dict())
+
+    loss, stepped = train_step(step, [(fixture["noisy"], fixture["clean"])])
+    assert stepped
+    assert loss == pytest.approx(float(fixture["loss"]), rel=1e-5)
+    assert float(step.grad_norm) == pytest.approx(float(fixture["grad_total_norm"]), rel=1e-5)
+    names = dict(model.named_parameters())
+    # gradients left by the step are the reference's, scaled by clip_grad_norm_'s coefficient
+    coefficient = min(1.0, step.grad_clip_norm / (float(fixture["grad_total_norm"]) + 1e-6))
+    expected_grads = _ours(fixture, model, "grads_before_clip")
+    assert set(expected_grads) == {n for n, p in names.items() if p.requires_grad}
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(names[name].grad, grad * coefficient, rtol=1e-4, atol=1e-9)
+    for name, value in _ours(fixture, model, "params_after_step").items():
+        torch.testing.assert_close(names[name].detach(), value, rtol=1e-5, atol=1e-7)
+    buffers = dict(model.named_buffers())
+    expected_buffers = _ours(fixture, model, "buffers_after_forward")
+    assert set(expected_buffers) <= set(buffers)
+    for name, value in expected_buffers.items():
+        torch.testing.assert_close(buffers[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_supplied_feature_noise_must_match_the_features():
+    from clipdenoise.model import CLIPDenoiser, tiny_config
+
+    model = CLIPDenoiser(tiny_config(aug_gamma=0.5)).train()
+    image = torch.rand(1, 3, 32, 32)
+    features = model.encoder(image)
+    model.feature_noise = [torch.zeros_like(f) for f in features]
+    with torch.no_grad():
+        eval_output = model.eval()(image)
+        zero_noise_output = model.train()(image)
+    torch.testing.assert_close(zero_noise_output, eval_output)  # z = 0 -> alpha = 1
+    model.feature_noise = [torch.zeros(1)]
+    with pytest.raises(ValueError, match="one tensor per feature"):
+        model(image)

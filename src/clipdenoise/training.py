@@ -271,6 +271,9 @@ class StepContext:
     grad_clip_norm: float
     info: DistInfo
     channels_last: bool = False
+    grad_norm: torch.Tensor | None = None
+    """Global gradient norm before clipping of the last step, a 0-d tensor on the training
+    device (kept as a tensor: reading it synchronises); ``None`` when not clipped."""
 
 
 def train_step(
@@ -309,8 +312,10 @@ def train_step(
         return loss_value, False
     if step.scaler is not None:
         step.scaler.unscale_(step.optimizer)
+    step.grad_norm = None
     if step.grad_clip_norm > 0:
-        torch.nn.utils.clip_grad_norm_(step.parameters, step.grad_clip_norm)
+        norm = torch.nn.utils.clip_grad_norm_(step.parameters, step.grad_clip_norm)
+        step.grad_norm = norm.detach()
     if step.scaler is not None:
         step.scaler.step(step.optimizer)
         step.scaler.update()
