@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import fixture_files
 from PIL import Image
 
 from clipdenoise import config as config_io
@@ -34,6 +33,7 @@ from clipdenoise.training_state import (
     load_training_state,
     restore_rng_states,
 )
+from conftest import fixture_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
