@@ -108,6 +108,33 @@ def test_presets_load_and_carry_the_reference_numbers():
     assert all(getattr(dncnn.train, key) == getattr(g15.train, key) for key in same)
 
 
+@pytest.mark.parametrize("name", ["synthetic-gaussian15", "srgb-poissongaussian", "ldct-gaussian5"])
+def test_paper_presets_train_as_the_reference_code(name):
+    config = load_experiment_config(name)
+    # encoder BatchNorm in train mode: statistics drift, as in the reference
+    assert config.model.encoder_batchnorm == "train" and not config.model.encoder_trainable
+    assert config.model.resolved_batchnorm == "train"
+    # the YAML's schedule (the LDCT YAML's is the plain cosine the paper describes)
+    expected = "cosine" if name == "ldct-gaussian5" else "cosine_restart"
+    assert config.train.schedule == expected
+    assert (config.train.grad_clip_norm, config.train.mixup, config.train.seed) == (0.01, True, 100)
+    # the paper-text and cleaner variants are one option away
+    paper = load_experiment_config(name, ["train.schedule=cosine", "model.encoder_batchnorm=eval"])
+    assert paper.train.lr_schedule().lr_at(150_000 if name != "ldct-gaussian5" else 20_000) < 3e-4
+    assert paper.model.resolved_batchnorm == "eval"
+
+
+def test_srgb_preset_defaults_to_the_reference_offline_pairs():
+    srgb = load_experiment_config("srgb-poissongaussian")
+    assert srgb.data.pairs_dir == "DIV2K/DIV2K_train_HR_sub_srgb"
+    assert srgb.model.aug_gamma == 0.05 and srgb.noise.camera == "reference"
+    online = load_experiment_config("srgb-poissongaussian", ["data.pairs_dir="])
+    assert online.data.pairs_dir == "" and online.data.train_dir == "DIV2K/DIV2K_train_HR_sub"
+    assert online.noise.camera_config().curve_lookup == "nearest_bin"
+    ours = load_experiment_config("srgb-poissongaussian", ["noise.camera=clipdenoise"])
+    assert ours.noise.camera_config() is None
+
+
 def test_resolved_config_round_trips_through_toml(tmp_path):
     config = fast_config("train.betas=[0.8,0.99]", "train.schedule=cosine_restart")
     path = tmp_path / "c.toml"
@@ -154,13 +181,20 @@ def test_cosine_schedule_matches_the_paper():
 
 
 def test_cosine_restart_schedule_matches_the_reference_yaml():
-    config = load_experiment_config("synthetic-gaussian15", ["train.schedule=cosine_restart"])
+    config = load_experiment_config("synthetic-gaussian15")
     schedule = config.train.lr_schedule()
     # first period: eta_min = lr, so flat at 3e-4 for 92k iterations
     assert [schedule.lr_at(i) for i in (0, 1, 50_000, 91_999)] == pytest.approx([3e-4] * 4)
     assert schedule.lr_at(92_000) == pytest.approx(3e-4)
     assert schedule.lr_at(92_000 + 104_000) == pytest.approx((3e-4 + 1e-6) / 2)
     assert schedule.lr_at(299_999) == pytest.approx(1e-6, abs=1e-10)
+    # a period includes its last iteration (the reference's get_position_from_periods)
+    steep = LRSchedule(
+        "cosine_restart", lr=1.0, num_iters=20, periods=(10, 10), period_min_lrs=(0.5, 0.0)
+    )
+    assert steep.lr_at(10) == pytest.approx(0.5) and steep.lr_at(11) == pytest.approx(
+        0.5 * (1 + math.cos(math.pi / 10))
+    )
     with pytest.raises(ValueError, match="periods sum to 1000"):
         LRSchedule("cosine_restart", num_iters=2000, periods=(1000,), period_min_lrs=(0.0,))
 
@@ -293,6 +327,7 @@ def test_missing_or_empty_data_fails_before_training(data_root, tmp_path):
 
 def _nan_on_call(monkeypatch, bad_call: int):
     import clipdenoise.noise
+    import clipdenoise.training_data
 
     original = clipdenoise.noise.add_noise
     calls = {"n": 0}
@@ -303,6 +338,7 @@ def _nan_on_call(monkeypatch, bad_call: int):
         return noisy * float("nan") if calls["n"] == bad_call else noisy
 
     monkeypatch.setattr(clipdenoise.noise, "add_noise", add_noise)
+    monkeypatch.setattr(clipdenoise.training_data, "add_noise", add_noise)
 
 
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_state(
@@ -556,6 +592,7 @@ def test_srgb_recipe_adds_camera_noise_in_the_loader(data_root, tmp_path):
         ],
     )
     assert config.noise.in_workers and config.noise.train == "srgb_camera:0.04,0.03"
+    config = load_experiment_config(config, ["data.pairs_dir="])  # online synthesis
     result = train(config, tmp_path / "run", data_root=data_root)
     assert result.status == "completed"
     assert all(math.isfinite(loss) for loss in result.losses.values())
@@ -727,3 +764,118 @@ def test_supplied_feature_noise_must_match_the_features():
     model.feature_noise = [torch.zeros(1)]
     with pytest.raises(ValueError, match="one tensor per feature"):
         model(image)
+
+
+def test_training_reads_noisy_clean_pairs_cropping_the_same_window(data_root, tmp_path):
+    from clipdenoise.training_data import build_train_store
+
+    # noisy = 255 - clean: a patch pair sums to 1 only when cut and turned alike
+    pairs = tmp_path / "pairs"
+    for folder in ("clean", "noisy"):
+        (pairs / folder).mkdir(parents=True)
+    for path in sorted((data_root / "train").glob("*.png")):
+        pixels = np.asarray(Image.open(path))
+        Image.fromarray(pixels).save(pairs / "clean" / path.name)
+        Image.fromarray(255 - pixels).save(pairs / "noisy" / path.name)
+    config = fast_config(f"data.pairs_dir={pairs}", "data.patch_size=48")
+    store = build_train_store(config, data_root)
+    assert len(store) == 6 and store.channels == 3
+    patches = TrainPatchDataset(store, 48, seed=1)
+    for index in range(8):
+        item = patches[index]
+        assert item["noisy"].shape == item["clean"].shape == (3, 48, 48)
+        torch.testing.assert_close(item["noisy"] + item["clean"], torch.ones(3, 48, 48))
+    with pytest.raises(ConfigError, match="pairs_dir needs data.format"):
+        build_train_store(load_experiment_config(config, ["data.format=mayo"]), data_root)
+
+
+def test_training_on_the_reference_srgb_pairs_that_synth_writes(data_root, tmp_path):
+    from clipdenoise.cli.synth import SynthConfig, synthesize_srgb_dataset
+    from clipdenoise.isp import CameraNoiseConfig
+
+    pairs = tmp_path / "pairs"
+    synthesize_srgb_dataset(
+        data_root / "train", pairs, SynthConfig(camera=CameraNoiseConfig.reference())
+    )
+    config = load_experiment_config(
+        "srgb-poissongaussian",
+        [
+            "model.arch=custom",
+            "model.layers=[1,1,1,1]",
+            "model.width=8",
+            "model.encoder_weights=random",
+            *FAST,
+            f"data.pairs_dir={pairs}",
+            "eval.format=paired",
+            f"eval.val_dir={pairs}",
+            "train.num_iters=3",
+        ],
+    )
+    result = train(config, tmp_path / "run", data_root=data_root)
+    assert result.status == "completed" and len(result.losses) == 3
+    assert all(math.isfinite(loss) for loss in result.losses.values())
+    scores = result.summary["last_val"]
+    assert scores["val_psnr"] > 0 and math.isfinite(scores["val_psnr_reference"])
+    start = read_log(tmp_path / "run")[0]
+    assert start["train_images"] == 6 and start["val_images"] == 2
+
+
+def test_validation_logs_the_reference_psnr_beside_ours():
+    from clipdenoise.training import reference_log_psnr
+
+    clean = np.full((4, 4, 3), 0.5)
+    assert reference_log_psnr(clean + 0.1, clean) == pytest.approx(20.0)  # peak 1
+    overshoot = clean.copy()
+    overshoot[0, 0, 0] = 1.1  # an output above 1 switches the peak to 255
+    mse = np.mean((overshoot - clean) ** 2)
+    assert reference_log_psnr(overshoot, clean) == pytest.approx(20 * np.log10(255 / np.sqrt(mse)))
+
+
+def _run_pytest(test: str, fixtures: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLIPDENOISE_FIXTURES": str(fixtures)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_trainstep_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path):
+    import shutil
+
+    sources = sorted(fixtures_dir.rglob("*_trainstep.pt"))
+    assert sources
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    # a further configuration dropped in is checked too, under its own name
+    shutil.copy(sources[0], folder / "another_configuration_trainstep.pt")
+    test = "tests/test_training.py::test_training_step_reproduces_the_reference"
+    passed = _run_pytest(test, folder)
+    assert passed.returncode == 0, passed.stdout[-2000:]
+    assert f"{len(sources) + 1} passed" in passed.stdout
+
+    altered = torch.load(folder / "another_configuration_trainstep.pt", weights_only=False)
+    altered["loss"] = altered["loss"] + 1e-3
+    torch.save(altered, folder / "another_configuration_trainstep.pt")
+    failed = _run_pytest(test, folder)
+    assert failed.returncode != 0
+    assert "another_configuration_trainstep.pt" in failed.stdout and "1 failed" in failed.stdout
+
+
+def test_released_models_carry_their_recipe_gamma(fixtures_dir, tmp_path, monkeypatch):
+    from clipdenoise.checkpoints import PRETRAINED, import_checkpoint, load_checkpoint
+
+    for name, spec in PRETRAINED.items():
+        recipe = load_experiment_config(name.split(".", 1)[1])
+        assert spec.aug_gamma == recipe.model.aug_gamma, name
+    # a reference .pth does not record gamma: importing it under the sRGB name sets 0.05
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    source = sorted(fixtures_dir.rglob("*_rgb_checkpoint.pth"))[0]
+    path = import_checkpoint(source, "rn50.srgb-poissongaussian")
+    assert load_checkpoint(path).config.aug_gamma == 0.05
+    assert load_checkpoint(import_checkpoint(source, "mine")).config.aug_gamma == 0.025
