@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -64,6 +64,9 @@ class PretrainedSpec:
     description: str
     in_channels: int
     source: str
+    aug_gamma: float = 0.025
+    """γ of its recipe's feature augmentation (the YAML's ``aug_level``); a reference ``.pth``
+    does not record it, so importing under this name sets it (it matters for fine-tuning)."""
 
 
 #: The reference's released models (Google Drive folder of github alwaysuu/CLIPDenoising).
@@ -82,6 +85,7 @@ PRETRAINED: dict[str, PretrainedSpec] = {
             "RGB, trained on DIV2K through the camera pipeline (paper Table 2)",
             3,
             f"{REFERENCE_RELEASE} → sRGB/net_g_latest.pth",
+            aug_gamma=0.05,  # CLIPDenoising_sRGBDenoising_FixedPoissonGaussian.yml aug_level
         ),
         PretrainedSpec(
             "rn50.ldct-gaussian5",
@@ -400,6 +404,8 @@ def import_checkpoint(src: str | Path, name: str) -> Path:
         )
     destination = models_dir() / f"{name}.safetensors"
     model = load_model(src)
+    if name in PRETRAINED and model.config.aug_gamma != PRETRAINED[name].aug_gamma:
+        model.config = replace(model.config, aug_gamma=PRETRAINED[name].aug_gamma)
     save_checkpoint(
         model, destination, full=True, metadata={"imported_from": Path(src).name, "name": name}
     )
