@@ -579,3 +579,42 @@ def test_reference_draws_from_a_generator_are_reproducible(make_image):
     ranged = isp.CameraNoiseConfig.reference(sigma_s_range=(1e-4, 0.16), sigma_c_range=(1e-4, 0.06))
     levels = isp.ReferenceDraws(7).sample_camera_params(ranged)
     assert 1e-4 <= levels.sigma_s <= 0.16 and 1e-4 <= levels.sigma_c <= 0.06
+
+
+def test_isp_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sources = sorted(fixtures_dir.rglob("*_isp_srgb.npz"))
+    assert sources
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    with np.load(sources[0]) as data:
+        arrays = dict(data)
+    arrays["seed1_noisy_uint8"][5, 7, 1] ^= 1  # one 8-bit code of one seed changed
+    np.savez(folder / "altered_isp_srgb.npz", **arrays)
+    shutil.copy(sources[0].with_suffix(".json"), folder / "altered_isp_srgb.json")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_isp.py",
+            "-k",
+            "reference_pipeline_from",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "CLIPDENOISE_FIXTURES": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode != 0
+    assert "2 failed, 4 passed" in result.stdout  # seed 1, from draws and from the seed alone
+    assert "altered_isp_srgb-seed1" in result.stdout
