@@ -785,6 +785,10 @@ def test_training_reads_noisy_clean_pairs_cropping_the_same_window(data_root, tm
         item = patches[index]
         assert item["noisy"].shape == item["clean"].shape == (3, 48, 48)
         torch.testing.assert_close(item["noisy"] + item["clean"], torch.ones(3, 48, 48))
+    assert (
+        len(build_train_store(load_experiment_config(config, ["data.max_images=2"]), data_root))
+        == 2
+    )
     with pytest.raises(ConfigError, match="pairs_dir needs data.format"):
         build_train_store(load_experiment_config(config, ["data.format=mayo"]), data_root)
 

@@ -345,7 +345,9 @@ def build_train_store(config: ExperimentConfig, data_root: str | Path | None) ->
             channels=data.channels,
         )
         if data.max_images:
-            pairs.pairs = pairs.pairs[: data.max_images]
+            pairs = PairedImageDataset.from_pairs(
+                pairs.pairs[: data.max_images], channels=data.channels
+            )
         store = PairedImageStore(pairs, cache=data.cache_images)
         if data.verify_images:
             store.verify()
