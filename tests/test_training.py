@@ -327,7 +327,6 @@ def test_missing_or_empty_data_fails_before_training(data_root, tmp_path):
 
 def _nan_on_call(monkeypatch, bad_call: int):
     import clipdenoise.noise
-    import clipdenoise.training_data
 
     original = clipdenoise.noise.add_noise
     calls = {"n": 0}
@@ -338,7 +337,6 @@ def _nan_on_call(monkeypatch, bad_call: int):
         return noisy * float("nan") if calls["n"] == bad_call else noisy
 
     monkeypatch.setattr(clipdenoise.noise, "add_noise", add_noise)
-    monkeypatch.setattr(clipdenoise.training_data, "add_noise", add_noise)
 
 
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_state(
