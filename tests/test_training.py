@@ -881,3 +881,21 @@ def test_released_models_carry_their_recipe_gamma(fixtures_dir, tmp_path, monkey
     path = import_checkpoint(source, "rn50.srgb-poissongaussian")
     assert load_checkpoint(path).config.aug_gamma == 0.05
     assert load_checkpoint(import_checkpoint(source, "mine")).config.aug_gamma == 0.025
+
+
+def test_online_synthesis_runs_the_chosen_camera_pipeline(data_root):
+    from clipdenoise.isp import CameraNoiseConfig
+    from clipdenoise.noise import parse_noise_spec
+    from clipdenoise.training_data import build_train_store
+
+    store = build_train_store(fast_config(), data_root)
+    spec = parse_noise_spec("srgb_camera:0.04,0.03")
+    reference = TrainPatchDataset(
+        store, 32, seed=0, noise=spec, camera=CameraNoiseConfig.reference()
+    )
+    ours = TrainPatchDataset(store, 32, seed=0, noise=spec)
+    codes = reference[0]["noisy"] * 255
+    torch.testing.assert_close(codes, codes.round(), atol=1e-4, rtol=0)  # its 8-bit output
+    torch.testing.assert_close(reference[0]["noisy"], reference[0]["noisy"])  # seeded by index
+    assert not torch.equal(reference[0]["noisy"], ours[0]["noisy"])
+    torch.testing.assert_close(reference[0]["clean"], ours[0]["clean"])
