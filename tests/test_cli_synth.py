@@ -227,6 +227,19 @@ def test_reference_pipeline_flag(clean_dir, tmp_path):
     assert (camera_config["noise_form"], camera_config["inverse_crf"]) == ("reference", "tabulated")
     assert camera_config["clip_xyz"] is True
     assert camera_config == json.loads(json.dumps(asdict(CameraNoiseConfig.reference())))
+    # each noisy file is what the reference's preparation writes for the recorded seed
+    from clipdenoise.isp import ReferenceDraws, add_raw_noise, process, unprocess
+
+    record = json.loads((out / "manifest.json").read_text())["files"][0]
+    clean = np.asarray(Image.open(out / "clean" / record["name"]), dtype=np.float64) / 255.0
+    draws = ReferenceDraws(record["reference_seed"])
+    config = CameraNoiseConfig.reference()
+    params = draws.sample_camera_params(config)
+    assert params == CameraParams.from_dict(record["camera"])
+    raw = unprocess(clean, params, config)
+    noisy = process(add_raw_noise(raw, 0.04, 0.03, draws.numpy, form="reference"), params, config)
+    written = np.asarray(Image.open(out / "noisy" / record["name"]))
+    np.testing.assert_array_equal(written, (noisy * 255).round().astype(np.uint8))
 
 
 def test_processed_clean_target(clean_dir, tmp_path):

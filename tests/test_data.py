@@ -217,13 +217,15 @@ def test_augment_geometry_gives_the_8_distinct_transforms():
         augment_geometry(patch, 8)
 
 
-def test_pad_to_size_reflects_without_repeating_the_edge():
+def test_pad_to_size_reflects_repeating_the_edge_as_the_reference():
     image = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
     padded = pad_to_size(image, 6)
     assert padded.shape == (6, 6, 1)
     np.testing.assert_array_equal(padded[:3, :4], image)
-    np.testing.assert_array_equal(padded[3, :4, 0], image[1, :, 0])  # row 2 is the edge
-    np.testing.assert_array_equal(padded[:3, 4, 0], image[:, 2, 0])
+    # OpenCV BORDER_REFLECT (the reference's padding): the edge row/column is repeated
+    np.testing.assert_array_equal(padded[3, :4, 0], image[2, :, 0])
+    np.testing.assert_array_equal(padded[4, :4, 0], image[1, :, 0])
+    np.testing.assert_array_equal(padded[:3, 4, 0], image[:, 3, 0])
     assert pad_to_size(image, 2) is image
     assert pad_to_size(np.ones((1, 1, 3)), 5).shape == (5, 5, 3)
 

@@ -3,11 +3,14 @@ Malvar demosaicing and the end-to-end sRGB noise synthesis."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from clipdenoise import isp
 from clipdenoise.errors import ConfigError
+from conftest import fixture_files
 
 ZERO_NOISE = isp.CameraNoiseConfig(sigma_s=0.0, sigma_c=0.0)
 
@@ -430,3 +433,188 @@ def test_raw_noise_variance_is_linear_in_the_signal(form, power):
     slope, intercept = np.polyfit(levels**power, variance, 1)
     assert slope == pytest.approx(0.08**2, rel=0.03)
     assert intercept == pytest.approx(0.03**2, rel=0.05)
+
+
+# ------------------------------------------------------------------------- the reference's pipeline
+def _isp_cases() -> list:
+    """(fixture, seed case) for every ``*_isp_srgb.npz`` and every seed its json records."""
+    cases = []
+    for path in fixture_files("*_isp_srgb.npz"):
+        meta = json.loads(path.with_suffix(".json").read_text())
+        cases += [
+            pytest.param(path, case, id=f"{path.stem}-seed{case['numpy_seed']}")
+            for case in meta["cases"]
+        ]
+    return cases
+
+
+def _expected(path, case) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    with np.load(path) as data:
+        prefix = f"seed{case['numpy_seed']}_"
+        return data["clean"], {
+            k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)
+        }
+
+
+def _check_outputs(noisy: np.ndarray, processed: np.ndarray, expected: dict) -> None:
+    np.testing.assert_allclose(noisy, expected["noisy"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(processed, expected["clean_processed"], rtol=0, atol=1e-12)
+    codes = (noisy * 255).round().astype(np.uint8)  # what its data preparation writes
+    np.testing.assert_array_equal(codes, expected["noisy_uint8"])
+
+
+def test_isp_fixtures_are_found():
+    assert _isp_cases(), "no *_isp_srgb.npz fixture found"
+
+
+@pytest.mark.parametrize(("path", "case"), _isp_cases())
+def test_reference_pipeline_from_the_recorded_draws(path, case):
+    clean, expected = _expected(path, case)
+    # the recorded colour matrix is the reference's mix; recover its four weights
+    weights = np.linalg.lstsq(
+        isp.XYZ_TO_CAMERA_MATRICES.reshape(4, 9).T, expected["M_xyz2cam"], rcond=None
+    )[0]
+    params = isp.CameraParams(
+        crf_index=case["icrf_index"],
+        matrix_weights=tuple(weights),
+        bayer_pattern=case["pattern"],
+        red_gain=case["fr"],
+        blue_gain=case["fb"],
+    )
+    config = isp.CameraNoiseConfig.reference()
+    # the noise maps are numpy's legacy draws that follow the four of the colour mix
+    legacy = np.random.RandomState(case["numpy_seed"])
+    legacy.random_sample(4)
+    raw = isp.unprocess(clean, params, config)
+    noisy_raw = isp.add_raw_noise(raw, params.sigma_s, params.sigma_c, legacy, form="reference")
+    noisy = isp.process(noisy_raw, params, config)
+    _check_outputs(noisy, isp.process(raw, params, config), expected)
+
+
+@pytest.mark.parametrize(("path", "case"), _isp_cases())
+def test_reference_pipeline_from_the_seed_alone(path, case):
+    assert case["python_random_seed"] == case["numpy_seed"]
+    clean, expected = _expected(path, case)
+    seed = case["numpy_seed"]
+    draws = isp.ReferenceDraws(seed)
+    config = isp.CameraNoiseConfig.reference()
+    params = draws.sample_camera_params(config)
+    assert (params.crf_index, params.bayer_pattern) == (case["icrf_index"], case["pattern"])
+    assert (params.red_gain, params.blue_gain) == (case["fr"], case["fb"])
+    mixed = np.tensordot(np.array(params.matrix_weights), isp.XYZ_TO_CAMERA_MATRICES, axes=1)
+    np.testing.assert_allclose(mixed.reshape(9), expected["M_xyz2cam"], rtol=0, atol=1e-15)
+    raw = isp.unprocess(clean, params, config)
+    noisy_raw = isp.add_raw_noise(
+        raw, params.sigma_s, params.sigma_c, draws.numpy, form="reference"
+    )
+    _check_outputs(
+        isp.process(noisy_raw, params, config), isp.process(raw, params, config), expected
+    )
+
+    # the one-call API gives the same, as 8-bit codes
+    result = isp.simulate_camera_noise(clean, seed, config, with_processed_clean=True)
+    assert result.params == params
+    np.testing.assert_array_equal(
+        (result.noisy.astype(np.float64) * 255).round().astype(np.uint8), expected["noisy_uint8"]
+    )
+
+
+def test_nearest_bin_lookup_keeps_the_reference_quirks():
+    grid = np.linspace(0.0, 1.0, 1024)
+    table = np.arange(1024, dtype=np.float64)  # returns the bin chosen
+    step = grid[1]
+    values = np.array([0.0, step / 2, 0.3 * step, 0.7 * step, 5 * step + 0.4 * step, 1.0, 1.5])
+    chosen = isp.lookup_nearest_bin(values, grid, table)
+    # bin 0 is never chosen; a tie goes up; nearest otherwise; above the grid: unchanged
+    np.testing.assert_array_equal(chosen, [1, 1, 1, 1, 5, 1023, 1.5])
+    exact = np.arange(1024) / 1024.0  # binary fractions: the midpoint is an exact tie
+    assert isp.lookup_nearest_bin(np.array([5.5 / 1024]), exact, table)[0] == 6
+    # the interpolating look-up differs from it by up to half a bin
+    curve = isp.load_camera_response_curves().crf[50]
+    ramp = np.linspace(0, 1, 5000)
+    gap = np.abs(isp.lookup_nearest_bin(ramp[1:], grid, curve) - np.interp(ramp[1:], grid, curve))
+    assert 0 < gap.max() < 0.05
+
+
+def test_reflect_demosaic_borders_differ_only_in_the_frame():
+    raw = np.random.default_rng(0).random((12, 14))
+    mirror = isp.demosaic_malvar2004(raw, "RGGB")
+    reflect = isp.demosaic_malvar2004(raw, "RGGB", border="reflect")
+    np.testing.assert_array_equal(mirror[2:-2, 2:-2], reflect[2:-2, 2:-2])
+    assert np.abs(mirror - reflect).max() > 1e-3
+    # reflect repeats the edge sample: a constant colour no longer survives the border
+    flat = isp.mosaic_bayer(np.full((8, 8, 3), [0.2, 0.5, 0.8]), "RGGB")
+    assert (
+        np.abs(isp.demosaic_malvar2004(flat, "RGGB", border="reflect") - [0.2, 0.5, 0.8]).max()
+        > 0.01
+    )
+
+
+def test_reference_config_is_the_whole_reference_pipeline():
+    config = isp.CameraNoiseConfig.reference()
+    assert (config.noise_form, config.inverse_crf, config.clip_xyz) == (
+        "reference",
+        "tabulated",
+        True,
+    )
+    assert (config.curve_lookup, config.demosaic_border) == ("nearest_bin", "reflect")
+    assert (config.draws, config.output_8bit) == ("reference", True)
+    assert (config.sigma_s, config.sigma_c) == (0.04, 0.03)
+    with pytest.raises(ConfigError, match="curve_lookup must be one of"):
+        isp.CameraNoiseConfig(curve_lookup="cubic")
+    import torch
+
+    with pytest.raises(ConfigError, match="torch camera pipeline does not implement"):
+        isp.add_camera_noise_torch(torch.rand(1, 3, 8, 8), config=config)
+
+
+def test_reference_draws_from_a_generator_are_reproducible(make_image):
+    clean = make_image(16, 16)
+    config = isp.CameraNoiseConfig.reference()
+    first = isp.simulate_camera_noise(clean, np.random.default_rng(3), config)
+    again = isp.simulate_camera_noise(clean, np.random.default_rng(3), config)
+    other = isp.simulate_camera_noise(clean, np.random.default_rng(4), config)
+    np.testing.assert_array_equal(first.noisy, again.noisy)
+    assert not np.array_equal(first.noisy, other.noisy)
+    ranged = isp.CameraNoiseConfig.reference(sigma_s_range=(1e-4, 0.16), sigma_c_range=(1e-4, 0.06))
+    levels = isp.ReferenceDraws(7).sample_camera_params(ranged)
+    assert 1e-4 <= levels.sigma_s <= 0.16 and 1e-4 <= levels.sigma_c <= 0.06
+
+
+def test_isp_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sources = sorted(fixtures_dir.rglob("*_isp_srgb.npz"))
+    assert sources
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    with np.load(sources[0]) as data:
+        arrays = dict(data)
+    arrays["seed1_noisy_uint8"][5, 7, 1] ^= 1  # one 8-bit code of one seed changed
+    np.savez(folder / "altered_isp_srgb.npz", **arrays)
+    shutil.copy(sources[0].with_suffix(".json"), folder / "altered_isp_srgb.json")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_isp.py",
+            "-k",
+            "reference_pipeline_from",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "CLIPDENOISE_FIXTURES": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode != 0
+    assert "2 failed, 4 passed" in result.stdout  # seed 1, from draws and from the seed alone
+    assert "altered_isp_srgb-seed1" in result.stdout

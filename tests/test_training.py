@@ -33,6 +33,7 @@ from clipdenoise.training_state import (
     load_training_state,
     restore_rng_states,
 )
+from conftest import fixture_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,8 +104,36 @@ def test_presets_load_and_carry_the_reference_numbers():
     dncnn = load_experiment_config("dncnn-gaussian15")  # Table 1: "the same recipe"
     assert dncnn.network == "dncnn" and (dncnn.dncnn.depth, dncnn.dncnn.features) == (17, 64)
     assert (dncnn.data, dncnn.noise) == (g15.data, g15.noise)
-    same = ("num_iters", "lr", "weight_decay", "loss", "grad_clip_norm", "mixup", "mixup_beta")
+    same = ("num_iters", "lr", "weight_decay", "loss", "grad_clip_norm", "mixup", "mixup_beta",
+            "schedule", "restart_periods", "restart_min_lrs", "seed")  # fmt: skip
     assert all(getattr(dncnn.train, key) == getattr(g15.train, key) for key in same)
+
+
+@pytest.mark.parametrize("name", ["synthetic-gaussian15", "srgb-poissongaussian", "ldct-gaussian5"])
+def test_paper_presets_train_as_the_reference_code(name):
+    config = load_experiment_config(name)
+    # encoder BatchNorm in train mode: statistics drift, as in the reference
+    assert config.model.encoder_batchnorm == "train" and not config.model.encoder_trainable
+    assert config.model.resolved_batchnorm == "train"
+    # the YAML's schedule (the LDCT YAML's is the plain cosine the paper describes)
+    expected = "cosine" if name == "ldct-gaussian5" else "cosine_restart"
+    assert config.train.schedule == expected
+    assert (config.train.grad_clip_norm, config.train.mixup, config.train.seed) == (0.01, True, 100)
+    # the paper-text and cleaner variants are one option away
+    paper = load_experiment_config(name, ["train.schedule=cosine", "model.encoder_batchnorm=eval"])
+    assert paper.train.lr_schedule().lr_at(150_000 if name != "ldct-gaussian5" else 20_000) < 3e-4
+    assert paper.model.resolved_batchnorm == "eval"
+
+
+def test_srgb_preset_defaults_to_the_reference_offline_pairs():
+    srgb = load_experiment_config("srgb-poissongaussian")
+    assert srgb.data.pairs_dir == "DIV2K/DIV2K_train_HR_sub_srgb"
+    assert srgb.model.aug_gamma == 0.05 and srgb.noise.camera == "reference"
+    online = load_experiment_config("srgb-poissongaussian", ["data.pairs_dir="])
+    assert online.data.pairs_dir == "" and online.data.train_dir == "DIV2K/DIV2K_train_HR_sub"
+    assert online.noise.camera_config().curve_lookup == "nearest_bin"
+    ours = load_experiment_config("srgb-poissongaussian", ["noise.camera=clipdenoise"])
+    assert ours.noise.camera_config() is None
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):
@@ -153,13 +182,20 @@ def test_cosine_schedule_matches_the_paper():
 
 
 def test_cosine_restart_schedule_matches_the_reference_yaml():
-    config = load_experiment_config("synthetic-gaussian15", ["train.schedule=cosine_restart"])
+    config = load_experiment_config("synthetic-gaussian15")
     schedule = config.train.lr_schedule()
     # first period: eta_min = lr, so flat at 3e-4 for 92k iterations
     assert [schedule.lr_at(i) for i in (0, 1, 50_000, 91_999)] == pytest.approx([3e-4] * 4)
     assert schedule.lr_at(92_000) == pytest.approx(3e-4)
     assert schedule.lr_at(92_000 + 104_000) == pytest.approx((3e-4 + 1e-6) / 2)
     assert schedule.lr_at(299_999) == pytest.approx(1e-6, abs=1e-10)
+    # a period includes its last iteration (the reference's get_position_from_periods)
+    steep = LRSchedule(
+        "cosine_restart", lr=1.0, num_iters=20, periods=(10, 10), period_min_lrs=(0.5, 0.0)
+    )
+    assert steep.lr_at(10) == pytest.approx(0.5) and steep.lr_at(11) == pytest.approx(
+        0.5 * (1 + math.cos(math.pi / 10))
+    )
     with pytest.raises(ValueError, match="periods sum to 1000"):
         LRSchedule("cosine_restart", num_iters=2000, periods=(1000,), period_min_lrs=(0.0,))
 
@@ -555,6 +591,7 @@ def test_srgb_recipe_adds_camera_noise_in_the_loader(data_root, tmp_path):
         ],
     )
     assert config.noise.in_workers and config.noise.train == "srgb_camera:0.04,0.03"
+    config = load_experiment_config(config, ["data.pairs_dir="])  # online synthesis
     result = train(config, tmp_path / "run", data_root=data_root)
     assert result.status == "completed"
     assert all(math.isfinite(loss) for loss in result.losses.values())
@@ -632,3 +669,238 @@ def test_blind_training_over_a_noise_mixture(data_root, tmp_path):
 def test_network_channels_must_match_the_data():
     with pytest.raises(ConfigError, match=r"data.channels \(3\) must equal dncnn.channels \(1\)"):
         fast_config(*DNCNN, "dncnn.channels=1")
+
+
+# ------------------------------------------------------------------------------ reference parity
+def _reference_step_model(fixture: dict) -> torch.nn.Module:
+    """The fixture's model as our trainer builds it: encoder BatchNorm drifting, as the
+    reference trains."""
+    import dataclasses
+
+    from clipdenoise.checkpoints import reference_config, reference_to_ours
+    from clipdenoise.model import CLIPDenoiser
+
+    state = fixture["params"]
+    config = dataclasses.replace(
+        reference_config(state),
+        encoder_batchnorm="train",
+        aug_gamma=float(fixture["config"]["aug_level"]),
+    )
+    model = CLIPDenoiser(config)
+    model.load_state_dict(reference_to_ours(state, model), strict=True)
+    return model
+
+
+def _ours(fixture: dict, model: torch.nn.Module, key: str) -> dict[str, torch.Tensor]:
+    from clipdenoise.checkpoints import reference_to_ours
+
+    return reference_to_ours(fixture[key], model)
+
+
+@pytest.mark.parametrize("path", fixture_files("*_trainstep.pt"), ids=lambda p: p.name)
+def test_training_step_reproduces_the_reference(path):
+    from clipdenoise.acceleration import AcceleratedTrainingForward
+    from clipdenoise.distributed import DistInfo
+    from clipdenoise.training import StepContext, make_loss, train_step
+
+    fixture = torch.load(path, map_location="cpu", weights_only=False)
+    model = _reference_step_model(fixture).train()
+    model.feature_noise = fixture["feature_noise"]
+    settings = fixture["optimizer"]
+    parameters = model.trainable_parameters()
+    step = StepContext(
+        forward=AcceleratedTrainingForward(model, dtype=torch.float32),  # what train() runs
+        optimizer=torch.optim.AdamW(
+            parameters,
+            lr=settings["lr"],
+            weight_decay=settings["weight_decay"],
+            betas=tuple(settings["betas"]),
+        ),
+        parameters=parameters,
+        loss_fn=make_loss("l1"),
+        autocast=__import__("contextlib").nullcontext,
+        scaler=None,
+        grad_clip_norm=float(fixture["grad_clip_norm"]),
+        info=DistInfo(),
+    )
+    with torch.no_grad():
+        output = step.forward(fixture["noisy"])
+    torch.testing.assert_close(output, fixture["output"], rtol=1e-5, atol=1e-5)
+    # that forward drifted the statistics once; start over from the fixture's model
+    model.load_state_dict(_reference_step_model(fixture).state_dict())
+
+    loss, stepped = train_step(step, [(fixture["noisy"], fixture["clean"])])
+    assert stepped
+    assert loss == pytest.approx(float(fixture["loss"]), rel=1e-5)
+    assert float(step.grad_norm) == pytest.approx(float(fixture["grad_total_norm"]), rel=1e-5)
+    names = dict(model.named_parameters())
+    # gradients left by the step are the reference's, scaled by clip_grad_norm_'s coefficient
+    coefficient = min(1.0, step.grad_clip_norm / (float(fixture["grad_total_norm"]) + 1e-6))
+    expected_grads = _ours(fixture, model, "grads_before_clip")
+    assert set(expected_grads) == {n for n, p in names.items() if p.requires_grad}
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(names[name].grad, grad * coefficient, rtol=1e-4, atol=1e-9)
+    for name, value in _ours(fixture, model, "params_after_step").items():
+        torch.testing.assert_close(names[name].detach(), value, rtol=1e-5, atol=1e-7)
+    buffers = dict(model.named_buffers())
+    expected_buffers = _ours(fixture, model, "buffers_after_forward")
+    assert set(expected_buffers) <= set(buffers)
+    for name, value in expected_buffers.items():
+        torch.testing.assert_close(buffers[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_supplied_feature_noise_must_match_the_features():
+    from clipdenoise.model import CLIPDenoiser, tiny_config
+
+    model = CLIPDenoiser(tiny_config(aug_gamma=0.5)).train()
+    image = torch.rand(1, 3, 32, 32)
+    features = model.encoder(image)
+    model.feature_noise = [torch.zeros_like(f) for f in features]
+    with torch.no_grad():
+        eval_output = model.eval()(image)
+        zero_noise_output = model.train()(image)
+    torch.testing.assert_close(zero_noise_output, eval_output)  # z = 0 -> alpha = 1
+    model.feature_noise = [torch.zeros(1)]
+    with pytest.raises(ValueError, match="one tensor per feature"):
+        model(image)
+
+
+def test_training_reads_noisy_clean_pairs_cropping_the_same_window(data_root, tmp_path):
+    from clipdenoise.training_data import build_train_store
+
+    # noisy = 255 - clean: a patch pair sums to 1 only when cut and turned alike
+    pairs = tmp_path / "pairs"
+    for folder in ("clean", "noisy"):
+        (pairs / folder).mkdir(parents=True)
+    for path in sorted((data_root / "train").glob("*.png")):
+        pixels = np.asarray(Image.open(path))
+        Image.fromarray(pixels).save(pairs / "clean" / path.name)
+        Image.fromarray(255 - pixels).save(pairs / "noisy" / path.name)
+    config = fast_config(f"data.pairs_dir={pairs}", "data.patch_size=48")
+    store = build_train_store(config, data_root)
+    assert len(store) == 6 and store.channels == 3
+    patches = TrainPatchDataset(store, 48, seed=1)
+    for index in range(8):
+        item = patches[index]
+        assert item["noisy"].shape == item["clean"].shape == (3, 48, 48)
+        torch.testing.assert_close(item["noisy"] + item["clean"], torch.ones(3, 48, 48))
+    assert (
+        len(build_train_store(load_experiment_config(config, ["data.max_images=2"]), data_root))
+        == 2
+    )
+    with pytest.raises(ConfigError, match="pairs_dir needs data.format"):
+        build_train_store(load_experiment_config(config, ["data.format=mayo"]), data_root)
+
+
+def test_training_on_the_reference_srgb_pairs_that_synth_writes(data_root, tmp_path):
+    from clipdenoise.cli.synth import SynthConfig, synthesize_srgb_dataset
+    from clipdenoise.isp import CameraNoiseConfig
+
+    pairs = tmp_path / "pairs"
+    synthesize_srgb_dataset(
+        data_root / "train", pairs, SynthConfig(camera=CameraNoiseConfig.reference())
+    )
+    config = load_experiment_config(
+        "srgb-poissongaussian",
+        [
+            "model.arch=custom",
+            "model.layers=[1,1,1,1]",
+            "model.width=8",
+            "model.encoder_weights=random",
+            *FAST,
+            f"data.pairs_dir={pairs}",
+            "eval.format=paired",
+            f"eval.val_dir={pairs}",
+            "train.num_iters=3",
+        ],
+    )
+    result = train(config, tmp_path / "run", data_root=data_root)
+    assert result.status == "completed" and len(result.losses) == 3
+    assert all(math.isfinite(loss) for loss in result.losses.values())
+    scores = result.summary["last_val"]
+    assert scores["val_psnr"] > 0 and math.isfinite(scores["val_psnr_reference"])
+    start = read_log(tmp_path / "run")[0]
+    assert start["train_images"] == 6 and start["val_images"] == 2
+
+
+def test_validation_logs_the_reference_psnr_beside_ours():
+    from clipdenoise.training import reference_log_psnr
+
+    clean = np.full((4, 4, 3), 0.5)
+    assert reference_log_psnr(clean + 0.1, clean) == pytest.approx(20.0)  # peak 1
+    overshoot = clean.copy()
+    overshoot[0, 0, 0] = 1.1  # an output above 1 switches the peak to 255
+    mse = np.mean((overshoot - clean) ** 2)
+    assert reference_log_psnr(overshoot, clean) == pytest.approx(20 * np.log10(255 / np.sqrt(mse)))
+
+
+def _run_pytest(test: str, fixtures: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLIPDENOISE_FIXTURES": str(fixtures)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_trainstep_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path):
+    import shutil
+
+    sources = sorted(fixtures_dir.rglob("*_trainstep.pt"))
+    assert sources
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    # a further configuration dropped in is checked too, under its own name
+    shutil.copy(sources[0], folder / "another_configuration_trainstep.pt")
+    test = "tests/test_training.py::test_training_step_reproduces_the_reference"
+    passed = _run_pytest(test, folder)
+    assert passed.returncode == 0, passed.stdout[-2000:]
+    assert f"{len(sources) + 1} passed" in passed.stdout
+
+    altered = torch.load(folder / "another_configuration_trainstep.pt", weights_only=False)
+    altered["loss"] = altered["loss"] + 1e-3
+    torch.save(altered, folder / "another_configuration_trainstep.pt")
+    failed = _run_pytest(test, folder)
+    assert failed.returncode != 0
+    assert "another_configuration_trainstep.pt" in failed.stdout and "1 failed" in failed.stdout
+
+
+def test_released_models_carry_their_recipe_gamma(fixtures_dir, tmp_path, monkeypatch):
+    from clipdenoise.checkpoints import PRETRAINED, import_checkpoint, load_checkpoint
+
+    for name, spec in PRETRAINED.items():
+        recipe = load_experiment_config(name.split(".", 1)[1])
+        assert spec.aug_gamma == recipe.model.aug_gamma, name
+    # a reference .pth does not record gamma: importing it under the sRGB name sets 0.05
+    from clipdenoise import checkpoints
+
+    monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
+    # the tiny fixture is not RN50-sized; the release-fit check has tests of its own
+    monkeypatch.setattr(checkpoints, "check_fits_release", lambda *args, **kwargs: None)
+    source = sorted(fixtures_dir.rglob("*_rgb_checkpoint.pth"))[0]
+    path = import_checkpoint(source, "rn50.srgb-poissongaussian")
+    assert load_checkpoint(path).config.aug_gamma == 0.05
+    assert load_checkpoint(import_checkpoint(source, "mine")).config.aug_gamma == 0.025
+
+
+def test_online_synthesis_runs_the_chosen_camera_pipeline(data_root):
+    from clipdenoise.isp import CameraNoiseConfig
+    from clipdenoise.noise import parse_noise_spec
+    from clipdenoise.training_data import build_train_store
+
+    store = build_train_store(fast_config(), data_root)
+    spec = parse_noise_spec("srgb_camera:0.04,0.03")
+    reference = TrainPatchDataset(
+        store, 32, seed=0, noise=spec, camera=CameraNoiseConfig.reference()
+    )
+    ours = TrainPatchDataset(store, 32, seed=0, noise=spec)
+    codes = reference[0]["noisy"] * 255
+    torch.testing.assert_close(codes, codes.round(), atol=1e-4, rtol=0)  # its 8-bit output
+    torch.testing.assert_close(reference[0]["noisy"], reference[0]["noisy"])  # seeded by index
+    assert not torch.equal(reference[0]["noisy"], ours[0]["noisy"])
+    torch.testing.assert_close(reference[0]["clean"], ours[0]["clean"])

@@ -575,7 +575,9 @@ class AcceleratedTrainingForward(nn.Module):
             image = padded if model.input_adapter is None else model.input_adapter(padded)
             features = self._encode(image)
             if model.training and config.aug_gamma > 0:
-                features = augment_features(features, config.aug_gamma, model.aug_generator)
+                features = augment_features(
+                    features, config.aug_gamma, model.aug_generator, noise=model.feature_noise
+                )
             restored = model.decoder(features, image)
         return restored[..., :height, :width].float()
 

@@ -30,7 +30,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -75,6 +75,9 @@ class PretrainedSpec:
     in_channels: int
     source: str
     drive_path: str = ""
+    aug_gamma: float = 0.025
+    """γ of its recipe's feature augmentation (the YAML's ``aug_level``); a reference ``.pth``
+    does not record it, so importing under this name sets it (it matters for fine-tuning)."""
 
     @property
     def arch(self) -> str:
@@ -99,6 +102,7 @@ PRETRAINED: dict[str, PretrainedSpec] = {
             3,
             f"{REFERENCE_RELEASE} → sRGB/net_g_latest.pth",
             "sRGB/net_g_latest.pth",
+            aug_gamma=0.05,  # CLIPDenoising_sRGBDenoising_FixedPoissonGaussian.yml aug_level
         ),
         PretrainedSpec(
             "rn50.ldct-gaussian5",
@@ -488,6 +492,8 @@ def import_checkpoint(src: str | Path, name: str, *, force: bool = False) -> Pat
     model = load_model(src)
     if name in PRETRAINED:
         check_fits_release(model, PRETRAINED[name], source=src)
+        if model.config.aug_gamma != PRETRAINED[name].aug_gamma:
+            model.config = replace(model.config, aug_gamma=PRETRAINED[name].aug_gamma)
     metadata = {"imported_from": src.name, "name": name, "source_sha256": sha256_of(src)}
     save_checkpoint(model, destination, full=True, metadata=metadata)
     return destination

@@ -427,15 +427,16 @@ def augment_geometry(image: np.ndarray, mode: int) -> np.ndarray:
 def pad_to_size(image: np.ndarray, size: int) -> np.ndarray:
     """Reflect-pad the bottom and right of ``image`` so that both sides are at least ``size``.
 
-    Reflection excludes the edge sample (``numpy`` 'reflect' = OpenCV ``BORDER_REFLECT_101``),
-    as BasicSR's ``padding`` does before cropping; pads longer than the image reflect again.
-    Small images are padded rather than rejected so that every file of a folder contributes.
+    Reflection repeats the edge sample (``numpy`` 'symmetric' = OpenCV ``BORDER_REFLECT``), as
+    the reference's ``padding`` (``basicsr/utils/img_util.py``) does before cropping; pads
+    longer than the image reflect again. Small images are padded rather than rejected so that
+    every file of a folder contributes.
     """
     pad_h = max(0, size - image.shape[0])
     pad_w = max(0, size - image.shape[1])
     if pad_h == 0 and pad_w == 0:
         return image
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
 
 
 def _seed_int(rng: np.random.Generator) -> int:

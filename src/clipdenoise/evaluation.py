@@ -626,11 +626,15 @@ def _run_batch(
     bar: Any,
 ) -> None:
     cleans, noisies, items = [], [], []
+    # Grey photos scored by RGB networks are read as three equal channels, as the reference's
+    # cv2.imread gives them (synthetic noise is then drawn for each channel).
+    wanted = {_model_channels(m.for_noise(task.noise)) for m in method_list} - {None}
+    as_rgb = task.test_set.modality != "ct" and wanted == {3}
     for index, item in batch:
         try:
-            clean = read_clean(item, task.test_set)
+            clean = _as_rgb(read_clean(item, task.test_set), as_rgb)
             if task.noise is None:
-                noisy = read_noisy(item, task.test_set)
+                noisy = _as_rgb(read_noisy(item, task.test_set), as_rgb)
                 if noisy.shape != clean.shape:
                     raise EvaluationError(
                         f"{item.noisy_path}: shape {noisy.shape} differs from its reference "
@@ -712,9 +716,17 @@ def _run_batch(
         bar.update(len(todo))
 
 
-def _check_channels(method: Method, module: nn.Module, channels: int, dataset: str) -> None:
+def _model_channels(module: nn.Module) -> int | None:
     config = getattr(module, "config", None)
-    expected = getattr(config, "in_channels", None) or getattr(config, "channels", None)
+    return getattr(config, "in_channels", None) or getattr(config, "channels", None)
+
+
+def _as_rgb(image: np.ndarray, wanted: bool) -> np.ndarray:
+    return np.repeat(image, 3, axis=2) if wanted and image.shape[2] == 1 else image
+
+
+def _check_channels(method: Method, module: nn.Module, channels: int, dataset: str) -> None:
+    expected = _model_channels(module)
     if expected is not None and expected != channels:
         raise ConfigError(
             f"method {method.name!r} takes {expected}-channel images but {dataset} has "

@@ -38,6 +38,12 @@ class DataConfig:
             (:class:`clipdenoise.ct.MayoCTDataset`; the full-dose targets are trained on).
         format: ``images`` (any image files) or ``mayo`` (Mayo LDCT slices in model units;
             the ``test_patient`` is held out).
+        pairs_dir: Train on noisy/clean pairs read from this folder instead of adding noise to
+            ``train_dir``'s images (relative to the data root; ``""``: online noise). Any layout
+            :func:`clipdenoise.data.find_image_pairs` knows: ``noisy/`` + ``clean/`` as
+            ``clipdenoise synth srgb`` writes it (the reference's offline sRGB pairs), CC/PolyU
+            ``*_real``/``*_mean``, SIDD. The same window is cropped from both images.
+        pair_layout: Layout of ``pairs_dir``: ``auto``, ``folders``, ``real_mean`` or ``sidd``.
         test_patient: Mayo patient id excluded from training (reference: ``L506``).
         channels: 3 (RGB) or 1 (grey/CT); must equal ``model.in_channels``.
         recursive: Search ``train_dir`` recursively.
@@ -57,6 +63,8 @@ class DataConfig:
     train_dir: str = "CBSD432"
     format: Literal["images", "mayo"] = "images"
     test_patient: str = "L506"
+    pairs_dir: str = ""
+    pair_layout: str = "auto"
     channels: int = 3
     recursive: bool = False
     max_images: int = 0
@@ -89,10 +97,30 @@ class NoiseConfig:
             joined by ``+`` (:class:`~clipdenoise.noise.NoiseMixture`: one drawn per image).
         in_workers: Add the noise in the dataloader workers (CPU) instead of on the training
             device; use it for CPU-only kinds such as ``srgb_camera``.
+        camera: The camera pipeline of ``srgb_camera`` noise: ``reference`` (the reference's
+            exact pipeline, :meth:`clipdenoise.isp.CameraNoiseConfig.reference`, 8-bit output
+            included) or ``clipdenoise`` (our conventions, :class:`~clipdenoise.isp.CameraNoiseConfig`
+            defaults; see :mod:`clipdenoise.isp`).
     """
 
     train: str = "gaussian:15"
     in_workers: bool = False
+    camera: Literal["clipdenoise", "reference"] = "clipdenoise"
+
+    def __post_init__(self) -> None:
+        if self.camera not in ("clipdenoise", "reference"):
+            raise ValueError(
+                f"noise.camera must be 'clipdenoise' or 'reference', got {self.camera!r}"
+            )
+
+    def camera_config(self):
+        """The :class:`~clipdenoise.isp.CameraNoiseConfig` of ``srgb_camera`` noise, or ``None``
+        for the default pipeline of :func:`clipdenoise.noise.add_noise`."""
+        if self.camera == "clipdenoise":
+            return None
+        from clipdenoise.isp import CameraNoiseConfig
+
+        return CameraNoiseConfig.reference()
 
 
 @dataclass(frozen=True)
@@ -200,7 +228,9 @@ class EvalConfig:
         val_dir: Folder of clean validation images (relative to the data root); ``""`` turns
             validation off. For ``format = "mayo"``: the Mayo folder (the test patient's
             quarter-dose/full-dose pairs are used).
-        format: ``images`` (clean images + synthetic ``noise``) or ``mayo``.
+        format: ``images`` (clean images + synthetic ``noise``), ``paired`` (noisy/clean
+            pairs in any layout :func:`clipdenoise.data.find_image_pairs` knows, e.g. the
+            reference's SIDD ``noisy``/``GT`` PNG folders) or ``mayo``.
         noise: Synthetic validation noise, added with the reference test protocol
             (:func:`clipdenoise.noise.add_reference_noise`, numpy seed = ``seed``).
         every: Iterations between validations (reference ``val_freq``: 4000).
@@ -209,7 +239,7 @@ class EvalConfig:
     """
 
     val_dir: str = "CBSD68"
-    format: Literal["images", "mayo"] = "images"
+    format: Literal["images", "paired", "mayo"] = "images"
     noise: str = "gaussian:50"
     every: int = 4000
     max_images: int = 0

@@ -30,8 +30,8 @@ Conventions that follow the reference (they shape the noise the model is trained
   sigma_c = 0.06 / 2 = 0.03. The random option draws log-uniformly from [1e-4, 0.16] and
   [1e-4, 0.06] as the reference's non-strict mode does.
 
-Where we deliberately differ (``CameraNoiseConfig.reference()`` restores all but the
-demosaicing borders):
+Where we deliberately differ (``CameraNoiseConfig.reference()`` restores every one of them, and
+the reference's random draws and 8-bit output too, reproducing its pipeline exactly):
 
 - Noise form. The reference adds ``sigma_s * x * n1 + sigma_c * n2`` (variance
   sigma_s^2 x^2 + sigma_c^2, its code); we default to CBDNet's Poisson-Gaussian model
@@ -40,14 +40,25 @@ demosaicing borders):
   curves (round-trip errors up to 0.12 in [0, 1] for some curves, mostly in the shadows), which
   would shift the tone of the noisy image relative to its clean target. We default to the exact
   inverse of the forward curve by interpolation (``inverse_crf="tabulated"`` for the table).
-  Both tables are linearly interpolated, not nearest-bin as in the reference.
+- Curve look-ups. We interpolate both tables linearly. The reference (``ICRF_Map`` /
+  ``CRF_Map``) takes the nearest of the 1024 bins, never bin 0 (black maps to the second
+  entry), breaks ties upwards and leaves values above the last bin unchanged
+  (``curve_lookup="nearest_bin"``, :func:`lookup_nearest_bin`).
 - Demosaicing borders. The reference convolves with scipy's default ``reflect`` border, which
   puts a same-colour pixel next to the edge and breaks the Bayer parity in the 2-pixel frame;
-  we use ``mirror``, which keeps the parity (a constant image demosaics to itself everywhere).
+  we use ``mirror``, which keeps the parity (a constant image demosaics to itself everywhere)
+  (``demosaic_border="reflect"`` for the reference's).
 - XYZ clipping. On the way back the reference clips XYZ to [0, 1], which changes bright,
   saturated colours whose XYZ leaves the unit cube (on kodim23: 0.5% of the pixels, by up to
   17/255), a colour shift the clean target lacks. We do not clip XYZ (``clip_xyz=True`` for
   the reference's behaviour).
+- Random draws. We draw everything from one ``np.random.Generator``. The reference draws the
+  curve, the Bayer pattern and the white-balance gains with Python's ``random`` and the
+  colour-matrix mix and the two noise maps with numpy's legacy global generator, after
+  ``random.seed(s); np.random.seed(s)`` (``draws="reference"``: :class:`ReferenceDraws` replays
+  both generators in its order, so a seed gives the reference's very image).
+- Output. The reference's data preparation writes the noisy image as 8-bit codes
+  ``(noisy * 255).round()`` (``output_8bit=True``; rounded in float64, before any cast).
 
 Zero-noise round trip (sRGB -> pipeline with sigma_s = sigma_c = 0 -> sRGB). Every stage but
 the demosaicing is inverted to float precision (a constant-colour image comes back to 1e-6).
@@ -118,6 +129,13 @@ REFERENCE_SIGMA_C_RANGE = (1e-4, 0.06)
 
 NoiseForm = Literal["heteroscedastic", "reference"]
 InverseCRF = Literal["exact", "tabulated"]
+CurveLookup = Literal["interpolate", "nearest_bin"]
+DemosaicBorder = Literal["mirror", "reflect"]
+CameraDraws = Literal["generator", "reference"]
+
+# The reference's nearest-bin search starts near floor(value * 1024 - 1) for values above this.
+_NEAREST_BIN_WIDTH = 9.7656e-04
+_NEAREST_BIN_MIN = 0.0039
 
 _CURVES_RESOURCE = "dorf_crf.npz"
 _RANGE_SLACK = 1e-3
@@ -179,7 +197,17 @@ class CameraNoiseConfig:
         clip_xyz: clip XYZ to [0, 1] on the way back, as the reference does.
         srgb_transfer: apply the sRGB transfer function in the XYZ conversion (scikit-image's
             ``rgb2xyz`` convention, as the reference).
-        bayer_patterns: the layouts to draw from.
+        bayer_patterns: the layouts to draw from (``draws="generator"`` only; the reference
+            draws from all four).
+        curve_lookup: ``"interpolate"`` (linear interpolation of the curve tables) or
+            ``"nearest_bin"`` (the reference's ``ICRF_Map`` / ``CRF_Map``).
+        demosaic_border: ``"mirror"`` (keeps the Bayer parity) or ``"reflect"`` (the
+            reference's ``scipy.ndimage.convolve`` default).
+        draws: ``"generator"`` (everything from one ``np.random.Generator``) or ``"reference"``
+            (Python ``random`` and numpy's legacy generator in the reference's order, see
+            :class:`ReferenceDraws`).
+        output_8bit: round the output to 8-bit codes, ``(x * 255).round() / 255`` in float64,
+            as the reference's data preparation writes its noisy images.
     """
 
     sigma_s: float = 0.04
@@ -192,12 +220,26 @@ class CameraNoiseConfig:
     clip_xyz: bool = False
     srgb_transfer: bool = True
     bayer_patterns: tuple[str, ...] = BAYER_PATTERNS
+    curve_lookup: CurveLookup = "interpolate"
+    demosaic_border: DemosaicBorder = "mirror"
+    draws: CameraDraws = "generator"
+    output_8bit: bool = False
 
     @classmethod
     def reference(cls, **overrides: object) -> CameraNoiseConfig:
-        """Every convention of the reference code: its noise form, the DoRF ``invI`` table and
-        XYZ clipping (demosaicing borders excepted), at the paper's fixed level."""
-        settings = {"noise_form": "reference", "inverse_crf": "tabulated", "clip_xyz": True}
+        """The reference's pipeline exactly (``ISP_implement.py``,
+        ``cbdnet_noise_generate_srgb(..., is_strict=True)`` and its 8-bit output): its noise
+        form, the DoRF ``invI`` table, nearest-bin curve look-ups, ``reflect`` demosaicing
+        borders, XYZ clipping, its random draws, at the paper's fixed level."""
+        settings = {
+            "noise_form": "reference",
+            "inverse_crf": "tabulated",
+            "clip_xyz": True,
+            "curve_lookup": "nearest_bin",
+            "demosaic_border": "reflect",
+            "draws": "reference",
+            "output_8bit": True,
+        }
         return cls(**{**settings, **overrides})
 
     def __post_init__(self) -> None:
@@ -221,6 +263,16 @@ class CameraNoiseConfig:
             raise ConfigError(
                 f"inverse_crf must be 'exact' or 'tabulated', got {self.inverse_crf!r}"
             )
+        choices = {
+            "curve_lookup": ("interpolate", "nearest_bin"),
+            "demosaic_border": ("mirror", "reflect"),
+            "draws": ("generator", "reference"),
+        }
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}"
+                )
         if not self.bayer_patterns:
             raise ConfigError("bayer_patterns must name at least one pattern")
         for pattern in self.bayer_patterns:
@@ -348,23 +400,33 @@ def convert_dorf_curves(crf_mat: str | Path, inverse_mat: str | Path, out_path: 
     return out_path
 
 
-def apply_camera_response(irradiance: np.ndarray, crf_index: int) -> np.ndarray:
-    """Tone-map irradiance to brightness with DoRF curve ``crf_index`` (linear interpolation).
+def apply_camera_response(
+    irradiance: np.ndarray, crf_index: int, *, lookup: CurveLookup = "interpolate"
+) -> np.ndarray:
+    """Tone-map irradiance to brightness with DoRF curve ``crf_index``.
 
     Args:
         irradiance: any shape, float in [0, 1] (values outside are clamped to the curve ends).
         crf_index: 0..200.
+        lookup: ``"interpolate"`` (linear) or ``"nearest_bin"`` (the reference's ``CRF_Map``,
+            :func:`lookup_nearest_bin`).
 
     Returns:
         Brightness, same shape, float64 in [0, 1].
     """
     curves = load_camera_response_curves()
     _check_crf_index(crf_index)
+    if _check_lookup(lookup) == "nearest_bin":
+        return lookup_nearest_bin(irradiance, curves.grid, curves.crf[crf_index])
     return np.interp(irradiance, curves.grid, curves.crf[crf_index])
 
 
 def apply_inverse_camera_response(
-    brightness: np.ndarray, crf_index: int, *, method: InverseCRF = "exact"
+    brightness: np.ndarray,
+    crf_index: int,
+    *,
+    method: InverseCRF = "exact",
+    lookup: CurveLookup = "interpolate",
 ) -> np.ndarray:
     """Invert DoRF curve ``crf_index``: brightness (e.g. an sRGB image) -> irradiance.
 
@@ -375,6 +437,8 @@ def apply_inverse_camera_response(
             ``apply_camera_response(apply_inverse_camera_response(x, k), k) == x`` up to
             rounding; ``"tabulated"`` uses DoRF's ``invI`` table as the reference does (not an
             exact inverse: up to 0.12 off for some curves).
+        lookup: how the ``"tabulated"`` table is read: ``"interpolate"`` or ``"nearest_bin"``
+            (the reference's ``ICRF_Map``); the exact inverse always interpolates.
 
     Returns:
         Irradiance, same shape, float64 in [0, 1].
@@ -382,12 +446,53 @@ def apply_inverse_camera_response(
     curves = load_camera_response_curves()
     _check_crf_index(crf_index)
     if method == "tabulated":
-        return np.interp(brightness, curves.grid, curves.inverse_crf[crf_index])
+        table = curves.inverse_crf[crf_index]
+        if _check_lookup(lookup) == "nearest_bin":
+            return lookup_nearest_bin(brightness, curves.grid, table)
+        return np.interp(brightness, curves.grid, table)
     if method != "exact":
         raise ConfigError(
             f"inverse camera response method must be 'exact' or 'tabulated', got {method!r}"
         )
     return np.interp(brightness, curves.crf[crf_index], curves.grid)
+
+
+def lookup_nearest_bin(values: np.ndarray, grid: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The reference's curve look-up (``ICRF_Map`` / ``CRF_Map`` of CBDNet's ISP), vectorised.
+
+    For each value ``t`` the reference scans the bins from ``floor(t / 9.7656e-4 - 1)``
+    (from bin 1 when ``t <= 0.0039``) for the first bin ``b`` with ``grid[b] >= t``, steps back
+    to ``b - 1`` when ``b > 1`` and ``t`` is strictly closer to ``grid[b - 1]``, and returns
+    ``table[b]``. Its quirks are kept: bin 0 is never chosen (black maps to ``table[1]``), ties
+    go to the upper bin, and a value above the last bin is returned unchanged.
+
+    Args:
+        values: any shape, float.
+        grid: ``(N,)`` increasing sample positions (the DoRF grid).
+        table: ``(N,)`` the curve at those positions.
+
+    Returns:
+        Same shape as ``values``, float64.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.reshape(-1)
+    bins = grid.shape[0]
+    start = np.ones(flat.shape, dtype=np.int64)
+    above = flat > _NEAREST_BIN_MIN
+    start[above] = np.floor(flat[above] / _NEAREST_BIN_WIDTH - 1).astype(np.int64)
+    index = np.maximum(start, np.searchsorted(grid, flat, side="left"))
+    found = index < bins
+    index = np.minimum(index, bins - 1)
+    previous = np.maximum(index - 1, 0)
+    closer_below = (flat - grid[previous]) < (grid[index] - flat)
+    index = np.where(found & (index > 1) & closer_below, previous, index)
+    return np.where(found, table[index], flat).reshape(values.shape)
+
+
+def _check_lookup(lookup: str) -> str:
+    if lookup not in ("interpolate", "nearest_bin"):
+        raise ConfigError(f"curve look-up must be 'interpolate' or 'nearest_bin', got {lookup!r}")
+    return lookup
 
 
 def _check_crf_index(crf_index: int) -> None:
@@ -455,7 +560,10 @@ def mix_xyz_to_camera(weights: np.ndarray) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (4,):
         raise ConfigError(f"matrix weights must have shape (4,), got {weights.shape}")
-    matrix = np.tensordot(weights, XYZ_TO_CAMERA_MATRICES, axes=1)
+    # summed term by term in the reference's order, so its matrices come out bit for bit
+    matrix = XYZ_TO_CAMERA_MATRICES[0] * weights[0]
+    for index in range(1, 4):
+        matrix = matrix + XYZ_TO_CAMERA_MATRICES[index] * weights[index]
     return matrix / matrix.sum(axis=1, keepdims=True)
 
 
@@ -517,17 +625,22 @@ def white_balance_mask(
     return gains[bayer_channel_map(shape, pattern)]
 
 
-def demosaic_malvar2004(raw: np.ndarray, pattern: str) -> np.ndarray:
+def demosaic_malvar2004(
+    raw: np.ndarray, pattern: str, *, border: DemosaicBorder = "mirror"
+) -> np.ndarray:
     """Malvar-He-Cutler (ICASSP 2004) gradient-corrected bilinear demosaicing.
 
     Each missing colour is bilinearly interpolated and corrected by the Laplacian of the
-    colour the pixel did record, with the paper's four 5x5 filters (gains 1/2, 5/8, 3/4). The
-    borders are mirrored (``scipy.ndimage`` mode ``"mirror"``), which keeps the Bayer parity, so a
-    constant colour image is reproduced exactly, borders included. Output is not clipped.
+    colour the pixel did record, with the paper's four 5x5 filters (gains 1/2, 5/8, 3/4). By
+    default the borders are mirrored (``scipy.ndimage`` mode ``"mirror"``), which keeps the Bayer
+    parity, so a constant colour image is reproduced exactly, borders included; ``"reflect"``
+    (the reference's) repeats the edge sample, so the 2-pixel frame mixes colours. Output is
+    not clipped.
 
     Args:
         raw: ``(H, W)`` float mosaic.
         pattern: one of :data:`BAYER_PATTERNS`.
+        border: ``"mirror"`` or ``"reflect"`` (``scipy.ndimage`` modes).
 
     Returns:
         ``(H, W, 3)`` float64 RGB.
@@ -535,6 +648,8 @@ def demosaic_malvar2004(raw: np.ndarray, pattern: str) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float64)
     if raw.ndim != 2:
         raise ValueError(f"demosaic_malvar2004 expects an (H, W) mosaic, got shape {raw.shape}")
+    if border not in ("mirror", "reflect"):
+        raise ConfigError(f"demosaic border must be 'mirror' or 'reflect', got {border!r}")
     channels = bayer_channel_map(raw.shape, pattern)
     is_red, is_green, is_blue = (channels == 0), (channels == 1), (channels == 2)
     # A green site's row holds either red or blue samples; that decides which filter gives R.
@@ -543,7 +658,8 @@ def demosaic_malvar2004(raw: np.ndarray, pattern: str) -> np.ndarray:
     green_in_blue_row = is_green & ~row_has_red
 
     def filtered(kernel: np.ndarray) -> np.ndarray:
-        return ndimage.correlate(raw, kernel / 8.0, mode="mirror")
+        # the kernels are point-symmetric: correlation equals the reference's convolution
+        return ndimage.correlate(raw, kernel / 8.0, mode=border)
 
     green_estimate = filtered(_G_AT_RB)
     along_row = filtered(_RB_AT_G_ROW)
@@ -569,7 +685,7 @@ def add_raw_noise(
     raw: np.ndarray,
     sigma_s: float,
     sigma_c: float,
-    rng: np.random.Generator,
+    rng: np.random.Generator | np.random.RandomState,
     *,
     form: NoiseForm = "heteroscedastic",
     clip: bool = True,
@@ -583,7 +699,8 @@ def add_raw_noise(
     Args:
         raw: any shape, float in [0, 1].
         sigma_s, sigma_c: noise levels in raw units.
-        rng: the generator all noise is drawn from.
+        rng: the generator all noise is drawn from (numpy's legacy ``RandomState`` replays the
+            reference's ``np.random.normal`` draws).
         form: see above.
         clip: clip the result to [0, 1] (the sensor range), as the reference does.
 
@@ -636,6 +753,64 @@ def sample_camera_params(
     )
 
 
+class ReferenceDraws:
+    """The reference's two random sources, seeded as its test of a seed ``s`` does:
+    ``random.seed(s); np.random.seed(s)`` (here as private instances, so no global state is
+    touched).
+
+    Python's ``random`` draws the curve (``randint(0, 200)``), the Bayer pattern
+    (``randint(0, 3)``, :data:`BAYER_PATTERNS` order) and the two white-balance gains
+    (``uniform(0.75, 1)``, red then blue); numpy's legacy generator draws the colour-matrix mix
+    (``random((1, 4))``, normalised), the noise levels of the random mode (log-uniform from
+    ``rand(1)``, sigma_s then sigma_c) and then the two noise maps (``normal(0, 1)``, shot then
+    read). Each generator's draws come in that order, so the same seed gives the reference's
+    camera and noise.
+
+    Args:
+        seed: the seed of both generators (0 <= seed < 2**32).
+
+    Attributes:
+        python: the ``random.Random`` instance.
+        numpy: the ``np.random.RandomState`` instance (also the source of the noise maps).
+    """
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self.seed = int(seed)
+        self.python = random.Random(self.seed)
+        self.numpy = np.random.RandomState(self.seed)
+
+    def sample_camera_params(self, config: CameraNoiseConfig | None = None) -> CameraParams:
+        """Draw a camera as the reference does (see the class docstring)."""
+        config = config or CameraNoiseConfig()
+        crf_index = self.python.randint(0, NUM_CRF_CURVES - 1)
+        weights = self.numpy.random_sample((1, 4))
+        weights = (weights / np.sum(weights))[0]
+        pattern = BAYER_PATTERNS[self.python.randint(0, len(BAYER_PATTERNS) - 1)]
+        red_gain = self.python.uniform(*WHITE_BALANCE_GAIN_RANGE)
+        blue_gain = self.python.uniform(*WHITE_BALANCE_GAIN_RANGE)
+        if not config.white_balance:
+            red_gain = blue_gain = 1.0
+        sigma_s = self._level(config.sigma_s, config.sigma_s_range)
+        sigma_c = self._level(config.sigma_c, config.sigma_c_range)
+        return CameraParams(
+            crf_index=crf_index,
+            matrix_weights=tuple(float(w) for w in weights),
+            bayer_pattern=pattern,
+            red_gain=float(red_gain),
+            blue_gain=float(blue_gain),
+            sigma_s=sigma_s,
+            sigma_c=sigma_c,
+        )
+
+    def _level(self, fixed: float, bounds: tuple[float, float] | None) -> float:
+        if bounds is None:
+            return float(fixed)
+        low = np.log([bounds[0]])
+        return float(np.exp(low + self.numpy.rand(1) * (np.log([bounds[1]]) - low))[0])
+
+
 def _draw_level(
     rng: np.random.Generator, fixed: float, bounds: tuple[float, float] | None
 ) -> float:
@@ -660,7 +835,9 @@ def unprocess(
     """
     config = config or CameraNoiseConfig()
     srgb = _check_rgb(srgb)
-    irradiance = apply_inverse_camera_response(srgb, params.crf_index, method=config.inverse_crf)
+    irradiance = apply_inverse_camera_response(
+        srgb, params.crf_index, method=config.inverse_crf, lookup=config.curve_lookup
+    )
     xyz = srgb_to_xyz(irradiance, transfer=config.srgb_transfer)
     camera = xyz_to_camera(xyz, params.xyz_to_camera)
     raw = mosaic_bayer(camera, params.bayer_pattern)
@@ -677,7 +854,8 @@ def process(
     Args:
         raw: ``(H, W)`` float in [0, 1].
         params: the camera that recorded it.
-        config: pipeline conventions (``clip_xyz``, ``srgb_transfer``).
+        config: pipeline conventions (``clip_xyz``, ``srgb_transfer``, ``curve_lookup``,
+            ``demosaic_border``; ``output_8bit`` is applied by :func:`simulate_camera_noise`).
 
     Returns:
         ``(H, W, 3)`` float64 sRGB in [0, 1].
@@ -687,12 +865,14 @@ def process(
         raw.shape, params.bayer_pattern, 1.0 / params.red_gain, 1.0 / params.blue_gain
     )
     balanced = np.clip(raw * gains, 0.0, 1.0)
-    camera = np.clip(demosaic_malvar2004(balanced, params.bayer_pattern), 0.0, 1.0)
+    camera = np.clip(
+        demosaic_malvar2004(balanced, params.bayer_pattern, border=config.demosaic_border), 0.0, 1.0
+    )
     xyz = camera_to_xyz(camera, params.xyz_to_camera)
     if config.clip_xyz:
         xyz = np.clip(xyz, 0.0, 1.0)
     linear = xyz_to_srgb(xyz, transfer=config.srgb_transfer, clip=True)
-    return apply_camera_response(linear, params.crf_index)
+    return apply_camera_response(linear, params.crf_index, lookup=config.curve_lookup)
 
 
 @dataclass(frozen=True)
@@ -713,7 +893,7 @@ class CameraNoiseResult:
 
 def simulate_camera_noise(
     clean: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator | int,
     config: CameraNoiseConfig | None = None,
     *,
     params: CameraParams | None = None,
@@ -726,24 +906,50 @@ def simulate_camera_noise(
     ``with_processed_clean`` the noise-free output of the same camera is returned too, for
     pairs that differ by the noise alone. Drawing it consumes no randomness.
 
+    With ``config.draws == "reference"`` the camera and noise come from :class:`ReferenceDraws`
+    seeded with ``rng`` (an int: exactly the reference's image for ``random.seed(rng);
+    np.random.seed(rng)``; a generator: a 32-bit seed drawn from it).
+
     Args:
         clean: ``(H, W, 3)`` float in [0, 1], sRGB.
-        rng: every random choice (camera and noise) comes from it.
+        rng: every random choice (camera and noise) comes from it; an int seeds a new one.
         config: noise levels and pipeline conventions.
         params: a camera to reuse instead of drawing one (the noise is still drawn from ``rng``).
         with_processed_clean: also return the noise-free pipeline output.
 
     Returns:
         :class:`CameraNoiseResult` with the noisy image and the parameters used.
+
+    Example:
+        The reference's pipeline, as its data preparation ran it for seed 0:
+
+        >>> clean = np.full((8, 8, 3), 0.5)
+        >>> result = simulate_camera_noise(clean, 0, CameraNoiseConfig.reference())
+        >>> bool(np.all(np.round(result.noisy * 255) == result.noisy * 255))  # 8-bit codes
+        True
     """
     config = config or CameraNoiseConfig()
-    if params is None:
-        params = sample_camera_params(rng, config)
+    source: np.random.Generator | np.random.RandomState
+    if config.draws == "reference":
+        seed = int(rng) if isinstance(rng, (int, np.integer)) else int(rng.integers(2**32))
+        draws = ReferenceDraws(seed)
+        params = params or draws.sample_camera_params(config)
+        source = draws.numpy
+    else:
+        source = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
+        params = params or sample_camera_params(source, config)
     raw = unprocess(clean, params, config)
-    noisy_raw = add_raw_noise(raw, params.sigma_s, params.sigma_c, rng, form=config.noise_form)
-    noisy = process(noisy_raw, params, config).astype(np.float32)
-    processed = process(raw, params, config).astype(np.float32) if with_processed_clean else None
+    noisy_raw = add_raw_noise(raw, params.sigma_s, params.sigma_c, source, form=config.noise_form)
+    noisy = _output(process(noisy_raw, params, config), config)
+    processed = _output(process(raw, params, config), config) if with_processed_clean else None
     return CameraNoiseResult(noisy=noisy, params=params, processed_clean=processed)
+
+
+def _output(image: np.ndarray, config: CameraNoiseConfig) -> np.ndarray:
+    if config.output_8bit:
+        # rounded in float64 as the reference writes it: (noisy * 255).round()
+        image = np.round(image * 255.0) / 255.0
+    return image.astype(np.float32)
 
 
 def add_camera_noise(
@@ -803,7 +1009,28 @@ def _check_rgb(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- batched torch path
 # The same pipeline on (B, 3, H, W) tensors on any device, one camera per sample, for online
 # noise synthesis during training. It follows the numpy functions above step by step (tested
-# equal to float32 rounding); torch is imported inside the functions.
+# equal to float32 rounding) with our conventions; the reference's nearest-bin look-ups,
+# reflect borders, draws and 8-bit output are numpy-only (use simulate_camera_noise). torch is
+# imported inside the functions.
+
+
+def _require_torch_conventions(config: CameraNoiseConfig) -> None:
+    numpy_only = {
+        "curve_lookup": "interpolate",
+        "demosaic_border": "mirror",
+        "draws": "generator",
+        "output_8bit": False,
+    }
+    unsupported = [
+        f"{name}={getattr(config, name)!r}"
+        for name, value in numpy_only.items()
+        if getattr(config, name) != value
+    ]
+    if unsupported:
+        raise ConfigError(
+            f"the torch camera pipeline does not implement {', '.join(unsupported)}; "
+            "use clipdenoise.isp.simulate_camera_noise (numpy) for the reference's pipeline"
+        )
 
 
 def unprocess_torch(
@@ -821,6 +1048,7 @@ def unprocess_torch(
     import torch
 
     config = config or CameraNoiseConfig()
+    _require_torch_conventions(config)
     batch = _torch_camera_batch(srgb, params)
     if config.inverse_crf == "exact":
         irradiance = _interp_nonuniform(srgb, batch.crf, batch.grid)
@@ -844,6 +1072,7 @@ def process_torch(
     import torch
 
     config = config or CameraNoiseConfig()
+    _require_torch_conventions(config)
     batch = _torch_camera_batch(raw, params)
     channels = batch.channel_map(raw.shape[-2:])
     balanced = (raw / torch.gather(batch.gains, 1, channels)).clamp(0.0, 1.0)
@@ -946,6 +1175,7 @@ def add_camera_noise_torch(
     import torch
 
     config = config or CameraNoiseConfig()
+    _require_torch_conventions(config)
     single = clean.dim() == 3
     batch = clean[None] if single else clean
     if batch.dim() != 4 or batch.shape[1] != 3:

@@ -113,19 +113,44 @@ class ModelConfig:
 
 
 def augment_features(
-    features: Sequence[torch.Tensor], gamma: float, generator: torch.Generator | None = None
+    features: Sequence[torch.Tensor],
+    gamma: float,
+    generator: torch.Generator | None = None,
+    *,
+    noise: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
-    """Progressive feature augmentation (paper Eq. 2): ``F_i * α_i``, ``α_i ~ N(1, (γ·i)²)``.
+    """Progressive feature augmentation (paper Eq. 2): ``F_i * α_i``, ``α_i = 1 + γ·i·z_i``.
 
-    ``features`` are F1, F2, ... in order (i = 1, 2, ...); α_i has the shape of F_i and is drawn
-    element-wise from ``generator`` (which must live on the features' device).
+    ``features`` are F1, F2, ... in order (i = 1, 2, ...); ``z_i`` is standard normal with the
+    shape of F_i, drawn element-wise from ``generator`` (which must live on the features'
+    device) unless given.
+
+    Args:
+        features: F1, F2, ... as the encoder returns them.
+        gamma: γ (0.025 in the paper).
+        generator: Source of the draws.
+        noise: The draws ``z_i`` themselves, one tensor per feature of its shape (e.g. the ones a
+            reference run recorded, to replay its training step); ``generator`` is then unused.
+
+    Raises:
+        ValueError: ``noise`` does not match the features in number or shape.
     """
+    if noise is not None:
+        shapes = [tuple(f.shape) for f in features]
+        if [tuple(z.shape) for z in noise] != shapes:
+            raise ValueError(
+                f"feature noise must hold one tensor per feature of shapes {shapes}, got "
+                f"{[tuple(z.shape) for z in noise]}"
+            )
     augmented = []
     for scale, feature in enumerate(features, start=1):
-        noise = torch.randn(
-            feature.shape, generator=generator, device=feature.device, dtype=feature.dtype
-        )
-        augmented.append(feature * (1.0 + gamma * scale * noise))
+        if noise is None:
+            z = torch.randn(
+                feature.shape, generator=generator, device=feature.device, dtype=feature.dtype
+            )
+        else:
+            z = noise[scale - 1].to(device=feature.device, dtype=feature.dtype)
+        augmented.append(feature * (1.0 + gamma * scale * z))
     return augmented
 
 
@@ -140,6 +165,10 @@ class CLIPDenoiser(nn.Module):
     Attributes:
         aug_generator: Optional ``torch.Generator`` for the feature augmentation; set it (on the
             model's device) to make training reproducible.
+        feature_noise: Optional standard-normal draws ``z_1..z_n`` (one tensor per feature, of
+            its shape) used by every training-mode forward instead of drawing from
+            ``aug_generator``: how a recorded reference training step is replayed exactly
+            (see :func:`augment_features`). ``None`` (the default) draws.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -167,6 +196,7 @@ class CLIPDenoiser(nn.Module):
                 slope=config.leaky_slope,
             )
         self.aug_generator: torch.Generator | None = None
+        self.feature_noise: Sequence[torch.Tensor] | None = None
 
     @property
     def feature_info(self):
@@ -191,7 +221,9 @@ class CLIPDenoiser(nn.Module):
         image = padded if self.input_adapter is None else self.input_adapter(padded)
         features = self.encoder(image)
         if self.training and self.config.aug_gamma > 0:
-            features = augment_features(features, self.config.aug_gamma, self.aug_generator)
+            features = augment_features(
+                features, self.config.aug_gamma, self.aug_generator, noise=self.feature_noise
+            )
         restored = self.decoder(features, image)
         return restored[..., :height, :width]
 

@@ -39,8 +39,12 @@ class EvalProtocol:
             ``RandomState`` as the reference uses it (see
             :func:`clipdenoise.noise.add_reference_noise`).
         pad_multiple: Networks see the input reflect-padded at the bottom/right to a multiple of
-            this (32 in the reference; 1 disables) and the output is cropped back. Classical
-            methods are never padded.
+            this (32 in the reference) and the output is cropped back; 1 adds no padding here.
+            A CLIPDenoiser also pads to its own multiple inside its forward (32, 64 with F5,
+            :attr:`clipdenoise.model.ModelConfig.pad_multiple`) in the same way, so for it
+            values that divide 32 give identical results (1 included): only a larger multiple
+            changes its output. Baselines (DnCNN, Restormer) see exactly this padding.
+            Classical methods are never padded.
         clip_noisy_input: Clip the noisy input to [0, 1] before the method sees it. The
             reference does not (Gaussian inputs go out of range; Poisson is clipped by its
             generator).

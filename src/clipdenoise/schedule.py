@@ -90,7 +90,8 @@ class LRSchedule:
         weights = self.restart_weights or (1.0,) * len(self.periods)
         start = 0
         for period, floor, weight in zip(self.periods, self.period_min_lrs, weights):
-            if iteration < start + period:
+            # a period includes its last iteration, as the reference's get_position_from_periods
+            if iteration <= start + period:
                 progress = (iteration - start) / period
                 return floor + weight * (cosine_between(self.lr, floor, progress) - floor)
             start += period

@@ -109,14 +109,17 @@ class TrainingError(ClipDenoiseError, RuntimeError):
 def validate(model: nn.Module, dataset: ValidationSet, device: torch.device) -> dict[str, float]:
     """Mean PSNR/SSIM of ``model`` on ``dataset`` (reference metrics, model output clipped).
 
-    Photos: :func:`clipdenoise.metrics.psnr`/``ssim`` on the [0, 255] scale. Mayo CT:
+    Photos: :func:`clipdenoise.metrics.psnr`/``ssim`` on the [0, 255] scale (``val_psnr``,
+    ``val_ssim``), and ``val_psnr_reference``: the value the reference's training log shows
+    (BasicSR ``calculate_psnr`` on the unclamped [0, 1] output, peak 1 when the output's maximum
+    is at most 1, else 255), so runs can be compared with its logs. Mayo CT:
     :func:`clipdenoise.metrics.ct_psnr`/``ct_ssim`` (HU window of the reference).
     """
     from clipdenoise import metrics
 
     was_training = model.training
     model.eval()
-    psnrs, ssims = [], []
+    psnrs, ssims, reference_psnrs = [], [], []
     try:
         for noisy, clean in zip(dataset.noisy, dataset.clean):
             batch = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
@@ -133,9 +136,26 @@ def validate(model: nn.Module, dataset: ValidationSet, device: torch.device) -> 
                 )
                 psnrs.append(metrics.psnr(reference, output))
                 ssims.append(metrics.ssim(reference, output))
+                reference_psnrs.append(reference_log_psnr(restored, clean))
     finally:
         model.train(was_training)
-    return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}
+    scores = {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}
+    if reference_psnrs:
+        scores["val_psnr_reference"] = float(np.mean(reference_psnrs))
+    return scores
+
+
+def reference_log_psnr(restored: np.ndarray, clean: np.ndarray) -> float:
+    """The validation PSNR the reference's training logs: BasicSR's ``calculate_psnr`` on the
+    unclamped model output and the clean image, both ``(H, W, C)`` in [0, 1] (float64), with
+    peak 1 when ``restored.max() <= 1`` else 255 (so an output overshooting 1 scores ~48 dB
+    higher). Not a metric to report; it makes our logs comparable with the reference's."""
+    restored = np.asarray(restored, dtype=np.float64)
+    mse = float(np.mean((restored - np.asarray(clean, dtype=np.float64)) ** 2))
+    if mse == 0:
+        return float("inf")
+    peak = 1.0 if restored.max() <= 1 else 255.0
+    return float(20.0 * np.log10(peak / np.sqrt(mse)))
 
 
 # ============================================================================ run folder
@@ -271,6 +291,9 @@ class StepContext:
     grad_clip_norm: float
     info: DistInfo
     channels_last: bool = False
+    grad_norm: torch.Tensor | None = None
+    """Global gradient norm before clipping of the last step, a 0-d tensor on the training
+    device (kept as a tensor: reading it synchronises); ``None`` when not clipped."""
 
 
 def train_step(
@@ -309,8 +332,10 @@ def train_step(
         return loss_value, False
     if step.scaler is not None:
         step.scaler.unscale_(step.optimizer)
+    step.grad_norm = None
     if step.grad_clip_norm > 0:
-        torch.nn.utils.clip_grad_norm_(step.parameters, step.grad_clip_norm)
+        norm = torch.nn.utils.clip_grad_norm_(step.parameters, step.grad_clip_norm)
+        step.grad_norm = norm.detach()
     if step.scaler is not None:
         step.scaler.step(step.optimizer)
         step.scaler.update()
@@ -691,6 +716,7 @@ class Trainer:
             seed=settings.seed,
             geometric_augs=data.geometric_augs,
             noise=self.noise_spec if self.config.noise.in_workers else None,
+            camera=self.config.noise.camera_config(),
         )
         sampler = RunSampler(
             self.start_iter * per_iter,
@@ -714,7 +740,10 @@ class Trainer:
         self, batches, iteration: int
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``(noisy, clean)`` micro-batches of ``iteration`` on the device (noise, mixup)."""
+        from clipdenoise.training_data import add_training_noise
+
         settings, device, rank = self.settings, self.info.device, self.info.rank
+        camera = self.config.noise.camera_config()
         micro_batches = []
         for micro in range(settings.grad_accum_steps):
             batch = next(batches)
@@ -723,7 +752,8 @@ class Trainer:
                 noisy = batch["noisy"].to(device, non_blocking=True)
             else:
                 seed = iteration_seed(settings.seed, 1, rank, iteration, micro)
-                noisy = self.noise_spec.apply(clean, self.noise_generator.manual_seed(seed))
+                generator = self.noise_generator.manual_seed(seed)
+                noisy = add_training_noise(clean, self.noise_spec, generator, camera)
             if settings.mixup:
                 noisy, clean = mix_batch(
                     noisy,

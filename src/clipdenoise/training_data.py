@@ -15,6 +15,12 @@ iteration ``k`` continues with exactly the patches the uninterrupted run would h
 "dataloader position" is the iteration itself. Noise is added later, on the training device
 (or here, in the workers, for CPU-only kinds).
 
+Paired data (``data.pairs_dir``: noisy/clean folders as ``clipdenoise synth srgb`` writes them,
+or any layout :func:`~clipdenoise.data.find_image_pairs` knows) is served by
+:class:`PairedImageStore`, whose items stack the noisy and clean images along the channels, so
+padding, the crop window and the flip/rotation are the same for both, as the reference's
+``paired_random_crop`` / ``random_augmentation`` do.
+
 :func:`build_train_store` and :func:`build_validation_set` build the data an
 :class:`~clipdenoise.experiment.ExperimentConfig` names, failing before training starts on
 missing or empty folders and unreadable images.
@@ -40,11 +46,13 @@ from clipdenoise.data import (
     pad_to_size,
     require_image_files,
 )
-from clipdenoise.errors import ImageReadError
+from clipdenoise.errors import ConfigError, ImageReadError
 from clipdenoise.noise import NoiseMixture, NoiseSpec
 
 if TYPE_CHECKING:
+    from clipdenoise.data import PairedImageDataset
     from clipdenoise.experiment import ExperimentConfig
+    from clipdenoise.isp import CameraNoiseConfig
 
 ImageLoader = Callable[[Path], np.ndarray]
 
@@ -107,8 +115,90 @@ class ImageStore:
                 self._read(path)
 
 
-TrainImages = ImageFolderDataset | ImageStore
+class PairedImageStore:
+    """Noisy/clean training pairs; item ``i`` is ``(H, W, 2C)``: noisy channels, then clean.
+
+    Args:
+        pairs: The pairs (:class:`~clipdenoise.data.PairedImageDataset`; noisy and clean of a
+            pair must have the same size).
+        cache: Decode every pair now and keep it in memory (8-bit pairs as uint8); decoding up
+            front also reports unreadable files and size mismatches before training starts.
+
+    Attributes:
+        channels: ``C``, the channels of each image of a pair.
+        paired: Always true: :class:`TrainPatchDataset` splits the items again.
+    """
+
+    paired = True
+
+    def __init__(self, pairs: PairedImageDataset, *, cache: bool = True) -> None:
+        self.pairs = pairs
+        self.channels = pairs.channels
+        self.paths = [pair.clean for pair in pairs.pairs]
+        self._cache: list[np.ndarray] | None = None
+        if cache:
+            self._cache = [compact_image(self._read(index)) for index in range(len(pairs))]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _read(self, index: int) -> np.ndarray:
+        _, noisy, clean = self.pairs[index]
+        return np.concatenate([noisy, clean], axis=2)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Pair ``index`` as one ``(H, W, 2C)`` float32 array in [0, 1]."""
+        if self._cache is not None:
+            return expand_image(self._cache[index])
+        return self._read(index)
+
+    def verify(self) -> None:
+        """Decode every pair once (no-op when cached); raises on the first bad one."""
+        if self._cache is None:
+            for index in range(len(self)):
+                self._read(index)
+
+
+TrainImages = ImageFolderDataset | ImageStore | PairedImageStore
 """What :class:`TrainPatchDataset` crops from: ``len`` and ``(H, W, C)`` float32 items."""
+
+
+def add_training_noise(
+    clean: torch.Tensor,
+    spec: NoiseSpec | NoiseMixture,
+    generator: torch.Generator,
+    camera: CameraNoiseConfig | None = None,
+) -> torch.Tensor:
+    """Online training noise for ``clean`` ``(C, H, W)`` or ``(B, C, H, W)``.
+
+    Every spec or mixture is applied as it is (``spec.apply``), except ``srgb_camera`` with a
+    ``camera`` config: each image then runs through
+    :func:`clipdenoise.isp.simulate_camera_noise` with that config (e.g. the reference's exact
+    pipeline, :meth:`~clipdenoise.isp.CameraNoiseConfig.reference`) at the spec's levels, its
+    generator seeded from ``generator``.
+    """
+    if camera is None or not isinstance(spec, NoiseSpec) or spec.kind != "srgb_camera":
+        return spec.apply(clean, generator)
+    import dataclasses
+
+    from clipdenoise.isp import simulate_camera_noise
+
+    if spec.is_random_level:
+        raise ConfigError(
+            f"noise {spec}: a camera pipeline config takes fixed levels (set sigma ranges on "
+            "the CameraNoiseConfig instead)"
+        )
+    sigma_s, sigma_c = spec.level
+    config = dataclasses.replace(camera, sigma_s=float(sigma_s), sigma_c=float(sigma_c))
+    batch = clean[None] if clean.dim() == 3 else clean
+    seeds = torch.randint(0, 2**62, (batch.shape[0],), generator=generator, device=clean.device)
+    noisy = []
+    for image, seed in zip(batch.cpu().numpy(), seeds.tolist()):
+        rgb = np.clip(image.transpose(1, 2, 0), 0.0, 1.0)
+        result = simulate_camera_noise(rgb, np.random.default_rng(seed), config)
+        noisy.append(result.noisy.transpose(2, 0, 1))
+    stacked = torch.from_numpy(np.stack(noisy)).to(device=clean.device, dtype=clean.dtype)
+    return stacked[0] if clean.dim() == 3 else stacked
 
 
 class TrainPatchDataset(Dataset):
@@ -123,10 +213,12 @@ class TrainPatchDataset(Dataset):
         noise: Add this noise here, in the dataloader workers (for CPU-heavy kinds such as
             ``srgb_camera``; seeded by ``(seed, g)``). ``None``: the loop adds noise on the
             training device.
+        camera: The camera pipeline of ``srgb_camera`` noise (:func:`add_training_noise`).
 
-    Items are dicts with ``"clean"`` (and ``"noisy"`` when ``noise`` is set): ``(C, patch_size,
-    patch_size)`` float32 tensors in [0, 1] (noisy may leave [0, 1]). Images smaller than the
-    patch are reflect-padded first (:func:`~clipdenoise.data.pad_to_size`).
+    Items are dicts with ``"clean"`` (and ``"noisy"`` when ``noise`` is set or the store holds
+    pairs, :class:`PairedImageStore`): ``(C, patch_size, patch_size)`` float32 tensors in
+    [0, 1] (noisy may leave [0, 1]). Images smaller than the patch are reflect-padded first
+    (:func:`~clipdenoise.data.pad_to_size`).
     """
 
     def __init__(
@@ -137,12 +229,15 @@ class TrainPatchDataset(Dataset):
         seed: int,
         geometric_augs: bool = True,
         noise: NoiseSpec | NoiseMixture | None = None,
+        camera: CameraNoiseConfig | None = None,
     ) -> None:
         self.store = store
         self.patch_size = patch_size
         self.seed = seed
         self.geometric_augs = geometric_augs
         self.noise = noise
+        self.camera = camera
+        self.paired = bool(getattr(store, "paired", False))
         self._epoch_order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -158,16 +253,21 @@ class TrainPatchDataset(Dataset):
         return int(self._epoch_order[1][position])
 
     def __getitem__(self, global_index: int) -> dict[str, torch.Tensor]:
-        clean = self.clean_patch(global_index)
+        patch = self.clean_patch(global_index)
+        if self.paired:
+            channels = patch.shape[0] // 2
+            return {"noisy": patch[:channels], "clean": patch[channels:]}
         if self.noise is None:
-            return {"clean": clean}
+            return {"clean": patch}
         generator = torch.Generator().manual_seed(
             int(np.random.SeedSequence([self.seed, 0x4015E, global_index]).generate_state(1)[0])
         )
-        return {"clean": clean, "noisy": self.noise.apply(clean, generator)}
+        noisy = add_training_noise(patch, self.noise, generator, self.camera)
+        return {"clean": patch, "noisy": noisy}
 
     def clean_patch(self, global_index: int) -> torch.Tensor:
-        """The clean patch of sample ``global_index``, ``(C, p, p)`` float32 in [0, 1]."""
+        """The patch of sample ``global_index``, ``(C, p, p)`` float32 in [0, 1] (for a paired
+        store ``(2C, p, p)``: the noisy and clean patches, cut and turned alike)."""
         image = self.store[self.image_index(global_index)]
         rng = np.random.default_rng([self.seed, 0xC509, global_index])
         size = self.patch_size
@@ -234,6 +334,24 @@ def build_train_store(config: ExperimentConfig, data_root: str | Path | None) ->
         ImageReadError: an unreadable image (all are decoded when caching or verifying).
     """
     data = config.data
+    if data.pairs_dir:
+        from clipdenoise.data import PairedImageDataset
+
+        if data.format != "images":
+            raise ConfigError("data.pairs_dir needs data.format = 'images'")
+        pairs = PairedImageDataset(
+            resolve_data_path(data.pairs_dir, data_root),
+            data.pair_layout,
+            channels=data.channels,
+        )
+        if data.max_images:
+            pairs = PairedImageDataset.from_pairs(
+                pairs.pairs[: data.max_images], channels=data.channels
+            )
+        store = PairedImageStore(pairs, cache=data.cache_images)
+        if data.verify_images:
+            store.verify()
+        return store
     folder = resolve_data_path(data.train_dir, data_root)
     if data.format == "mayo":
         from clipdenoise.ct import MayoCTDataset
@@ -268,7 +386,7 @@ class ValidationSet:
     names: tuple[str, ...]
     noisy: tuple[np.ndarray, ...]
     clean: tuple[np.ndarray, ...]
-    kind: Literal["images", "mayo"] = "images"
+    kind: Literal["images", "paired", "mayo"] = "images"
 
 
 def build_validation_set(
@@ -293,6 +411,18 @@ def build_validation_set(
             clean=tuple(clean for _, _, clean in items),
             kind="mayo",
         )
+    if settings.format == "paired":
+        from clipdenoise.data import PairedImageDataset
+
+        pairs = PairedImageDataset(folder, channels=config.data.channels)
+        items = [
+            pairs[index] for index in range(min(len(pairs), settings.max_images or len(pairs)))
+        ]
+        return ValidationSet(
+            names=tuple(name for name, _, _ in items),
+            noisy=tuple(noisy for _, noisy, _ in items),
+            clean=tuple(clean for _, _, clean in items),
+        )
     files = _first(require_image_files(folder, what="validation data"), settings.max_images)
     images = ImageFolderDataset.from_paths(files, channels=config.data.channels)
     clean = [images[index] for index in range(len(images))]
@@ -305,6 +435,8 @@ def build_validation_set(
 
 __all__ = [
     "ImageStore",
+    "PairedImageStore",
+    "add_training_noise",
     "RunSampler",
     "TrainImages",
     "TrainPatchDataset",

@@ -140,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pad-multiple",
         type=int,
         default=32,
-        help="networks see inputs reflect-padded (bottom/right) to this multiple (default: 32)",
+        help="networks see inputs reflect-padded (bottom/right) to this multiple (default: 32); "
+        "CLIPDenoiser models pad to 32 themselves, so only larger multiples change their output",
     )
     protocol.add_argument(
         "--clip-noisy-input", action="store_true", help="clip noisy inputs to [0, 1] first"

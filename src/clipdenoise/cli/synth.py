@@ -3,7 +3,9 @@
 The reference's sRGB recipe (``CLIPDenoising_sRGBDenoising_FixedPoissonGaussian.yml``) trains
 on DIV2K sub-images (BasicSR ``extract_subimages``: 480x480 crops every 240 px) whose noisy
 copies were written once by ``ISP_implement.py`` at the fixed level sigma_s = 0.04,
-sigma_c = 0.03. This command does the same from any folder of clean images:
+sigma_c = 0.03. This command does the same from any folder of clean images; with
+``--reference-pipeline`` (:meth:`clipdenoise.isp.CameraNoiseConfig.reference`) it makes the
+very files the reference's script makes for the seeds it records:
 
     OUT/clean/<name>[_sNNN].png   the clean image (or crop), 8-bit (or 16-bit) RGB PNG
     OUT/noisy/<name>[_sNNN].png   its noisy copy (:func:`clipdenoise.isp.simulate_camera_noise`)
@@ -286,6 +288,10 @@ def _process_file(
             # Quantise the clean target first: the noisy copy is made from exactly what is saved.
             patch = _quantise(patch, config.bit_depth)
             rng = np.random.default_rng([*file_seed.entropy, index])
+            reference_draws = config.camera.draws == "reference"
+            if reference_draws:
+                # the reference seeds random and np.random with one number: record it
+                rng = int(rng.integers(2**32))
             processed = config.clean_target == "processed"
             result = simulate_camera_noise(
                 patch, rng, config.camera, with_processed_clean=processed
@@ -300,6 +306,7 @@ def _process_file(
                     "crop": [top, left, size_h, size_w],
                     "grey_to_rgb": grey,
                     "camera": result.params.to_dict(),
+                    **({"reference_seed": rng} if reference_draws else {}),
                 }
             )
     except (OSError, ClipDenoiseError, ValueError) as error:
@@ -447,10 +454,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--clip-xyz", action="store_true", help="clip XYZ to [0, 1] on the way back (reference)"
     )
     srgb.add_argument(
+        "--curve-lookup",
+        choices=("interpolate", "nearest_bin"),
+        default="interpolate",
+        help="read the response curves by linear interpolation or by nearest bin (reference)",
+    )
+    srgb.add_argument(
+        "--demosaic-border",
+        choices=("mirror", "reflect"),
+        default="mirror",
+        help="demosaicing border mode: mirror keeps the Bayer parity, reflect is the reference's",
+    )
+    srgb.add_argument(
         "--reference-pipeline",
         action="store_true",
-        help="all the reference code's conventions: --noise-form reference --inverse-crf "
-        "tabulated --clip-xyz",
+        help="the reference's pipeline exactly (CameraNoiseConfig.reference()): --noise-form "
+        "reference --inverse-crf tabulated --clip-xyz --curve-lookup nearest_bin "
+        "--demosaic-border reflect, its random draws (each file's reference_seed in the "
+        "manifest) and 8-bit output; the paper's sRGB training set is made with it",
     )
     srgb.add_argument(
         "--no-white-balance", action="store_true", help="skip the random white-balance gains"
@@ -507,16 +528,24 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def run_srgb(args: argparse.Namespace) -> int:
     """Entry point of ``clipdenoise synth srgb``; returns the exit status."""
-    camera = CameraNoiseConfig(
-        sigma_s=args.sigma_s,
-        sigma_c=args.sigma_c,
-        sigma_s_range=tuple(args.sigma_s_range) if args.sigma_s_range else None,
-        sigma_c_range=tuple(args.sigma_c_range) if args.sigma_c_range else None,
-        noise_form="reference" if args.reference_pipeline else args.noise_form,
-        inverse_crf="tabulated" if args.reference_pipeline else args.inverse_crf,
-        clip_xyz=args.clip_xyz or args.reference_pipeline,
-        white_balance=not args.no_white_balance,
-    )
+    levels = {
+        "sigma_s": args.sigma_s,
+        "sigma_c": args.sigma_c,
+        "sigma_s_range": tuple(args.sigma_s_range) if args.sigma_s_range else None,
+        "sigma_c_range": tuple(args.sigma_c_range) if args.sigma_c_range else None,
+        "white_balance": not args.no_white_balance,
+    }
+    if args.reference_pipeline:
+        camera = CameraNoiseConfig.reference(**levels)
+    else:
+        camera = CameraNoiseConfig(
+            **levels,
+            noise_form=args.noise_form,
+            inverse_crf=args.inverse_crf,
+            clip_xyz=args.clip_xyz,
+            curve_lookup=args.curve_lookup,
+            demosaic_border=args.demosaic_border,
+        )
     config = SynthConfig(
         seed=args.seed,
         camera=camera,
