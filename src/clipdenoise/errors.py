@@ -65,3 +65,8 @@ class DownloadError(ClipDenoiseError, OSError):
 
 class ChecksumError(DownloadError):
     """A downloaded or imported file's SHA-256 differs from the recorded one (both named)."""
+
+
+class NonFiniteOutputError(ClipDenoiseError, ArithmeticError):
+    """The model produced NaN or infinite values (damaged or diverged weights); nothing is
+    written."""
