@@ -6,6 +6,8 @@ about a file names the file and says what is wrong with it.
 
 from __future__ import annotations
 
+import re
+
 
 class ClipDenoiseError(Exception):
     """Base class of every user-facing error of clipdenoise."""
@@ -70,3 +72,12 @@ class ChecksumError(DownloadError):
 class NonFiniteOutputError(ClipDenoiseError, ArithmeticError):
     """The model produced NaN or infinite values (damaged or diverged weights); nothing is
     written."""
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message as one short line for a user: its first line, at most ``limit``
+    characters, with reprs of in-memory objects (``<_io.BytesIO object at 0x...>``) left out."""
+    text = str(error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", text).strip()
+    return text[:limit] or type(error).__name__

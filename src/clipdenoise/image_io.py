@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from clipdenoise import atomic
-from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError
+from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -179,9 +179,9 @@ def read_image_header(path: str | Path) -> ImageHeader:
                 bands = [band for band in image.getbands() if band not in ("A", "a")]
                 channels = 1 if len(bands) == 1 and image.mode != "P" else 3
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{path}: too many pixels ({_one_line(error)})") from error
+        raise ImageReadError(f"{path}: too many pixels ({one_line(error)})") from error
     except Exception as error:  # noqa: BLE001 - any header failure is the file's fault
-        raise ImageReadError(f"{path}: not a readable image ({_one_line(error)})") from error
+        raise ImageReadError(f"{path}: not a readable image ({one_line(error)})") from error
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{path}: the header gives an invalid size {width}x{height}")
     return ImageHeader(width, height, channels)
@@ -194,14 +194,6 @@ def _require_image_file(path: Path) -> None:
         raise ImageReadError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: file is empty (0 bytes)")
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception as one short line, without reprs of in-memory objects."""
-    import re
-
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", text)[:200]
 
 
 def load_image(path: str | Path, *, max_pixels: int | None = None) -> LoadedImage:
@@ -244,14 +236,14 @@ def load_image(path: str | Path, *, max_pixels: int | None = None) -> LoadedImag
     except ImageReadError:
         raise
     except UnidentifiedImageError as error:
-        raise ImageReadError(f"{path}: not a readable image ({_one_line(error)})") from error
+        raise ImageReadError(f"{path}: not a readable image ({one_line(error)})") from error
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{path}: too many pixels ({_one_line(error)})") from error
+        raise ImageReadError(f"{path}: too many pixels ({one_line(error)})") from error
     except MemoryError as error:
         raise ImageReadError(f"{path}: not enough memory to decode the image") from error
     except Exception as error:  # noqa: BLE001 - decoders raise many types for corrupt data
         raise ImageReadError(
-            f"{path}: cannot decode image, it may be truncated ({_one_line(error)})"
+            f"{path}: cannot decode image, it may be truncated ({one_line(error)})"
         ) from error
     _check_finite(loaded, path)
     return loaded
