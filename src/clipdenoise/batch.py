@@ -428,7 +428,8 @@ def _input_size(path: Path) -> tuple[int, int, int] | None:
         if is_ct(path):
             import pydicom
 
-            dataset = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+            head = io.BytesIO(path.read_bytes())  # stated lengths cannot exceed the file
+            dataset = pydicom.dcmread(head, stop_before_pixels=True, force=True)
             return int(dataset.Rows), int(dataset.Columns), 1
         header = read_image_header(path)
     except Exception:  # noqa: BLE001 - unreadable headers are reported by the reader

@@ -29,6 +29,7 @@ pydicom is imported inside the functions that need it (``pip install 'clipdenois
 from __future__ import annotations
 
 import copy
+import io
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ def read_ct_slice(
     npy_units: NpyUnits = "hu",
     png_offset: float = 1024.0,
     require_ct: bool = True,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Read one CT slice as Hounsfield units.
 
@@ -180,6 +182,8 @@ def read_ct_slice(
         npy_units: units of ``.npy`` files.
         png_offset: the offset of unsigned 16-bit PNG/TIFF files.
         require_ct: reject DICOM files whose Modality is not CT.
+        max_pixels: refuse DICOM slices of more pixels than this (Rows × Columns, from the
+            header) before their pixel data is decoded.
 
     Returns:
         ``(H, W)`` float32 HU.
@@ -199,7 +203,7 @@ def read_ct_slice(
     if suffix in (".png", ".tif", ".tiff"):
         return _read_16bit_image(path, png_offset)
     if suffix in DICOM_SUFFIXES or _has_dicom_preamble(path):
-        return read_dicom_slice(path, require_ct=require_ct)[0]
+        return read_dicom_slice(path, require_ct=require_ct, max_pixels=max_pixels)[0]
     raise ImageReadError(
         f"{path}: unsupported CT file type {path.suffix!r}; use one of {', '.join(CT_SUFFIXES)}"
     )
@@ -211,16 +215,29 @@ def _has_dicom_preamble(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def read_dicom_slice(path: str | Path, *, require_ct: bool = True) -> tuple[np.ndarray, Dataset]:
+def read_dicom_slice(
+    path: str | Path, *, require_ct: bool = True, max_pixels: int | None = None
+) -> tuple[np.ndarray, Dataset]:
     """Read a DICOM CT slice: ``(hu (H, W) float32, the pydicom Dataset)``.
+
+    ``max_pixels`` refuses slices whose header (Rows × Columns) exceeds it, before the pixel
+    data is decoded.
 
     Raises:
         ImageReadError: not DICOM, not CT, multi-frame or colour, missing tags (all listed),
-            undecodable pixel data; the message names the file.
+            too many pixels, undecodable pixel data; the message names the file.
     """
     path = Path(path)
     dataset = _read_dicom_dataset(path)
     check_ct_dataset(dataset, path, require_ct=require_ct)
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+    except (TypeError, ValueError) as error:
+        raise ImageReadError(f"{path}: invalid Rows/Columns ({error})") from error
+    if max_pixels is not None and rows * columns > max_pixels:
+        raise ImageReadError(
+            f"{path}: the slice is {columns}x{rows} pixels, over the limit of {max_pixels}"
+        )
     try:
         stored = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for codec problems
@@ -240,7 +257,7 @@ def _read_dicom_dataset(path: Path) -> Dataset:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(path))
+        return pydicom.dcmread(_in_memory(path))
     except InvalidDicomError as error:
         # Some scanner exports (older .IMA) lack the 128-byte preamble: parse them anyway,
         # and call the file "not DICOM" only if no image tags come out.
@@ -252,11 +269,18 @@ def _read_dicom_dataset(path: Path) -> Dataset:
         raise ImageReadError(f"{path}: cannot read DICOM file ({error})") from error
 
 
+def _in_memory(path: Path) -> io.BytesIO:
+    """The file's bytes as a stream for pydicom: an element whose stated length exceeds the
+    file then reads what there is, instead of making the reader allocate the stated length
+    (a file read allocates its requested size up front; 8 bytes can ask for 4 GiB)."""
+    return io.BytesIO(path.read_bytes())
+
+
 def _read_without_preamble(path: Path) -> Dataset | None:
     import pydicom
 
     try:
-        dataset = pydicom.dcmread(str(path), force=True)
+        dataset = pydicom.dcmread(_in_memory(path), force=True)
     except Exception:  # garbage makes the forced parser fail in many ways
         return None
     if not ("PixelData" in dataset and "Rows" in dataset):
