@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from clipdenoise.atomic import atomic_write
-from clipdenoise.errors import ConfigError, DatasetError, DatasetNotFoundError, ImageReadError
+from clipdenoise.errors import (
+    ConfigError,
+    DatasetError,
+    DatasetNotFoundError,
+    ImageReadError,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -229,11 +235,19 @@ def read_dicom_slice(
     """
     path = Path(path)
     dataset = _read_dicom_dataset(path)
-    check_ct_dataset(dataset, path, require_ct=require_ct)
     try:
-        rows, columns = int(dataset.Rows), int(dataset.Columns)
-    except (TypeError, ValueError) as error:
-        raise ImageReadError(f"{path}: invalid Rows/Columns ({error})") from error
+        return _decode_dicom(path, dataset, require_ct=require_ct, max_pixels=max_pixels)
+    except ImageReadError:
+        raise
+    except Exception as error:  # elements are converted lazily: a damaged one fails here
+        raise ImageReadError(f"{path}: invalid DICOM data ({one_line(error)})") from error
+
+
+def _decode_dicom(
+    path: Path, dataset: Dataset, *, require_ct: bool, max_pixels: int | None
+) -> tuple[np.ndarray, Dataset]:
+    check_ct_dataset(dataset, path, require_ct=require_ct)
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
     if max_pixels is not None and rows * columns > max_pixels:
         raise ImageReadError(
             f"{path}: the slice is {columns}x{rows} pixels, over the limit of {max_pixels}"
@@ -243,7 +257,7 @@ def read_dicom_slice(
     except Exception as error:  # pydicom raises many types for codec problems
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise ImageReadError(
-            f"{path}: cannot decode the pixel data (transfer syntax {syntax}): {error}"
+            f"{path}: cannot decode the pixel data (transfer syntax {syntax}): {one_line(error)}"
         ) from error
     if stored.ndim != 2:
         raise ImageReadError(f"{path}: pixel data has shape {stored.shape}, not a 2-D slice")

@@ -224,7 +224,9 @@ def load_image(path: str | Path, *, max_pixels: int | None = None) -> LoadedImag
     try:
         loaded = _load_tiff(path) if _is_tiff(path) else None
         if loaded is None:
-            with Image.open(path) as image:
+            # From memory: a chunk length stated past the end of the file then reads what there
+            # is, where a file read would first allocate the stated length (up to 2 GiB).
+            with Image.open(io.BytesIO(path.read_bytes())) as image:
                 fmt = (image.format or "").lower()
                 fmt = "jpeg" if fmt == "mpo" else fmt
                 frames = getattr(image, "n_frames", 1)
