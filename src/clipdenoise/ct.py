@@ -279,8 +279,8 @@ def _read_dicom_dataset(path: Path) -> Dataset:
         if dataset is None:
             raise ImageReadError(f"{path}: not a DICOM file ({error})") from error
         return dataset
-    except (OSError, ValueError, EOFError, KeyError) as error:
-        raise ImageReadError(f"{path}: cannot read DICOM file ({error})") from error
+    except Exception as error:  # a damaged file makes the parser fail in many ways
+        raise ImageReadError(f"{path}: cannot read DICOM file ({one_line(error)})") from error
 
 
 def _in_memory(path: Path) -> io.BytesIO:
