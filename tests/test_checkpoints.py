@@ -333,7 +333,7 @@ def _config_json(**changes):
         ({"width": 16}, r"does not fit the model .* wrong shape: decoder\.blocks"),
         ({"in_channels": 7}, r"in_channels must be 1 or 3"),
         ({"bogus": 1}, r"unknown key\(s\) 'bogus'"),
-        ({"aug_gamma": "NaN"}, r"aug_gamma must be a finite number"),
+        ({"aug_gamma": "NaN"}, r"model_config\.aug_gamma: expected a finite number"),
     ],
 )
 def test_tampered_model_config_is_refused_before_any_model_is_built(
