@@ -287,7 +287,8 @@ def read_checkpoint_header(path: str | Path) -> CheckpointHeader:
         _json_metadata(metadata, "encoder_source", path), dict
     ):
         raise WeightsMismatchError(f"{path}: checkpoint metadata 'encoder_source' is not a table")
-    elements = _config_elements(model_config)
+    expected = model_shapes(model_config)
+    elements = sum(math.prod(shape) for shape in expected.values())
     if elements > MAX_MODEL_ELEMENTS:
         raise WeightsMismatchError(
             f"{path}: the checkpoint describes a model of {elements / 1e9:.1f} G parameters "
@@ -296,26 +297,16 @@ def read_checkpoint_header(path: str | Path) -> CheckpointHeader:
         )
     try:
         with safe_open(str(path), framework="pt") as handle:
-            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 - not iterable
+            keys = handle.keys()
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in keys}
     except Exception as error:  # noqa: BLE001 - safetensors raises several error types
         raise WeightsMismatchError(f"{path}: unreadable tensor header ({error})") from error
-    expected = model_shapes(model_config)
-    if contents == "partial":
-
-        def optional(key: str) -> bool:  # a partial file may leave out the CLIP encoder's tensors
-            return key.startswith("encoder.")
-    else:
-
-        def optional(key: str) -> bool:
-            return False
-
-    check_tensor_shapes(expected, shapes, source=path, optional=optional)
+    # a partial checkpoint leaves out the encoder tensors that its CLIP weights provide
+    filled_elsewhere = ("encoder.",) if contents == "partial" else ()
+    check_tensor_shapes(
+        expected, shapes, source=path, optional=lambda key: key.startswith(filled_elsewhere)
+    )
     return CheckpointHeader(dict(metadata), model_config, shapes)
-
-
-def _config_elements(model_config: ModelConfig) -> int:
-    """Parameter and buffer elements of the model ``model_config`` describes (meta device)."""
-    return sum(math.prod(shape) for shape in model_shapes(model_config).values())
 
 
 def check_tensor_shapes(
