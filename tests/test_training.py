@@ -704,3 +704,16 @@ def test_log_is_strict_json_with_nan_written_as_null(data_root, tmp_path, monkey
     assert skipped and skipped[0]["loss"] is None and skipped[0]["non_finite"] == ["loss"]
     logged = [r for r in records if r["event"] == "train"]
     assert logged and "non_finite" not in logged[-1] and math.isfinite(logged[-1]["loss"])
+
+
+def test_step_memory_check_works_for_every_network():
+    from clipdenoise.baselines.dncnn import DnCNN, DnCNNConfig
+    from clipdenoise.training import check_step_memory
+
+    grey = fast_config("network=dncnn", "dncnn.channels=1", "data.channels=1")
+    model = DnCNN(DnCNNConfig(channels=1, depth=3, features=8)).train()
+    check_step_memory(grey, model, torch.device("cpu"))  # the probe cannot run it: patches only
+    assert model.training
+    huge = fast_config("network=dncnn", "dncnn.depth=3", "data.patch_size=200000")
+    with pytest.raises(ConfigError, match="data.patch_size = 200000"):
+        check_step_memory(huge, DnCNN(DnCNNConfig(depth=3, features=8)), torch.device("cpu"))

@@ -500,6 +500,8 @@ def check_step_memory(config: ExperimentConfig, model: nn.Module, device: torch.
     model.eval()  # a probe pass (networks other than CLIPDenoiser) must not move BatchNorm stats
     try:
         per_pixel = activation_bytes_per_pixel(model)
+    except Exception:  # noqa: BLE001 - a network the probe cannot run: count the patches only
+        per_pixel = 4 * 4.0 * data.channels  # clean, noisy, padded and augmented float32 copies
     finally:
         model.train(was_training)
     need = pixels * per_pixel * TRAIN_MEMORY_FACTOR
