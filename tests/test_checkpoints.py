@@ -297,3 +297,168 @@ def test_released_model_download_through_gdown(tmp_path, monkeypatch, fixtures_d
         DownloadError, match=r"did not hold CT/net_g_latest\.pth \(found: synthetic/"
     ):
         download_pretrained("rn50.ldct-gaussian5", quiet=True)
+
+
+# ---------------------------------------------------------------------------- hostile files
+def _tampered(tmp_path, name="tampered.safetensors", *, metadata=None, tensors=None):
+    """A valid tiny full checkpoint whose metadata / tensors are then replaced as given."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    source = save_checkpoint(CLIPDenoiser(tiny_config()), tmp_path / "source.safetensors")
+    with safe_open(str(source), framework="pt") as handle:
+        info = dict(handle.metadata())
+        stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    info.update(metadata or {})
+    stored.update(tensors or {})
+    path = tmp_path / name
+    save_file(stored, str(path), metadata=info)
+    return path
+
+
+def _config_json(**changes):
+    from clipdenoise import config as config_io
+
+    data = json.loads(config_io.dumps_json(tiny_config()))
+    data.update(changes)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"layers": [10**6] * 4}, r"model\.layers: each stage needs 1 to 64 blocks"),
+        ({"width": 10**7}, r"model\.width must be an even number from 2 to 512"),
+        ({"layers": [64] * 4, "width": 512}, r"describes a model of .* G parameters"),
+        ({"width": 16}, r"does not fit the model .* wrong shape: decoder\.blocks"),
+        ({"in_channels": 7}, r"in_channels must be 1 or 3"),
+        ({"bogus": 1}, r"unknown key\(s\) 'bogus'"),
+        ({"aug_gamma": "NaN"}, r"model_config\.aug_gamma: expected a finite number"),
+    ],
+)
+def test_tampered_model_config_is_refused_before_any_model_is_built(
+    tmp_path, monkeypatch, changes, message
+):
+    import clipdenoise.checkpoints as checkpoints
+
+    path = _tampered(tmp_path, metadata={"model_config": _config_json(**changes)})
+    built = []
+    real = checkpoints.CLIPDenoiser
+
+    def spy(config):  # counts models built on a real device (meta-device skeletons are free)
+        if torch.empty(0).device.type != "meta":
+            built.append(config)
+        return real(config)
+
+    monkeypatch.setattr(checkpoints, "CLIPDenoiser", spy)
+    with pytest.raises(WeightsMismatchError, match=message) as raised:
+        load_checkpoint(path)
+    assert str(raised.value).startswith(str(path))
+    assert built == []
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"model_config": "{not json"}, "'model_config' is not valid JSON"),
+        ({"model_config": "[1, 2]"}, "expected a table of keys"),
+        ({"model_config": "x" * 70_000}, "at most 65536 are accepted"),
+        ({"contents": "everything"}, "'contents' is 'everything'"),
+        ({"contents": "partial", "encoder_source": "7"}, "'encoder_source' is not a table"),
+    ],
+)
+def test_bad_metadata_is_one_line_error(tmp_path, capsys, metadata, message):
+    path = _tampered(tmp_path, metadata=metadata)
+    with pytest.raises(WeightsMismatchError, match=message):
+        load_checkpoint(path)
+    assert main(["weights", "verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("\\", "") in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_tampered_tensors_are_compared_with_the_header(tmp_path):
+    path = _tampered(tmp_path, tensors={"decoder.head.weight": torch.zeros(3, 3, 3, 3)})
+    with pytest.raises(WeightsMismatchError, match=r"wrong shape: decoder\.head\.weight"):
+        load_checkpoint(path)
+    path = _tampered(tmp_path, "extra.safetensors", tensors={"evil": torch.zeros(2)})
+    with pytest.raises(WeightsMismatchError, match="unexpected: evil"):
+        load_checkpoint(path)
+
+
+def test_huge_layers_do_not_allocate_in_a_fresh_process(tmp_path):
+    """The probe that grew `weights verify` to 22.5 GB: now refused under a 1.5 GB limit."""
+    import resource
+    import subprocess
+    import sys
+
+    path = _tampered(tmp_path, metadata={"model_config": _config_json(layers=[10**6] * 4)})
+    script = (
+        "import resource, sys\n"
+        "from clipdenoise.cli import main\n"
+        "code = main(['weights', 'verify', sys.argv[1]])\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print('peak_kib', peak)\n"
+        "sys.exit(code)\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "model.layers: each stage needs 1 to 64 blocks" in done.stderr
+    peak_kib = int(done.stdout.split("peak_kib")[1])
+    assert peak_kib < 1.5 * 2**20  # torch itself is ~0.4 GB resident
+
+
+def test_nan_weights_are_refused_and_overflowing_weights_fail_verify(tmp_path, capsys):
+    model = CLIPDenoiser(tiny_config())
+    with torch.no_grad():
+        model.decoder.head.weight.fill_(float("nan"))
+    path = save_checkpoint(model, tmp_path / "nan.safetensors")
+    with pytest.raises(WeightsMismatchError, match=r"nan\.safetensors: NaN or infinite values"):
+        load_checkpoint(path)
+    with torch.no_grad():
+        model.decoder.head.weight.fill_(3e38)  # finite, but the output overflows
+    path = save_checkpoint(model, tmp_path / "overflow.safetensors")
+    assert main(["weights", "verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "overflow.safetensors: the model's output on a 64x64 test image holds NaN" in err
+    good = save_checkpoint(CLIPDenoiser(tiny_config()), tmp_path / "good.safetensors")
+    assert main(["weights", "verify", str(good)]) == 0
+    assert "test forward pass: finite output" in capsys.readouterr().out
+
+
+def test_verify_missing_file_or_folder(tmp_path, capsys):
+    assert main(["weights", "verify", str(tmp_path / "absent.pt")]) == 2
+    assert "absent.pt: file not found" in capsys.readouterr().err
+    assert main(["weights", "verify", str(tmp_path)]) == 2
+    assert "is a folder, not a weights file" in capsys.readouterr().err
+    with pytest.raises(WeightsNotFoundError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_tampered_reference_checkpoint_is_refused(tmp_path):
+    state = {"encoder.conv3.weight": torch.zeros(8, 4, 3, 3), "last.weight": torch.zeros(3, 8)}
+    state["encoder.layer1.99999.conv1.weight"] = torch.zeros(1)
+    torch.save({"params": state}, tmp_path / "huge.pth")
+    with pytest.raises(WeightsMismatchError, match=r"huge\.pth: not a usable .* 1 to 64 blocks"):
+        load_reference_checkpoint(tmp_path / "huge.pth")
+
+
+def test_serve_lists_a_tampered_checkpoint_as_unavailable(tmp_path):
+    pytest.importorskip("fastapi")
+    from clipdenoise.web.catalogue import build_catalogue
+
+    path = _tampered(tmp_path, metadata={"model_config": "{not json"})
+    catalogue = build_catalogue([str(path)], baselines=False, include_imported=False)
+    (entry,) = catalogue.entries.values()
+    assert not entry.available
+    assert "'model_config' is not valid JSON" in entry.error

@@ -414,3 +414,117 @@ def test_unavailable_device_is_a_usage_error(tmp_path, rng, weights, capsys):
     code = main(["denoise", str(source), "-o", str(tmp_path / "r.png"), "--weights",
                  str(weights["rgb"]), "--device", "cuda:0"])  # fmt: skip
     assert code == 2 and "CUDA is not available" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ careless input
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A valid PNG header claiming ``width``×``height`` over a few bytes of image data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_max_memory_is_checked_from_the_header_before_decoding(tmp_path, weights, capsys):
+    # Only the header is valid: decoding would fail with "truncated"; the refusal comes first.
+    source = _png_header_only(tmp_path / "big.png", 16000, 10000)
+    code = run(source, "-o", tmp_path / "o.png", "--weights", weights["rgb"], "--max-memory", "2GB")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "big.png: a memory budget of 1907 MiB is too small for a 16000x10000 image" in err
+    assert "smaller tiles cannot help" in err and "raise --max-memory" in err
+    assert "truncated" not in err and "lower --tile-overlap" not in err
+
+
+def test_nan_output_is_an_error_naming_the_file(tmp_path, rng, capsys):
+    model = CLIPDenoiser(tiny_config()).eval()
+    with torch.no_grad():
+        model.decoder.head.weight.fill_(3e38)  # finite weights, overflowing output
+    checkpoint = save_checkpoint(model, tmp_path / "overflow.safetensors")
+    source = _png(tmp_path / "in.png", _rgb8(rng))
+    code = run(source, "-o", tmp_path / "o.png", "--weights", checkpoint, "--no-progress")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "in.png: the denoised image holds NaN or infinite values" in err
+    assert not (tmp_path / "o.png").exists()
+    assert "RuntimeWarning" not in err
+
+
+@pytest.mark.parametrize(
+    ("output", "extra", "message"),
+    [
+        ("o.jpg", ["--bit-depth", "16"], r"JPEG output \(.*o\.jpg\) stores 8-bit samples only"),
+        ("o.png", ["--bit-depth", "32"], r"PNG output \(.*o\.png\) stores 8/16-bit samples only"),
+        ("o.png", ["--tile-overlap", "-5"], "tile overlap must be at least 0, got -5"),
+    ],
+)
+def test_impossible_output_settings_are_refused(
+    tmp_path, rng, weights, capsys, output, extra, message
+):
+    source = _png(tmp_path / "in.png", _rgb8(rng))
+    code = run(source, "-o", tmp_path / output, "--weights", weights["rgb"], *extra)
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / output).exists()
+
+
+def test_stale_temporary_files_of_a_killed_run_are_removed(tmp_path, rng, weights):
+    import os
+    import time
+
+    source = _png(tmp_path / "in.png", _rgb8(rng))
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".in.png.0badc0de.tmp"
+    fresh = out / ".in.png.12345678.tmp.png"  # another process may still be writing it
+    other = out / ".notes.txt.0badc0de.tmp"  # not a temporary of this output
+    for path in (stale, fresh, other):
+        path.write_bytes(b"partial")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    os.utime(other, (an_hour_ago, an_hour_ago))
+    assert run(source, "-o", out, "--weights", weights["rgb"], "--no-progress") == 0
+    assert (out / "in.png").is_file()
+    assert not stale.exists() and fresh.exists() and other.exists()
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_termination_signals_leave_no_temporary_file(tmp_path, rng, weights, signame):
+    import subprocess
+    import sys
+
+    source = _png(tmp_path / "in.png", _rgb8(rng))
+    script = f"""
+import os, signal, sys, time
+import clipdenoise.image_io as image_io
+from clipdenoise.cli import main
+
+real = image_io._write_png
+def write_then_get_killed(handle, *args):
+    handle.write(b"half an image")
+    handle.flush()
+    os.kill(os.getpid(), signal.{signame})
+    time.sleep(30)  # the handler interrupts this
+    real(handle, *args)
+image_io._write_png = write_then_get_killed
+sys.exit(main(["denoise", sys.argv[1], "-o", sys.argv[2], "--weights", sys.argv[3],
+               "--device", "cpu", "--dtype", "float32", "--no-progress"]))
+"""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(source), str(out / "o.png"), str(weights["rgb"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 130, done.stderr
+    assert "interrupted" in done.stderr and "Traceback" not in done.stderr
+    assert out.is_dir() and list(out.iterdir()) == []

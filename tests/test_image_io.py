@@ -193,3 +193,72 @@ def test_format_limits(tmp_path, rng):
     assert load_image(out).bit_depth == 8
     out = save_like(tmp_path / "y.png", pixels, like, bit_depth=8)
     assert np.array_equal(load_image(out).alpha, np.full((8, 8), 255, np.uint8))
+
+
+# ---------------------------------------------------------------------------- careless input
+def test_tiff_software_tag_is_kept_without_warnings(tmp_path, caplog):
+    source = tmp_path / "scan.tif"
+    tifffile.imwrite(
+        source,
+        np.zeros((16, 16, 3), np.uint8),
+        photometric="rgb",
+        software="MyScanner 2.1",
+        extratags=[(271, "s", 0, "Canon", True)],
+        metadata=None,
+    )
+    loaded = load_image(source)
+    with caplog.at_level("WARNING"):
+        save_like(tmp_path / "out.tif", loaded.pixels, loaded)
+    assert "extratag" not in caplog.text
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        tags = {tag.code: tag.value for tag in tif.pages[0].tags.values()}
+    assert tags[305] == "MyScanner 2.1"
+    assert tags[271] == "Canon"
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose IHDR claims ``width``×``height`` over a few bytes of (invalid) data."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    path.write_bytes(data + chunk(b"IEND", b""))
+    return path
+
+
+def test_header_is_read_without_decoding(tmp_path):
+    from clipdenoise.image_io import read_image_header
+
+    path = _png_header_only(tmp_path / "huge.png", 16000, 10000)
+    header = read_image_header(path)
+    assert (header.width, header.height, header.channels) == (16000, 10000, 1)
+    with pytest.raises(ImageReadError, match=r"huge\.png: the image is 16000x10000 \(160\.0 mega"):
+        load_image(path, max_pixels=50_000_000)
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((7, 9, 3), np.uint16), photometric="rgb")
+    header = read_image_header(tmp_path / "rgb.tif")
+    assert (header.width, header.height, header.channels) == (9, 7, 3)
+    with pytest.raises(ImageReadError, match="is a folder"):
+        read_image_header(tmp_path)
+
+
+def test_error_messages_hold_no_object_reprs(tmp_path):
+    path = tmp_path / "junk.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 9)
+    with pytest.raises(ImageReadError) as raised:
+        load_image(path)
+    assert " at 0x" not in str(raised.value)
+    assert str(raised.value).startswith(f"{path}: ")
+
+
+def test_explicit_bit_depth_a_format_cannot_store_is_refused(tmp_path):
+    like = LoadedImage(pixels=np.zeros((8, 8, 3), np.float32), bit_depth=16, format="png")
+    with pytest.raises(ImageWriteError, match=r"out\.jpg: JPEG stores 8-bit samples, not the 16"):
+        save_like(tmp_path / "out.jpg", like.pixels, like, bit_depth=16)
+    save_like(tmp_path / "out.jpg", like.pixels, like)  # the input's depth adapts silently
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"

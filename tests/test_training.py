@@ -904,3 +904,88 @@ def test_online_synthesis_runs_the_chosen_camera_pipeline(data_root):
     torch.testing.assert_close(reference[0]["noisy"], reference[0]["noisy"])  # seeded by index
     assert not torch.equal(reference[0]["noisy"], ours[0]["noisy"])
     torch.testing.assert_close(reference[0]["clean"], ours[0]["clean"])
+
+
+# ------------------------------------------------------------------------------ careless settings
+def _strict_json(line: str) -> dict:
+    def refuse(constant: str):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_settings_are_refused_before_the_run_folder_exists(
+    data_root, tmp_path, capsys, value
+):
+    from clipdenoise.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", *_fast_cli_args(run, data_root, f"train.lr={value}")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"train.lr: expected a finite number, got {value}" in err
+    assert "Traceback" not in err and not run.exists()
+    from clipdenoise.experiment import TrainConfig
+
+    with pytest.raises(ValueError, match=r"train\.betas: must be finite"):
+        ExperimentConfig(train=TrainConfig(betas=(0.9, float("nan"))))
+
+
+def test_a_patch_too_large_for_memory_is_refused_before_the_run_folder_exists(
+    data_root, tmp_path, capsys
+):
+    from clipdenoise.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", *_fast_cli_args(run, data_root, "data.patch_size=100000")]) == 2
+    err = capsys.readouterr().err
+    assert "data.patch_size = 100000 with data.batch_size = 4 needs about" in err
+    assert "lower data.patch_size or data.batch_size" in err
+    assert not run.exists()
+    # the same command with a sane patch is not refused as "run folder exists"
+    assert main(["train", *_fast_cli_args(run, data_root, "train.num_iters=1")]) == 0
+
+
+def test_a_run_failing_before_its_first_iteration_removes_its_folder(
+    data_root, tmp_path, monkeypatch
+):
+    import clipdenoise.training as training
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated failure in the first step")
+
+    monkeypatch.setattr(training, "train_step", explode)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train(fast_config("train.num_iters=2"), run, data_root=data_root)
+    assert not run.exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()  # a folder the run did not create is never removed
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train(fast_config("train.num_iters=2"), existing, data_root=data_root, resume="auto")
+    assert existing.is_dir()
+
+
+def test_log_is_strict_json_with_nan_written_as_null(data_root, tmp_path, monkeypatch):
+    _nan_on_call(monkeypatch, bad_call=2)
+    run = tmp_path / "run"
+    train(fast_config("train.num_iters=3", "train.nan_policy=skip"), run, data_root=data_root)
+    records = [_strict_json(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    skipped = [r for r in records if r["event"] == "skipped_step"]
+    assert skipped and skipped[0]["loss"] is None and skipped[0]["non_finite"] == ["loss"]
+    logged = [r for r in records if r["event"] == "train"]
+    assert logged and "non_finite" not in logged[-1] and math.isfinite(logged[-1]["loss"])
+
+
+def test_step_memory_check_works_for_every_network():
+    from clipdenoise.baselines.dncnn import DnCNN, DnCNNConfig
+    from clipdenoise.training import check_step_memory
+
+    grey = fast_config("network=dncnn", "dncnn.channels=1", "data.channels=1")
+    model = DnCNN(DnCNNConfig(channels=1, depth=3, features=8)).train()
+    check_step_memory(grey, model, torch.device("cpu"))  # the probe cannot run it: patches only
+    assert model.training
+    huge = fast_config("network=dncnn", "dncnn.depth=3", "data.patch_size=200000")
+    with pytest.raises(ConfigError, match="data.patch_size = 200000"):
+        check_step_memory(huge, DnCNN(DnCNNConfig(depth=3, features=8)), torch.device("cpu"))

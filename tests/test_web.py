@@ -420,7 +420,7 @@ def test_no_temporary_files_left(tmp_path, monkeypatch):
     big = image_bytes(
         np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8), "PNG"
     )
-    assert len(big) > 1_500_000  # over Starlette's in-memory spool size: goes to a temp file
+    assert len(big) > 1_500_000  # over the 1 MB that Starlette's own parser keeps in memory
     with TestClient(app) as client:
         response = submit(client, big, filename="big.png", model="nlm")
         assert response.status_code == 202
@@ -742,3 +742,140 @@ def test_models_imported_into_the_cache_are_listed_and_loaded_on_first_use(tmp_p
     with TestClient(create_app(catalogue)) as client:
         job = wait_done(client, submit(client, sample="scene", model="my-model").json()["id"])
     assert job["state"] == "done" and entry.module is not None
+
+
+# ------------------------------------------------------------------------------------ hostile clients
+@pytest.mark.parametrize(
+    "seed", ["²", "١٢٣", "1" * 5000, "-1", "1e3", str(2**63), " 7 8 "], ids=repr
+)
+def test_odd_seeds_are_400_and_the_connection_stays_usable(seed):
+    import httpx
+
+    from clipdenoise.web.server import BackgroundServer
+
+    app = make_app()
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        response = http.post("/api/jobs", data={"sample": "scene", "model": TINY, "seed": seed})
+        assert response.status_code == 400
+        message = response.json()["error"]
+        assert message.startswith("the seed must be a whole number from 0 to 2^63-1")
+        assert len(message) < 200
+        # the same keep-alive connection answers the next request
+        ok = http.post("/api/jobs", data={"sample": "scene", "model": TINY, "seed": "7"})
+        assert ok.status_code == 202
+
+
+def _raw_exchange(server, payload: bytes, *, wait_s: float = 5.0) -> tuple[bytes, float]:
+    """Send ``payload`` on a fresh connection; the bytes answered until the server closes it
+    (or ``wait_s`` passes), and how long that took."""
+    import socket
+
+    started = time.monotonic()
+    with socket.create_connection((server.host, server.port), timeout=wait_s) as connection:
+        if payload:
+            connection.sendall(payload)
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer, time.monotonic() - started
+
+
+def test_invalid_http_gets_a_json_400():
+    from clipdenoise.web.server import BackgroundServer
+
+    with BackgroundServer(make_app()) as server:
+        answer, _ = _raw_exchange(server, b"\x16\x03\x01 this is not HTTP\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"content-type: application/json" in head.lower()
+    assert body == b'{"error": "the request is not valid HTTP"}'
+
+
+def test_slow_clients_are_timed_out():
+    from clipdenoise.web.server import BackgroundServer
+
+    with BackgroundServer(make_app(request_timeout_s=1.0)) as server:
+        # connects and sends nothing: disconnected
+        answer, seconds = _raw_exchange(server, b"", wait_s=10)
+        assert answer == b"" and seconds < 5
+        # trickles its headers: disconnected
+        answer, seconds = _raw_exchange(
+            server, b"POST /api/jobs HTTP/1.1\r\nHost: x\r\n", wait_s=10
+        )
+        assert answer == b"" and seconds < 5
+        # sends its headers but not the body it announced: 408 with a JSON message
+        head = (
+            b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        )
+        answer, seconds = _raw_exchange(server, head, wait_s=10)
+        assert answer.startswith(b"HTTP/1.1 408") and seconds < 5
+        assert b'"error": "the request did not arrive within 1 s' in answer
+
+
+def test_tiny_garbage_upload_message_has_no_object_repr(client):
+    response = submit(client, b"\x89PNG\r\n\x1a\n\x00", filename="nine.png")
+    assert response.status_code == 400
+    message = response.json()["error"]
+    assert "could not be decoded" in message and " at 0x" not in message and "<" not in message
+
+
+def test_uploads_never_touch_the_disk(monkeypatch):
+    import tempfile
+
+    import starlette.formparsers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an upload was written to a temporary file")
+
+    for module, name in [
+        (tempfile, "SpooledTemporaryFile"),
+        (tempfile, "TemporaryFile"),
+        (tempfile, "NamedTemporaryFile"),
+        (tempfile, "mkstemp"),
+        (starlette.formparsers, "SpooledTemporaryFile"),
+    ]:
+        monkeypatch.setattr(module, name, refuse)
+    app = make_app(max_upload_bytes=8_000_000, max_pixels=4_000_000)
+    big = image_bytes(
+        np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8), "PNG"
+    )
+    assert len(big) > 2_000_000  # twice Starlette's in-memory spool size
+    with TestClient(app) as client:
+        response = submit(client, big, filename="big.png", model="nlm")
+        assert response.status_code == 202, response.text
+        client.delete(f"/api/jobs/{response.json()['id']}")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "message"),
+    [
+        ("text/plain", b"sample=scene", 415, "not a valid multipart form upload"),
+        ("multipart/form-data", b"--b\r\n", 400, "no valid boundary"),
+        ("multipart/form-data; boundary=b", b"garbage", 400, "the multipart form is malformed"),
+        ("multipart/form-data; boundary=b", b"--b--\r\n", 400, "choose an image"),
+        (
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n",
+            400,
+            "has no field name",
+        ),
+        ("application/x-www-form-urlencoded", b"a=1&" * 40, 400, "too many fields"),
+    ],
+)
+def test_malformed_forms_are_clear_400s(client, content_type, body, status, message):
+    response = client.post("/api/jobs", content=body, headers={"content-type": content_type})
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_urlencoded_sample_requests_work(client):
+    response = client.post(
+        "/api/jobs",
+        content=f"sample=scene&model={TINY}&seed=3".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 202

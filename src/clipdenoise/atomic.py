@@ -39,8 +39,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import secrets
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -208,6 +213,67 @@ def current_umask() -> int:
     return mask
 
 
+def remove_stale_temporaries(path: str | Path, *, older_than_s: float = 60.0) -> list[Path]:
+    """Delete temporary files this module left beside ``path`` (a process killed mid-write).
+
+    Only names of this module's exact pattern for ``path`` (``.<name>.<8 hex>.tmp[<suffix>]``)
+    whose last change is older than ``older_than_s`` are removed, so a write in progress in
+    another process is left alone.
+
+    Args:
+        path: The destination whose leftovers to remove.
+        older_than_s: Minimum age in seconds of a temporary file to count as stale.
+
+    Returns:
+        The files removed.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}"
+        rf"(?:{re.escape(path.suffix)})?"
+    )
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}*"))
+    except OSError:
+        return removed
+    now = time.time()
+    for candidate in candidates:
+        if not pattern.fullmatch(candidate.name):
+            continue
+        try:
+            if now - candidate.lstat().st_mtime >= older_than_s and candidate.is_file():
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
+
+
+@contextlib.contextmanager
+def interrupt_on_termination() -> Iterator[None]:
+    """Treat SIGTERM and SIGHUP like Ctrl+C (``KeyboardInterrupt``) inside the block.
+
+    Their default action kills the process at once, leaving the temporary file of a write in
+    progress behind; raised as ``KeyboardInterrupt`` they unwind through the writers here, which
+    remove it. Outside the main thread (where handlers cannot be set) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {name: signal.signal(getattr(signal, name), interrupt) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def fsync_folder(folder: str | Path) -> None:
     """Make renames in ``folder`` durable; a no-op where folders cannot be opened (Windows).
 
@@ -267,5 +333,7 @@ __all__ = [
     "atomic_write_text",
     "current_umask",
     "fsync_folder",
+    "interrupt_on_termination",
     "publish",
+    "remove_stale_temporaries",
 ]

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clipdenoise.atomic import remove_stale_temporaries
 from clipdenoise.errors import (
     ClipDenoiseError,
     ConfigError,
@@ -40,12 +41,14 @@ from clipdenoise.errors import (
     OutputExistsError,
 )
 from clipdenoise.image_io import (
+    FORMAT_BIT_DEPTHS,
     FORMAT_SUFFIXES,
     IMAGE_SUFFIXES,
     LoadedImage,
     atomic_write,
     format_of,
     load_image,
+    read_image_header,
     save_image,
     save_like,
 )
@@ -293,6 +296,31 @@ def plan_jobs(
     return jobs, failures
 
 
+def check_bit_depth(jobs: Sequence[Job], options: DenoiseFilesOptions) -> None:
+    """Refuse a requested bit depth that an output cannot store, before any work is done.
+
+    Raises:
+        ConfigError: naming the first output concerned and the depths its format stores.
+    """
+    if options.bit_depth is None:
+        return
+    for job in jobs:
+        if is_ct(job.source):
+            if job.output.suffix.lower() == ".png" and options.bit_depth == 16:
+                continue  # CT as PNG is always 16-bit HU + 1024
+            raise ConfigError(
+                f"--bit-depth {options.bit_depth}: the CT output {job.output} keeps the input's "
+                "stored representation (DICOM, .npy) or is 16-bit (PNG); drop --bit-depth"
+            )
+        fmt = format_of(job.output)
+        if options.bit_depth not in FORMAT_BIT_DEPTHS[fmt]:
+            depths = "/".join(str(d) for d in FORMAT_BIT_DEPTHS[fmt])
+            raise ConfigError(
+                f"--bit-depth {options.bit_depth}: {fmt.upper()} output ({job.output}) stores "
+                f"{depths}-bit samples only; choose another --format or drop --bit-depth"
+            )
+
+
 # ============================================================================ running
 def _file_seed(seed: int, relative: Path) -> int:
     return (seed * 1_000_003 + zlib.crc32(relative.as_posix().encode())) % (2**63)
@@ -333,13 +361,14 @@ def denoise_files(
     Returns:
         The :class:`BatchReport`.
     """
+    check_bit_depth(jobs, options)
     report = BatchReport(results=list(failures))
     start = time.perf_counter()
     for index in range(0, len(jobs), batch_size):
         chunk = jobs[index : index + batch_size]
         loaded: list[_Loaded] = []
         for job in chunk:
-            item = _guarded(job, lambda job=job: _load(job, options))
+            item = _guarded(job, lambda job=job: _load(job, options, denoiser))
             if isinstance(item, FileResult):
                 _finish(report, item, on_file)
             else:
@@ -389,10 +418,46 @@ def _same_shape_groups(items: list[_Loaded]) -> list[list[_Loaded]]:
     return list(groups.values())
 
 
-def _load(job: Job, options: DenoiseFilesOptions) -> _Loaded:
+def _input_size(path: Path) -> tuple[int, int, int] | None:
+    """``(height, width, channels)`` from a file's header without decoding it; ``None`` when
+    the header cannot tell (the reader then reports the problem)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            return (int(shape[-2]), int(shape[-1]), 1) if len(shape) >= 2 else None
+        if is_ct(path):
+            import pydicom
+
+            head = io.BytesIO(path.read_bytes())  # stated lengths cannot exceed the file
+            dataset = pydicom.dcmread(head, stop_before_pixels=True, force=True)
+            return int(dataset.Rows), int(dataset.Columns), 1
+        header = read_image_header(path)
+    except Exception:  # noqa: BLE001 - unreadable headers are reported by the reader
+        return None
+    return header.height, header.width, header.channels
+
+
+def _check_memory(denoiser: Denoiser, path: Path) -> None:
+    """Refuse an image the memory budget cannot hold, from its header, before decoding it.
+
+    Raises:
+        ConfigError: from :meth:`Denoiser.plan`, saying how much memory is needed and what
+            would help.
+    """
+    size = _input_size(path)
+    if size is None:
+        return
+    height, width, channels = size
+    channels = max(channels, denoiser.in_channels or channels)
+    denoiser.plan((1, channels, height, width))
+
+
+def _load(job: Job, options: DenoiseFilesOptions, denoiser: Denoiser | None = None) -> _Loaded:
     result = FileResult(job.source, output=job.output)
     if job.output.exists() and not options.overwrite:
         raise OutputExistsError(f"output {job.output} exists already (use --overwrite)")
+    if denoiser is not None:
+        _check_memory(denoiser, job.source)
     if is_ct(job.source):
         planes, ct = _load_ct(job.source, options)
         image = None
@@ -481,6 +546,8 @@ def _denoise_group(denoiser, group, options, report, on_file, on_tile) -> None:
 
 def _write(item: _Loaded, restored: np.ndarray, options: DenoiseFilesOptions) -> FileResult:
     result = item.result
+    for output in (item.job.output, _extra_path(item, "_noisy"), _extra_path(item, "_compare")):
+        remove_stale_temporaries(output)  # left by an earlier run that was killed mid-write
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if item.ct is not None:
@@ -630,6 +697,7 @@ __all__ = [
     "DenoiseFilesOptions",
     "FileResult",
     "Job",
+    "check_bit_depth",
     "collect_inputs",
     "denoise_files",
     "plan_jobs",

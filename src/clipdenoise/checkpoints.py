@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ from clipdenoise import config as config_io
 from clipdenoise.atomic import atomic_output
 from clipdenoise.encoder import CLIP_ARCHS
 from clipdenoise.errors import (
+    ConfigError,
     DownloadError,
     MissingExtraError,
     OutputExistsError,
@@ -185,13 +187,36 @@ def _must_store(key: str, value: torch.Tensor, source_trunk: Mapping[str, torch.
 
 
 # ---------------------------------------------------------------------------- loading ours
+#: Largest model a checkpoint may describe, in parameter and buffer elements (4 GiB in float32;
+#: CLIP's largest ResNet, RN50x64 with F5, has about 0.42 G). Checked on the config alone,
+#: before anything is allocated.
+MAX_MODEL_ELEMENTS = 2**30
+#: Longest ``model_config`` / ``encoder_source`` metadata text read (bytes).
+MAX_METADATA_TEXT = 64 * 1024
+_CONTENTS = ("full", "partial")
+
+
+@dataclass(frozen=True)
+class CheckpointHeader:
+    """What a checkpoint says about itself, checked against its tensors without loading them.
+
+    Attributes:
+        metadata: The safetensors metadata (strings).
+        config: The validated :class:`~clipdenoise.model.ModelConfig`.
+        shapes: Tensor name -> shape, as stored in the file.
+    """
+
+    metadata: dict[str, str]
+    config: ModelConfig
+    shapes: dict[str, tuple[int, ...]]
+
+
 def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of one of our checkpoints (raises if the file is not one)."""
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: checkpoint not found")
+    _require_file(path, "checkpoint")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -202,6 +227,154 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
+def _require_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise WeightsNotFoundError(f"{path}: is a folder, not a {what} file")
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: {what} not found")
+
+
+def _json_metadata(metadata: Mapping[str, str], key: str, path: Path) -> object:
+    text = metadata.get(key)
+    if text is None:
+        raise WeightsMismatchError(f"{path}: checkpoint metadata lacks {key!r}")
+    if len(text) > MAX_METADATA_TEXT:
+        raise WeightsMismatchError(
+            f"{path}: checkpoint metadata {key!r} is {len(text)} bytes long "
+            f"(at most {MAX_METADATA_TEXT} are accepted)"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise WeightsMismatchError(
+            f"{path}: checkpoint metadata {key!r} is not valid JSON ({error})"
+        ) from error
+
+
+def model_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of the model ``model_config`` describes, allocating no tensor.
+
+    The model is built on PyTorch's ``meta`` device, which records shapes only.
+    """
+    with torch.device("meta"):
+        model = CLIPDenoiser(model_config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def read_checkpoint_header(path: str | Path) -> CheckpointHeader:
+    """Validate a checkpoint's metadata and compare it with its tensors' names and shapes.
+
+    Reads only the safetensors header: no tensor is loaded and no model is built, so a
+    tampered file cannot make the process allocate more than its own header.
+
+    Raises:
+        WeightsNotFoundError: the file is missing (or is a folder).
+        WeightsMismatchError: not one of our checkpoints; metadata that is not JSON, not a valid
+            :class:`~clipdenoise.model.ModelConfig` or describes a model over
+            :data:`MAX_MODEL_ELEMENTS`; tensors that do not match it (the message names them).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    metadata = read_checkpoint_metadata(path)
+    raw_config = _json_metadata(metadata, "model_config", path)
+    try:
+        model_config = config_io.from_dict(ModelConfig, raw_config, where="model_config")
+    except ConfigError as error:
+        raise WeightsMismatchError(f"{path}: invalid checkpoint metadata: {error}") from error
+    contents = metadata.get("contents")
+    if contents not in _CONTENTS:
+        raise WeightsMismatchError(
+            f"{path}: checkpoint metadata 'contents' is {contents!r}, not 'full' or 'partial'"
+        )
+    if contents == "partial" and not isinstance(
+        _json_metadata(metadata, "encoder_source", path), dict
+    ):
+        raise WeightsMismatchError(f"{path}: checkpoint metadata 'encoder_source' is not a table")
+    expected = model_shapes(model_config)
+    elements = sum(math.prod(shape) for shape in expected.values())
+    if elements > MAX_MODEL_ELEMENTS:
+        raise WeightsMismatchError(
+            f"{path}: the checkpoint describes a model of {elements / 1e9:.1f} G parameters "
+            f"(layers {model_config.resolved_layers}, width {model_config.resolved_width}); "
+            f"at most {MAX_MODEL_ELEMENTS / 1e9:.1f} G are accepted"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = handle.keys()
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in keys}
+    except Exception as error:  # noqa: BLE001 - safetensors raises several error types
+        raise WeightsMismatchError(f"{path}: unreadable tensor header ({error})") from error
+    # a partial checkpoint leaves out the encoder tensors that its CLIP weights provide
+    filled_elsewhere = ("encoder.",) if contents == "partial" else ()
+    check_tensor_shapes(
+        expected, shapes, source=path, optional=lambda key: key.startswith(filled_elsewhere)
+    )
+    return CheckpointHeader(dict(metadata), model_config, shapes)
+
+
+def check_tensor_shapes(
+    expected: Mapping[str, tuple[int, ...]],
+    provided: Mapping[str, tuple[int, ...]],
+    *,
+    source: Path | str,
+    optional: Callable[[str], bool] = lambda key: False,
+) -> None:
+    """Compare tensor names and shapes; a missing, unexpected or mis-shaped tensor is an error.
+
+    Args:
+        expected: Name -> shape the model needs.
+        provided: Name -> shape the file holds.
+        source: The file, named in the message.
+        optional: Names that may be missing (filled from elsewhere, e.g. CLIP weights).
+
+    Raises:
+        WeightsMismatchError: listing what is missing, unexpected or of the wrong shape.
+    """
+    unknown = sorted(set(provided) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(v)} vs model {tuple(expected[k])}"
+        for k, v in provided.items()
+        if k in expected and tuple(v) != tuple(expected[k])
+    ]
+    missing = sorted(
+        k
+        for k in expected
+        if k not in provided and not optional(k) and not k.endswith("num_batches_tracked")
+    )
+    if unknown or mismatched or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        if unknown:
+            parts.append(
+                f"unexpected: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}"
+            )
+        if mismatched:
+            parts.append("wrong shape: " + "; ".join(mismatched[:6]))
+        raise WeightsMismatchError(
+            f"{source}: checkpoint does not fit the model — " + " | ".join(parts)
+        )
+
+
+def check_finite_tensors(tensors: Mapping[str, torch.Tensor], *, source: Path | str) -> None:
+    """Refuse tensors holding NaN or infinite values (a diverged or damaged model).
+
+    Raises:
+        WeightsMismatchError: naming the first tensors affected.
+    """
+    bad = [
+        key
+        for key, value in tensors.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise WeightsMismatchError(
+            f"{source}: NaN or infinite values in {len(bad)} tensor(s): {shown}"
+        )
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -210,19 +383,26 @@ def load_checkpoint(
 ) -> CLIPDenoiser:
     """Load one of our safetensors checkpoints as a model in eval mode.
 
+    The metadata and the tensors' names and shapes are checked (:func:`read_checkpoint_header`)
+    before the model is built; tensors holding NaN or infinite values are refused.
     ``clip_weights`` overrides where a partial checkpoint's CLIP weights are looked for.
 
     Raises:
         WeightsNotFoundError: the file, or the CLIP weights a partial checkpoint needs, is missing.
-        WeightsMismatchError: the file is corrupt, incomplete, or its CLIP weights differ.
+        WeightsMismatchError: the file is corrupt, incomplete, tampered with, or its CLIP weights
+            differ.
     """
     from safetensors.torch import load_file
 
     path = Path(path)
-    metadata = read_checkpoint_metadata(path)
-    model_config = config_io.from_dict(ModelConfig, json.loads(metadata["model_config"]))
+    header = read_checkpoint_header(path)
+    metadata, model_config = header.metadata, header.config
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises several error types
+        raise WeightsMismatchError(f"{path}: unreadable tensor data ({error})") from error
+    check_finite_tensors(tensors, source=path)
     model = CLIPDenoiser(model_config)
-    tensors = load_file(str(path))
     state = model.state_dict()
     filled: set[str] = set()
     if metadata.get("contents") == "partial":
@@ -283,31 +463,13 @@ def _load_strict(
     filled: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     """Load ``state`` into ``model`` after checking ``provided`` (+ ``filled`` keys) covers it."""
-    expected = model.state_dict()
-    unknown = sorted(set(provided) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in provided.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    missing = sorted(
-        k
-        for k in expected
-        if k not in provided and k not in filled and not k.endswith("num_batches_tracked")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_tensor_shapes(
+        expected,
+        {k: tuple(v.shape) for k, v in provided.items()},
+        source=source,
+        optional=filled.__contains__,
     )
-    if unknown or mismatched or missing:
-        parts = []
-        if missing:
-            parts.append(f"missing: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-        if unknown:
-            parts.append(
-                f"unexpected: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}"
-            )
-        if mismatched:
-            parts.append("wrong shape: " + "; ".join(mismatched[:6]))
-        raise WeightsMismatchError(
-            f"{source}: checkpoint does not fit the model — " + " | ".join(parts)
-        )
     model.load_state_dict(dict(state), strict=False)
 
 
@@ -315,8 +477,7 @@ def _load_strict(
 def read_reference_state_dict(path: str | Path, *, key: str = "params") -> dict[str, torch.Tensor]:
     """The state dict inside a reference checkpoint (``{'params': ...}``; ``params_ema`` too)."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: checkpoint not found")
+    _require_file(path, "checkpoint")
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many error types for bad files
@@ -356,14 +517,19 @@ def reference_config(
         ),
         "custom",
     )
-    return ModelConfig(
-        arch=arch,
-        layers=None if arch != "custom" else tuple(layers),
-        width=None if arch != "custom" else width,
-        in_channels=1 if "first.weight" in state else 3,
-        out_channels=out_channels,
-        conv_bias="last.bias" in state,
-    )
+    try:
+        return ModelConfig(
+            arch=arch,
+            layers=None if arch != "custom" else tuple(layers),
+            width=None if arch != "custom" else width,
+            in_channels=1 if "first.weight" in state else 3,
+            out_channels=out_channels,
+            conv_bias="last.bias" in state,
+        )
+    except ValueError as error:
+        raise WeightsMismatchError(
+            f"{source}: not a usable CLIPDenoising model ({error})"
+        ) from None
 
 
 def reference_to_ours(
@@ -391,8 +557,14 @@ def load_reference_checkpoint(
     they are loaded as saved so outputs match the reference exactly.
     """
     state = read_reference_state_dict(path, key=key)
-    model = CLIPDenoiser(reference_config(state, source=str(path)))
-    renamed = reference_to_ours(state, model)
+    model_config = reference_config(state, source=str(path))
+    with torch.device("meta"):  # shapes only: compare before allocating the model
+        skeleton = CLIPDenoiser(model_config)
+    renamed = reference_to_ours(state, skeleton)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    check_tensor_shapes(expected, {k: tuple(v.shape) for k, v in renamed.items()}, source=path)
+    check_finite_tensors(renamed, source=path)
+    model = CLIPDenoiser(model_config)
     _load_strict(model, renamed, renamed, source=path)
     return model.to(map_location).eval()
 
@@ -406,6 +578,30 @@ def convert_reference_checkpoint(src: str | Path, dst: str | Path, *, key: str =
         full=True,
         metadata={"converted_from": Path(src).name, "source_sha256": sha256_of(src)},
     )
+
+
+def check_model_output(model: CLIPDenoiser, *, source: Path | str, side: int = 64) -> None:
+    """Run ``model`` once on a small seeded image and refuse a NaN or infinite output.
+
+    Finite weights can still overflow (e.g. huge BatchNorm statistics); this is the check
+    ``clipdenoise weights verify`` makes after loading.
+
+    Raises:
+        WeightsMismatchError: the output holds NaN or infinite values (the file is named).
+    """
+    generator = torch.Generator().manual_seed(0)
+    channels = model.config.in_channels
+    image = torch.rand(1, channels, side, side, generator=generator)
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        image = image.to(parameter.device)
+    with torch.inference_mode():
+        restored = model.eval()(image)
+    if not bool(torch.isfinite(restored).all()):
+        raise WeightsMismatchError(
+            f"{source}: the model's output on a {side}x{side} test image holds NaN or infinite "
+            "values; the weights are damaged or diverged"
+        )
 
 
 # ---------------------------------------------------------------------------- by name

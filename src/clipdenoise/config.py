@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -55,6 +56,22 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where or cls.__name__}: {error}") from error
+
+
+def non_finite_fields(config: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the float fields (and float items of tuples) of a dataclass config,
+    nested sections included, that hold NaN or an infinity."""
+    found = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        name = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            found += non_finite_fields(value, f"{name}.")
+        else:
+            values = value if isinstance(value, tuple | list) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                found.append(name)
+    return found
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -238,9 +255,12 @@ def _convert_scalar(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{where}: expected a number, got {value!r}") from error
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")

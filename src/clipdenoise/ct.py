@@ -29,6 +29,7 @@ pydicom is imported inside the functions that need it (``pip install 'clipdenois
 from __future__ import annotations
 
 import copy
+import io
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from clipdenoise.atomic import atomic_write
-from clipdenoise.errors import ConfigError, DatasetError, DatasetNotFoundError, ImageReadError
+from clipdenoise.errors import (
+    ConfigError,
+    DatasetError,
+    DatasetNotFoundError,
+    ImageReadError,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -161,6 +168,7 @@ def read_ct_slice(
     npy_units: NpyUnits = "hu",
     png_offset: float = 1024.0,
     require_ct: bool = True,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Read one CT slice as Hounsfield units.
 
@@ -180,6 +188,8 @@ def read_ct_slice(
         npy_units: units of ``.npy`` files.
         png_offset: the offset of unsigned 16-bit PNG/TIFF files.
         require_ct: reject DICOM files whose Modality is not CT.
+        max_pixels: refuse DICOM slices of more pixels than this (Rows × Columns, from the
+            header) before their pixel data is decoded.
 
     Returns:
         ``(H, W)`` float32 HU.
@@ -199,7 +209,7 @@ def read_ct_slice(
     if suffix in (".png", ".tif", ".tiff"):
         return _read_16bit_image(path, png_offset)
     if suffix in DICOM_SUFFIXES or _has_dicom_preamble(path):
-        return read_dicom_slice(path, require_ct=require_ct)[0]
+        return read_dicom_slice(path, require_ct=require_ct, max_pixels=max_pixels)[0]
     raise ImageReadError(
         f"{path}: unsupported CT file type {path.suffix!r}; use one of {', '.join(CT_SUFFIXES)}"
     )
@@ -211,22 +221,43 @@ def _has_dicom_preamble(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def read_dicom_slice(path: str | Path, *, require_ct: bool = True) -> tuple[np.ndarray, Dataset]:
+def read_dicom_slice(
+    path: str | Path, *, require_ct: bool = True, max_pixels: int | None = None
+) -> tuple[np.ndarray, Dataset]:
     """Read a DICOM CT slice: ``(hu (H, W) float32, the pydicom Dataset)``.
+
+    ``max_pixels`` refuses slices whose header (Rows × Columns) exceeds it, before the pixel
+    data is decoded.
 
     Raises:
         ImageReadError: not DICOM, not CT, multi-frame or colour, missing tags (all listed),
-            undecodable pixel data; the message names the file.
+            too many pixels, undecodable pixel data; the message names the file.
     """
     path = Path(path)
     dataset = _read_dicom_dataset(path)
+    try:
+        return _decode_dicom(path, dataset, require_ct=require_ct, max_pixels=max_pixels)
+    except ImageReadError:
+        raise
+    except Exception as error:  # elements are converted lazily: a damaged one fails here
+        raise ImageReadError(f"{path}: invalid DICOM data ({one_line(error)})") from error
+
+
+def _decode_dicom(
+    path: Path, dataset: Dataset, *, require_ct: bool, max_pixels: int | None
+) -> tuple[np.ndarray, Dataset]:
     check_ct_dataset(dataset, path, require_ct=require_ct)
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    if max_pixels is not None and rows * columns > max_pixels:
+        raise ImageReadError(
+            f"{path}: the slice is {columns}x{rows} pixels, over the limit of {max_pixels}"
+        )
     try:
         stored = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for codec problems
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise ImageReadError(
-            f"{path}: cannot decode the pixel data (transfer syntax {syntax}): {error}"
+            f"{path}: cannot decode the pixel data (transfer syntax {syntax}): {one_line(error)}"
         ) from error
     if stored.ndim != 2:
         raise ImageReadError(f"{path}: pixel data has shape {stored.shape}, not a 2-D slice")
@@ -240,7 +271,7 @@ def _read_dicom_dataset(path: Path) -> Dataset:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(path))
+        return pydicom.dcmread(_in_memory(path))
     except InvalidDicomError as error:
         # Some scanner exports (older .IMA) lack the 128-byte preamble: parse them anyway,
         # and call the file "not DICOM" only if no image tags come out.
@@ -248,15 +279,22 @@ def _read_dicom_dataset(path: Path) -> Dataset:
         if dataset is None:
             raise ImageReadError(f"{path}: not a DICOM file ({error})") from error
         return dataset
-    except (OSError, ValueError, EOFError, KeyError) as error:
-        raise ImageReadError(f"{path}: cannot read DICOM file ({error})") from error
+    except Exception as error:  # a damaged file makes the parser fail in many ways
+        raise ImageReadError(f"{path}: cannot read DICOM file ({one_line(error)})") from error
+
+
+def _in_memory(path: Path) -> io.BytesIO:
+    """The file's bytes as a stream for pydicom: an element whose stated length exceeds the
+    file then reads what there is, instead of making the reader allocate the stated length
+    (a file read allocates its requested size up front; 8 bytes can ask for 4 GiB)."""
+    return io.BytesIO(path.read_bytes())
 
 
 def _read_without_preamble(path: Path) -> Dataset | None:
     import pydicom
 
     try:
-        dataset = pydicom.dcmread(str(path), force=True)
+        dataset = pydicom.dcmread(_in_memory(path), force=True)
     except Exception:  # garbage makes the forced parser fail in many ways
         return None
     if not ("PixelData" in dataset and "Rows" in dataset):

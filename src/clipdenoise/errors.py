@@ -6,6 +6,8 @@ about a file names the file and says what is wrong with it.
 
 from __future__ import annotations
 
+import re
+
 
 class ClipDenoiseError(Exception):
     """Base class of every user-facing error of clipdenoise."""
@@ -65,3 +67,17 @@ class DownloadError(ClipDenoiseError, OSError):
 
 class ChecksumError(DownloadError):
     """A downloaded or imported file's SHA-256 differs from the recorded one (both named)."""
+
+
+class NonFiniteOutputError(ClipDenoiseError, ArithmeticError):
+    """The model produced NaN or infinite values (damaged or diverged weights); nothing is
+    written."""
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message as one short line for a user: its first line, at most ``limit``
+    characters, with reprs of in-memory objects (``<_io.BytesIO object at 0x...>``) left out."""
+    text = str(error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", text).strip()
+    return text[:limit] or type(error).__name__

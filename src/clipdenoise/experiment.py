@@ -273,6 +273,9 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        bad = config_io.non_finite_fields(self)
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: must be finite numbers (NaN or inf given)")
         if self.data.channels != network_channels(self):
             field_name = {"dncnn": "dncnn.channels", "restormer": "restormer.in_channels"}
             raise ValueError(

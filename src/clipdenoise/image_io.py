@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from clipdenoise import atomic
-from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError
+from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -129,24 +129,104 @@ def read_image(path: str | Path) -> np.ndarray:
     return load_image(path).pixels
 
 
-def load_image(path: str | Path) -> LoadedImage:
-    """Read an image file with its alpha, bit depth, ICC profile and EXIF.
+@dataclass(frozen=True)
+class ImageHeader:
+    """An image file's size as its header states it, read without decoding any pixel.
+
+    Attributes:
+        width, height: Pixels, as stored (before any EXIF rotation).
+        channels: Colour channels (1 or 3; alpha not counted).
+    """
+
+    width: int
+    height: int
+    channels: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_image_header(path: str | Path) -> ImageHeader:
+    """Width, height and colour channels from an image file's header (no pixel is decoded).
+
+    Pillow opens files lazily and TIFF headers are read by ``tifffile``, so this costs a few
+    kilobytes of reading whatever the image's size: use it to refuse or plan for a large image
+    before decoding it.
 
     Raises:
-        ImageReadError: missing, empty, truncated, not an image, several frames, or an
-            unsupported mode / sample type; the message names the file.
+        ImageReadError: missing, empty or not a readable image header (the file is named).
     """
     path = Path(path)
+    _require_image_file(path)
+    from PIL import Image
+
+    try:
+        if _is_tiff(path):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                width, height = int(page.imagewidth), int(page.imagelength)
+                # min-is-white/black are grey; RGB, palette, CMYK, YCbCr... are read as RGB
+                channels = 1 if int(page.photometric) in (0, 1) else 3
+        else:
+            with warnings.catch_warnings():  # the size is what the caller is about to check
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path)
+            with image:
+                width, height = image.size
+                bands = [band for band in image.getbands() if band not in ("A", "a")]
+                channels = 1 if len(bands) == 1 and image.mode != "P" else 3
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"{path}: too many pixels ({one_line(error)})") from error
+    except Exception as error:  # noqa: BLE001 - any header failure is the file's fault
+        raise ImageReadError(f"{path}: not a readable image ({one_line(error)})") from error
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{path}: the header gives an invalid size {width}x{height}")
+    return ImageHeader(width, height, channels)
+
+
+def _require_image_file(path: Path) -> None:
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: file is empty (0 bytes)")
+
+
+def load_image(path: str | Path, *, max_pixels: int | None = None) -> LoadedImage:
+    """Read an image file with its alpha, bit depth, ICC profile and EXIF.
+
+    Args:
+        path: The file.
+        max_pixels: Refuse images of more pixels than this, from the header, before any pixel
+            is decoded (``None``: Pillow's decompression-bomb limit, ~179 megapixels, still
+            applies to the formats it decodes).
+
+    Raises:
+        ImageReadError: missing, empty, truncated, not an image, several frames, too many
+            pixels, or an unsupported mode / sample type; the message names the file.
+    """
+    path = Path(path)
+    _require_image_file(path)
     from PIL import Image, UnidentifiedImageError
 
+    if max_pixels is not None:
+        header = read_image_header(path)
+        if header.pixels > max_pixels:
+            raise ImageReadError(
+                f"{path}: the image is {header.width}x{header.height} "
+                f"({header.pixels / 1e6:.1f} megapixels), over the limit of "
+                f"{max_pixels / 1e6:.1f} megapixels"
+            )
     try:
         loaded = _load_tiff(path) if _is_tiff(path) else None
         if loaded is None:
-            with Image.open(path) as image:
+            # From memory: a chunk length stated past the end of the file then reads what there
+            # is, where a file read would first allocate the stated length (up to 2 GiB).
+            with Image.open(io.BytesIO(path.read_bytes())) as image:
                 fmt = (image.format or "").lower()
                 fmt = "jpeg" if fmt == "mpo" else fmt
                 frames = getattr(image, "n_frames", 1)
@@ -158,10 +238,14 @@ def load_image(path: str | Path) -> LoadedImage:
     except ImageReadError:
         raise
     except UnidentifiedImageError as error:
-        raise ImageReadError(f"{path}: not a readable image ({error})") from error
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        raise ImageReadError(f"{path}: not a readable image ({one_line(error)})") from error
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"{path}: too many pixels ({one_line(error)})") from error
+    except MemoryError as error:
+        raise ImageReadError(f"{path}: not enough memory to decode the image") from error
+    except Exception as error:  # noqa: BLE001 - decoders raise many types for corrupt data
         raise ImageReadError(
-            f"{path}: cannot decode image, it may be truncated ({error})"
+            f"{path}: cannot decode image, it may be truncated ({one_line(error)})"
         ) from error
     _check_finite(loaded, path)
     return loaded
@@ -500,10 +584,19 @@ def save_like(
 ) -> Path:
     """Write ``pixels`` keeping ``like``'s alpha, ICC profile, EXIF, resolution and bit depth.
 
-    The bit depth is ``like``'s unless ``bit_depth`` is given; a format that cannot store it
-    (JPEG, BMP, WebP) gets 8 bits, and float TIFF input written as PNG gets 16 bits.
+    The bit depth is ``like``'s unless ``bit_depth`` is given; when ``like``'s depth is one the
+    format cannot store (JPEG, BMP, WebP) it gets 8 bits, and float TIFF input written as PNG
+    gets 16 bits. A ``bit_depth`` asked for explicitly is never changed.
+
+    Raises:
+        ImageWriteError: the format cannot store the ``bit_depth`` asked for.
     """
     fmt = format or format_of(path)
+    if bit_depth is not None and bit_depth not in FORMAT_BIT_DEPTHS.get(fmt, (bit_depth,)):
+        depths = "/".join(str(d) for d in FORMAT_BIT_DEPTHS[fmt])
+        raise ImageWriteError(
+            f"{path}: {fmt.upper()} stores {depths}-bit samples, not the {bit_depth} bits asked for"
+        )
     depth = bit_depth or like.bit_depth
     if depth not in FORMAT_BIT_DEPTHS[fmt]:
         depth = (
@@ -590,10 +683,10 @@ def _write_tiff(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> Non
     extratags = []
     if icc:
         extratags.append((_TIFF_ICC_TAG, "B", len(icc), icc, True))
-    if exif:
-        for tag, text in _exif_text_tags(exif).items():
-            if tag != 270:
-                extratags.append((tag, "s", 0, text, True))
+    text_tags = _exif_text_tags(exif) if exif else {}
+    for tag, text in text_tags.items():
+        if tag not in (270, 305):  # tifffile writes these two itself, from its arguments
+            extratags.append((tag, "s", 0, text, True))
     channels = samples.shape[-1]
     photometric = "rgb" if channels >= 3 else "minisblack"
     data = samples[..., 0] if channels == 1 else samples
@@ -602,7 +695,7 @@ def _write_tiff(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> Non
         options["extrasamples"] = ("unassalpha",)
     if dpi:
         options.update(resolution=(float(dpi[0]), float(dpi[1])), resolutionunit="INCH")
-    description = _exif_text_tags(exif).get(270) if exif else None
+    description = text_tags.get(270)
     buffer = io.BytesIO()  # tifffile wants a named file or a seekable buffer
     tifffile.imwrite(
         buffer,
@@ -612,6 +705,7 @@ def _write_tiff(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> Non
         compression="zlib",
         extratags=extratags,
         description=description,
+        software=text_tags.get(305),  # None: tifffile's default
         metadata=None,
         **options,
     )
@@ -638,8 +732,10 @@ __all__ = [
     "LoadedImage",
     "atomic_write",
     "convert_alpha",
+    "ImageHeader",
     "format_of",
     "load_image",
+    "read_image_header",
     "read_image",
     "save_image",
     "save_like",

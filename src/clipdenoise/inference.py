@@ -40,7 +40,12 @@ import torch
 from torch import nn
 
 from clipdenoise.decoder import CLIPDecoder, center_crop
-from clipdenoise.errors import ChannelMismatchError, ConfigError, ImageTooSmallError
+from clipdenoise.errors import (
+    ChannelMismatchError,
+    ConfigError,
+    ImageTooSmallError,
+    NonFiniteOutputError,
+)
 
 #: Tile sides and offsets are multiples of this (the model pads inputs to 32, or 64 with F5).
 TILE_MULTIPLE = 32
@@ -364,10 +369,16 @@ def plan_tiles(
     smallest = max(2 * tile_overlap, 2 * TILE_MULTIPLE)
     if side < smallest:
         need = fixed + per_pixel * tile_batch_size * smallest**2
+        if fixed + per_pixel * tile_batch_size * (2 * TILE_MULTIPLE) ** 2 > max_memory:
+            # even the smallest tiles do not fit: the whole-image buffers are the problem
+            advice = "raise --max-memory, or crop or downscale the image; smaller tiles cannot help"
+        else:
+            advice = "lower --tile-overlap or raise --max-memory"
         raise ConfigError(
             f"a memory budget of {max_memory / 2**20:.0f} MiB is too small for a "
             f"{width}x{height} image with tile overlap {tile_overlap}: about "
-            f"{need / 2**20:.0f} MiB is needed (lower --tile-overlap or raise --max-memory)"
+            f"{need / 2**20:.0f} MiB is needed, of which {fixed / 2**20:.0f} MiB for the "
+            f"process and the whole image's buffers ({advice})"
         )
     estimate = fixed + per_pixel * tile_batch_size * side**2
     return TilePlan(side, tile_overlap, int(estimate))
@@ -853,6 +864,8 @@ class Denoiser:
             )
         if tile_size is not None and tile_size < 2 * TILE_MULTIPLE:
             raise ConfigError(f"tile size must be at least {2 * TILE_MULTIPLE}, got {tile_size}")
+        if tile_overlap is not None and tile_overlap < 0:
+            raise ConfigError(f"tile overlap must be at least 0, got {tile_overlap}")
         if tile_overlap is None:
             tile_overlap = DEFAULT_TILE_OVERLAP
             if tile_size is not None:
@@ -1016,7 +1029,13 @@ class Denoiser:
                             fallback=self._float32_model if self.dtype == torch.float16 else None,
                         )
                     )
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        restored = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        if not bool(torch.isfinite(restored).all()):
+            raise NonFiniteOutputError(
+                "the denoised image holds NaN or infinite values: the model's weights are "
+                "damaged or diverged (check them with `clipdenoise weights verify`)"
+            )
+        return restored
 
 
 def denoise(model: nn.Module, image: Any, **options: Any) -> Any:

@@ -7,6 +7,7 @@ restored image of the same shape (not clamped; clamp to [0, 1] for display and m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -20,6 +21,11 @@ from clipdenoise.inference import pad_to_multiple
 
 #: ``encoder_weights`` spellings meaning random initialisation (TOML cannot write None).
 RANDOM_INIT = ("random", "none")
+#: Upper bounds of ``layers`` (blocks per stage) and ``width``: well above CLIP's largest
+#: ResNet (RN50x64: 36 blocks, width 128), low enough that a config cannot describe a model
+#: that exhausts memory before its weights are even compared with a file.
+MAX_BLOCKS = 64
+MAX_WIDTH = 512
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,22 @@ class ModelConfig:
             raise ValueError("model.arch 'custom' needs both model.layers and model.width")
         if self.layers is not None and len(self.layers) != 4:
             raise ValueError(f"model.layers needs 4 block counts, got {self.layers}")
+        if self.layers is not None and not all(1 <= n <= MAX_BLOCKS for n in self.layers):
+            raise ValueError(
+                f"model.layers: each stage needs 1 to {MAX_BLOCKS} blocks, got {self.layers}"
+            )
+        if self.width is not None and not (2 <= self.width <= MAX_WIDTH and self.width % 2 == 0):
+            raise ValueError(
+                f"model.width must be an even number from 2 to {MAX_WIDTH}, got {self.width}"
+            )
         if self.in_channels not in (1, 3):
             raise ValueError(f"model.in_channels must be 1 or 3, got {self.in_channels}")
-        if self.aug_gamma < 0:
-            raise ValueError(f"model.aug_gamma must be >= 0, got {self.aug_gamma}")
+        if self.out_channels not in (None, 1, 3):
+            raise ValueError(f"model.out_channels must be 1 or 3, got {self.out_channels}")
+        if not (math.isfinite(self.aug_gamma) and self.aug_gamma >= 0):
+            raise ValueError(f"model.aug_gamma must be a finite number >= 0, got {self.aug_gamma}")
+        if not math.isfinite(self.leaky_slope):
+            raise ValueError(f"model.leaky_slope must be finite, got {self.leaky_slope}")
 
     @property
     def resolved_layers(self) -> tuple[int, ...]:

@@ -245,7 +245,11 @@ class RunLog:
         if not self.enabled:
             return
         record = {"time": round(time.time(), 3), **record}
-        line = (json.dumps(record, allow_nan=True) + "\n").encode("utf-8")
+        # strict JSON has no NaN/Infinity: write null and name the fields in "non_finite"
+        non_finite = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        if non_finite:
+            record = {**record, **dict.fromkeys(non_finite), "non_finite": non_finite}
+        line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
         with open(self.path, "ab") as stream:
             stream.write(line)
         if self.writer is not None:
@@ -481,6 +485,7 @@ def train(
     if config.train.cpu_threads > 0:
         torch.set_num_threads(config.train.cpu_threads)
     info = init_distributed(config.train.device)
+    created = not run_dir.exists()
     try:
         trainer = Trainer(
             config, run_dir, info, data_root=data_root, resume=resume, overwrite=overwrite
@@ -488,11 +493,66 @@ def train(
         result = trainer.run(stop_after)
         barrier(info)  # no rank may leave the process group while another still uses it
         return result
+    except BaseException:
+        if created and info.is_main:
+            remove_unstarted_run(run_dir)
+        raise
     finally:
         shutdown_distributed(info)
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_flags
+
+
+#: Bytes per patch pixel of one training step, as a multiple of the inference estimate
+#: (:func:`clipdenoise.inference.activation_bytes_per_pixel`): the decoder's activations are
+#: kept for the backward pass, which allocates as much again, plus the patches themselves.
+TRAIN_MEMORY_FACTOR = 3.0
+
+
+def check_step_memory(config: ExperimentConfig, model: nn.Module, device: torch.device) -> None:
+    """Refuse a patch and batch size whose training step cannot fit in ``device``'s memory.
+
+    Raises:
+        ConfigError: naming ``data.patch_size`` and ``data.batch_size``, the estimate and what
+            is available.
+    """
+    from clipdenoise.inference import activation_bytes_per_pixel, available_memory
+
+    data = config.data
+    pixels = data.batch_size * data.patch_size**2
+    was_training = model.training
+    model.eval()  # a probe pass (networks other than CLIPDenoiser) must not move BatchNorm stats
+    try:
+        per_pixel = activation_bytes_per_pixel(model)
+    except Exception:  # noqa: BLE001 - a network the probe cannot run: count the patches only
+        per_pixel = 4 * 4.0 * data.channels  # clean, noisy, padded and augmented float32 copies
+    finally:
+        model.train(was_training)
+    need = pixels * per_pixel * TRAIN_MEMORY_FACTOR
+    available = available_memory(device)
+    if need > available:
+        raise ConfigError(
+            f"data.patch_size = {data.patch_size} with data.batch_size = {data.batch_size} "
+            f"needs about {need / 2**30:.1f} GiB per training step, more than the "
+            f"{available / 2**30:.1f} GiB available on {device}; lower data.patch_size or "
+            "data.batch_size (train.grad_accum_steps keeps the global batch)"
+        )
+
+
+def remove_unstarted_run(run_dir: Path) -> bool:
+    """Delete a run folder holding nothing to resume or read: no state, no weights and no
+    training record in its log (a run that failed before its first iteration). Returns
+    whether it was removed."""
+    if not run_dir.is_dir() or latest_state(run_dir) is not None:
+        return False
+    if (run_dir / CHECKPOINTS_DIRNAME).exists():
+        return False
+    log = run_dir / LOG_NAME
+    if log.is_file() and '"event": "train"' in log.read_text(encoding="utf-8", errors="replace"):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def _find_resume_state(run_dir: Path, resume: str | Path | None) -> Path | None:
@@ -600,6 +660,7 @@ class Trainer:
         loss_fn = make_loss(settings.loss)
         _configure_determinism(settings)
         self.model = _build_model(config, state).to(info.device)
+        check_step_memory(config, self.model, info.device)
         self.store = build_train_store(config, data_root)
         self.val_set = build_validation_set(config, data_root) if info.is_main else None
 

@@ -204,7 +204,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_denoise(args: argparse.Namespace) -> int:
-    from clipdenoise.batch import DenoiseFilesOptions, denoise_files, plan_jobs
+    from clipdenoise.batch import DenoiseFilesOptions, check_bit_depth, denoise_files, plan_jobs
     from clipdenoise.checkpoints import load_model
     from clipdenoise.inference import Denoiser
 
@@ -240,6 +240,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     if not jobs and failures:
         _print_failures(failures)
         return 1
+    check_bit_depth(jobs, options)
     model = load_model(args.weights)
     denoiser = Denoiser(
         model,
@@ -285,15 +286,18 @@ def run_denoise(args: argparse.Namespace) -> int:
             bar = tile_bar["bar"] = tqdm(total=total, unit="tile", leave=False, desc="tiles")
         bar.update(done - bar.n)
 
-    report = denoise_files(
-        denoiser,
-        jobs,
-        options,
-        batch_size=args.batch_size,
-        failures=failures,
-        on_file=on_file,
-        on_tile=on_tile,
-    )
+    from clipdenoise.atomic import interrupt_on_termination
+
+    with interrupt_on_termination():  # SIGTERM/SIGHUP: like Ctrl+C, no temporary file left
+        report = denoise_files(
+            denoiser,
+            jobs,
+            options,
+            batch_size=args.batch_size,
+            failures=failures,
+            on_file=on_file,
+            on_tile=on_tile,
+        )
     if progress is not None:
         progress.close()
     print(report.summary(), file=sys.stderr)

@@ -105,6 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.max_results,
         help="finished results kept in memory at most (oldest dropped first)",
     )
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        default=defaults.request_timeout_s,
+        help="seconds a client has to send a request's headers, and again its body",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
@@ -127,6 +133,7 @@ def serve_config_from_args(args: argparse.Namespace):
         tile_overlap=args.tile_overlap,
         result_ttl_s=args.result_ttl,
         max_results=args.max_results,
+        request_timeout_s=args.request_timeout,
     )
 
 
@@ -181,13 +188,14 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"clipdenoise demo on http://{shown_host}:{config.port}/ (Ctrl+C to stop)", file=sys.stderr
     )
+    from clipdenoise.web.server import uvicorn_options
+
     uvicorn.run(
         app,
         host=config.host,
         port=config.port,
         log_level=args.log_level,
-        server_header=False,
-        date_header=False,
         access_log=args.log_level == "debug",
+        **uvicorn_options(config),
     )
     return 0

@@ -155,10 +155,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import load_model
-    from clipdenoise.errors import WeightsMismatchError
+    from clipdenoise.checkpoints import FORMAT_NAME, check_model_output, load_model
+    from clipdenoise.errors import ClipDenoiseError, WeightsMismatchError, WeightsNotFoundError
     from clipdenoise.weights import CLIP_WEIGHTS, extract_visual_trunk, read_state_dict, sha256_of
 
+    if args.file.is_dir():
+        raise WeightsNotFoundError(f"{args.file}: is a folder, not a weights file")
+    if not args.file.is_file():
+        raise WeightsNotFoundError(f"{args.file}: file not found")
     digest = sha256_of(args.file)
     print(f"{args.file}: sha256 {digest}")
     official = {spec.filename: spec for spec in CLIP_WEIGHTS.values()}.get(args.file.name)
@@ -178,8 +182,34 @@ def _verify(args: argparse.Namespace) -> int:
         )
     try:
         model = load_model(args.file)
+    except ClipDenoiseError as error:
+        if _is_our_checkpoint(args.file, FORMAT_NAME):
+            raise  # it says it is a denoiser: its own error is the answer
+        denoiser_error = error
+    else:
+        check_model_output(model, source=args.file)
         print(f"  loads as a denoiser: {model.config.arch}, {model.config.in_channels} channel(s)")
-    except Exception:  # noqa: BLE001 - not a denoiser: maybe CLIP weights
+        print("  test forward pass: finite output")
+        return 0
+    try:
         trunk = extract_visual_trunk(read_state_dict(args.file))
-        print(f"  loads as CLIP weights: {len(trunk)} visual trunk tensors")
+    except ClipDenoiseError as error:
+        raise WeightsMismatchError(
+            f"{args.file}: neither a denoiser checkpoint ({denoiser_error}) nor CLIP weights "
+            f"({error})"
+        ) from error
+    if not trunk:
+        raise WeightsMismatchError(f"{args.file}: holds no tensors; not a weights file")
+    print(f"  loads as CLIP weights: {len(trunk)} visual trunk tensors")
     return 0
+
+
+def _is_our_checkpoint(path: Path, format_name: str) -> bool:
+    """Whether ``path`` is a safetensors file whose metadata names our checkpoint format."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format") == format_name
+    except Exception:  # noqa: BLE001 - not a safetensors file at all
+        return False

@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from clipdenoise import __version__
 from clipdenoise.errors import ClipDenoiseError
 from clipdenoise.web.catalogue import ModelCatalogue, build_catalogue
+from clipdenoise.web.form import parse_form
 from clipdenoise.web.jobs import Job, JobState, QueueFullError
 from clipdenoise.web.pipeline import InferenceSettings
 from clipdenoise.web.samples import SAMPLES
@@ -77,38 +78,56 @@ def error_response(status: int, message: str, headers: dict | None = None) -> JS
 
 
 class BodySizeLimit:
-    """ASGI middleware refusing request bodies over ``max_bytes`` with HTTP 413.
+    """ASGI middleware bounding request bodies in size (HTTP 413) and in time (HTTP 408).
 
     A declared ``Content-Length`` over the limit is refused before any byte is read; a chunked
-    body is counted as it arrives and cut off at the limit.
+    body is counted as it arrives and cut off at the limit. A body that has not fully arrived
+    ``timeout_s`` seconds after its headers (a slow or stalled client) is answered 408 and the
+    connection closed.
     """
 
     class _TooLarge(Exception):
         pass
 
-    def __init__(self, app, max_bytes: int, message: str) -> None:
+    class _TooSlow(Exception):
+        pass
+
+    def __init__(self, app, max_bytes: int, message: str, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.message = message
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (
+            not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes
+        ):
+            await self._refuse(send, 413, self.message)
             return
         received = 0
         response_started = False
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
 
         async def counting_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            if deadline is None:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+                except asyncio.TimeoutError:
+                    raise self._TooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise self._TooLarge
+                if not message.get("more_body", False):
+                    deadline = None  # the whole body is in: the time limit no longer applies
             return message
 
         async def tracking_send(message):
@@ -120,13 +139,22 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except self._TooLarge:
             if not response_started:
-                await self._refuse(send)
+                await self._refuse(send, 413, self.message)
+        except self._TooSlow:
+            if not response_started:
+                await self._refuse(
+                    send,
+                    408,
+                    f"the request did not arrive within {self.timeout_s:g} s; try again on a "
+                    "faster connection or with a smaller file",
+                )
 
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"error": self.message}).encode()
+    @staticmethod
+    async def _refuse(send, status: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
         headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -177,12 +205,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.serve_config = config
     app.state.manager = service.manager
     app.add_middleware(
         BodySizeLimit,
         max_bytes=config.max_upload_bytes + FORM_OVERHEAD_BYTES,
         message=f"the upload is too large: this server accepts files up to "
         f"{service.upload_limit_text}",
+        timeout_s=config.request_timeout_s,
     )
     add_security_headers(app)
     add_error_handlers(app)
@@ -259,35 +289,30 @@ def file_response(job: Job, download: Download) -> Response:
 async def read_upload(request: Request, service: DemoService) -> tuple[dict, bytes, str]:
     """The form fields, the upload's bytes (or a sample's) and its display name.
 
+    The body is read into memory (its size is bounded by :class:`BodySizeLimit`) and parsed
+    there by :func:`clipdenoise.web.form.parse_form`: nothing is spooled to disk.
+
     Raises:
-        UploadRejectedError: not a multipart form, no image, unknown sample, file too large.
+        UploadRejectedError: not a form, no image, unknown sample, file too large.
     """
     limit = service.config.max_upload_bytes
-    try:
-        form = await request.form(max_files=1, max_fields=16)
-    except BodySizeLimit._TooLarge:
-        raise
-    except Exception as error:
-        raise UploadRejectedError("the request is not a valid multipart form upload") from error
-    try:
-        fields = dict(form.multi_items())
-        upload = fields.get("file")
-        if upload is not None and not isinstance(upload, str):
-            data, name = await upload.read(limit + 1), display_name(upload.filename)
-        elif fields.get("sample"):
-            try:
-                data, name = service.sample_upload(str(fields["sample"]))
-            except ClipDenoiseError as unknown:
-                raise UploadRejectedError(str(unknown)) from unknown
-        else:
-            raise UploadRejectedError("choose an image to upload or a sample")
-    finally:
-        await form.close()  # deletes any spooled temporary file of the upload
+    body = await request.body()
+    form = parse_form(request.headers.get("content-type"), body)
+    upload = form.files.get("file")
+    if upload is not None:
+        data, name = upload.data, display_name(upload.filename)
+    elif form.fields.get("sample"):
+        try:
+            data, name = service.sample_upload(form.fields["sample"])
+        except ClipDenoiseError as unknown:
+            raise UploadRejectedError(str(unknown)) from unknown
+    else:
+        raise UploadRejectedError("choose an image to upload or a sample")
     if len(data) > limit:
         raise UploadRejectedError(
             f"the upload is too large: files up to {service.upload_limit_text}", 413
         )
-    return {k: v for k, v in fields.items() if isinstance(v, str)}, data, name
+    return form.fields, data, name
 
 
 def add_api_routes(app: FastAPI, service: DemoService) -> None:

@@ -66,8 +66,11 @@ def parse_seed(value: str | None) -> int:
     text = str(value or "").strip()
     if not text:
         return secrets.randbelow(2**31)
-    if not text.isdigit() or int(text) >= 2**63:
-        raise ClipDenoiseError(f"the seed must be a whole number from 0 to 2^63-1, got {text!r}")
+    # ASCII digits only (str.isdigit also accepts '²' and other digits int() refuses), and few
+    # enough of them for int() (which refuses strings over 4300 digits)
+    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) >= 2**63:
+        shown = text if len(text) <= 40 else f"{text[:20]}… ({len(text)} characters)"
+        raise ClipDenoiseError(f"the seed must be a whole number from 0 to 2^63-1, got {shown!r}")
     return int(text)
 
 

@@ -32,6 +32,9 @@ class ServeConfig:
             default covers the network's receptive field, so tiles leave no seams.
         result_ttl_s: Seconds finished results stay downloadable (kept in memory only).
         max_results: Finished jobs kept at most; the oldest are dropped first.
+        request_timeout_s: Seconds a client has to send a request's headers, and again its
+            body; a slower client gets HTTP 408 (body) or is disconnected (headers), so stalled
+            connections cannot pile up. Idle keep-alive connections close after 5 s.
     """
 
     host: str = LOCALHOST
@@ -45,6 +48,7 @@ class ServeConfig:
     tile_overlap: int = 128
     result_ttl_s: float = 900.0
     max_results: int = 16
+    request_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -55,6 +59,7 @@ class ServeConfig:
             "tile_size": self.tile_size,
             "result_ttl_s": self.result_ttl_s,
             "max_results": self.max_results,
+            "request_timeout_s": self.request_timeout_s,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipdenoise.errors import ClipDenoiseError
+from clipdenoise.errors import ClipDenoiseError, one_line
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 MEDIA_TYPES = {
@@ -155,9 +155,7 @@ def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
 
 
 def _corrupt(error: BaseException) -> UploadRejectedError:
-    detail = (
-        str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-    )
+    detail = one_line(error, 160)
     return UploadRejectedError(
         f"the image could not be decoded; it may be truncated or corrupt ({detail})"
     )
