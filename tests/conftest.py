@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,18 @@ FIXTURES_DIR = Path(os.environ.get("CLIPDENOISE_FIXTURES", REPO_ROOT / "tests" /
 def fixture_files(pattern: str) -> list[Path]:
     """Every fixture file matching ``pattern`` anywhere under the fixture folder, sorted."""
     return sorted(FIXTURES_DIR.rglob(pattern))
+
+
+def run_pytest_on_fixtures(fixtures: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """Run pytest (``arguments``: tests, ``-k`` filters) with ``CLIPDENOISE_FIXTURES=fixtures``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CLIPDENOISE_FIXTURES": str(fixtures)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 BENCHMARK_DATA_DIR = SHARED_DIR / "data"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,18 +24,32 @@ from clipdenoise.checkpoints import (
 from clipdenoise.cli import main
 from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
 from clipdenoise.model import CLIPDenoiser, build_model, tiny_config
+from conftest import fixture_files, run_pytest_on_fixtures
 
 
 def official(fixtures_dir, name):
     return fixtures_dir / "official" / name
 
 
-@pytest.mark.parametrize("kind", ["rgb", "gray"])
-def test_reference_checkpoint_parity(fixtures_dir, kind):
-    model = load_reference_checkpoint(
-        official(fixtures_dir, f"official_tiny_{kind}_checkpoint.pth")
-    )
-    io = torch.load(official(fixtures_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
+# every reference checkpoint in the fixture folder, with the input/output recorded beside it
+CHECKPOINT_FIXTURES = fixture_files("*_checkpoint.pth")
+
+
+def io_beside(checkpoint: Path) -> dict:
+    io_path = checkpoint.with_name(checkpoint.name.replace("_checkpoint.pth", "_io.pt"))
+    assert io_path.is_file(), f"{checkpoint.name} has no {io_path.name} beside it"
+    return torch.load(io_path, weights_only=False)
+
+
+def test_the_fixture_folder_holds_both_reference_checkpoints():
+    names = {path.name for path in CHECKPOINT_FIXTURES}
+    assert {"official_tiny_rgb_checkpoint.pth", "official_tiny_gray_checkpoint.pth"} <= names
+
+
+@pytest.mark.parametrize("source", CHECKPOINT_FIXTURES, ids=lambda path: path.name)
+def test_reference_checkpoint_parity(source):
+    model = load_reference_checkpoint(source)
+    io = io_beside(source)
     assert model.config.in_channels == io["config"]["inp_channels"]
     assert model.config.resolved_width == io["config"]["wf"]
     assert not model.training
@@ -43,10 +58,27 @@ def test_reference_checkpoint_parity(fixtures_dir, kind):
     assert (output - io["output"]).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("kind", ["rgb", "gray"])
-def test_converter_round_trip(fixtures_dir, tmp_path, kind):
-    source = official(fixtures_dir, f"official_tiny_{kind}_checkpoint.pth")
-    io = torch.load(official(fixtures_dir, f"official_tiny_{kind}_io.pt"), weights_only=False)
+def test_checkpoint_parity_checks_the_fixtures_it_is_pointed_at(tmp_path):
+    import shutil
+
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    source = next(p for p in CHECKPOINT_FIXTURES if p.name == "official_tiny_rgb_checkpoint.pth")
+    shutil.copy(source, folder / "another_checkpoint.pth")
+    io = io_beside(source)
+    io["output"] = io["output"].clone()
+    io["output"][0, 0, 0, 0] += 1e-3
+    torch.save(io, folder / "another_io.pt")
+    result = run_pytest_on_fixtures(
+        folder, "tests/test_checkpoints.py::test_reference_checkpoint_parity"
+    )
+    assert result.returncode != 0
+    assert "1 failed" in result.stdout and "another_checkpoint.pth" in result.stdout
+
+
+@pytest.mark.parametrize("source", CHECKPOINT_FIXTURES, ids=lambda path: path.name)
+def test_converter_round_trip(tmp_path, source):
+    io = io_beside(source)
     converted = convert_reference_checkpoint(source, tmp_path / "converted.safetensors")
     metadata = read_checkpoint_metadata(converted)
     assert metadata["contents"] == "full"

@@ -10,7 +10,7 @@ import pytest
 
 from clipdenoise import isp
 from clipdenoise.errors import ConfigError
-from conftest import fixture_files
+from conftest import fixture_files, run_pytest_on_fixtures
 
 ZERO_NOISE = isp.CameraNoiseConfig(sigma_s=0.0, sigma_c=0.0)
 
@@ -582,11 +582,7 @@ def test_reference_draws_from_a_generator_are_reproducible(make_image):
 
 
 def test_isp_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path):
-    import os
     import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
     sources = sorted(fixtures_dir.rglob("*_isp_srgb.npz"))
     assert sources
@@ -597,24 +593,7 @@ def test_isp_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path)
     arrays["seed1_noisy_uint8"][5, 7, 1] ^= 1  # one 8-bit code of one seed changed
     np.savez(folder / "altered_isp_srgb.npz", **arrays)
     shutil.copy(sources[0].with_suffix(".json"), folder / "altered_isp_srgb.json")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_isp.py",
-            "-k",
-            "reference_pipeline_from",
-        ],
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "CLIPDENOISE_FIXTURES": str(folder)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_pytest_on_fixtures(folder, "tests/test_isp.py", "-k", "reference_pipeline_from")
     assert result.returncode != 0
     assert "2 failed, 4 passed" in result.stdout  # seed 1, from draws and from the seed alone
     assert "altered_isp_srgb-seed1" in result.stdout

@@ -17,6 +17,7 @@ from clipdenoise.noise import (
     add_reference_noise,
     parse_noise_spec,
 )
+from conftest import fixture_files
 
 PROTOCOL_LEVELS = {
     "gauss": (15, 25, 50),
@@ -58,23 +59,31 @@ def _generator(seed: int) -> torch.Generator:
 # ---------------------------------------------------------------- reference protocol parity
 
 
-@pytest.fixture(scope="module")
-def protocol(fixtures_dir):
-    return np.load(fixtures_dir / "protocol" / "official_test_noise.npz")
+def test_the_fixture_folder_holds_every_protocol_case():
+    (path,) = [p for p in fixture_files("*_test_noise.npz") if p.name == "official_test_noise.npz"]
+    keys = set(np.load(path).files)
+    expected = {
+        f"noisy_{index}_{kind}_{level}"
+        for index in (0, 1)
+        for kind, levels in PROTOCOL_LEVELS.items()
+        for level in levels
+    }
+    assert expected <= keys
 
 
-@pytest.mark.parametrize("index", [0, 1])
-@pytest.mark.parametrize(
-    ("kind", "level"),
-    [(kind, level) for kind, levels in PROTOCOL_LEVELS.items() for level in levels],
-)
-def test_reference_protocol_is_bit_exact(protocol, index, kind, level):
-    clean = protocol[f"clean_{index}"]
-    expected = protocol[f"noisy_{index}_{kind}_{level}"]
-    noisy = add_reference_noise(clean, f"{kind}:{level}", seed=0)
-    assert noisy.dtype == np.float64
-    assert noisy.shape == clean.shape
-    np.testing.assert_array_equal(noisy, expected.astype(np.float64))
+@pytest.mark.parametrize("path", fixture_files("*_test_noise.npz"), ids=lambda path: path.name)
+def test_reference_protocol_is_bit_exact(path):
+    """Every noisy image of every protocol fixture (``noisy_<index>_<kind>_<level>``)."""
+    protocol = np.load(path)
+    cases = [key for key in protocol.files if key.startswith("noisy_")]
+    assert cases, f"{path.name} holds no noisy_* arrays"
+    for key in cases:
+        index, case = key[len("noisy_") :].split("_", 1)
+        kind, level = case.rsplit("_", 1)
+        clean = protocol[f"clean_{index}"]
+        noisy = add_reference_noise(clean, f"{kind}:{level}", seed=0)
+        assert noisy.dtype == np.float64 and noisy.shape == clean.shape, key
+        np.testing.assert_array_equal(noisy, protocol[key].astype(np.float64), err_msg=key)
 
 
 def test_reference_noise_leaves_global_numpy_state_alone():

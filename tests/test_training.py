@@ -33,7 +33,7 @@ from clipdenoise.training_state import (
     load_training_state,
     restore_rng_states,
 )
-from conftest import fixture_files
+from conftest import fixture_files, run_pytest_on_fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -834,18 +834,6 @@ def test_validation_logs_the_reference_psnr_beside_ours():
     assert reference_log_psnr(overshoot, clean) == pytest.approx(20 * np.log10(255 / np.sqrt(mse)))
 
 
-def _run_pytest(test: str, fixtures: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CLIPDENOISE_FIXTURES": str(fixtures)}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_trainstep_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp_path):
     import shutil
 
@@ -858,14 +846,14 @@ def test_trainstep_parity_checks_the_fixtures_it_is_pointed_at(fixtures_dir, tmp
     # a further configuration dropped in is checked too, under its own name
     shutil.copy(sources[0], folder / "another_configuration_trainstep.pt")
     test = "tests/test_training.py::test_training_step_reproduces_the_reference"
-    passed = _run_pytest(test, folder)
+    passed = run_pytest_on_fixtures(folder, test)
     assert passed.returncode == 0, passed.stdout[-2000:]
     assert f"{len(sources) + 1} passed" in passed.stdout
 
     altered = torch.load(folder / "another_configuration_trainstep.pt", weights_only=False)
     altered["loss"] = altered["loss"] + 1e-3
     torch.save(altered, folder / "another_configuration_trainstep.pt")
-    failed = _run_pytest(test, folder)
+    failed = run_pytest_on_fixtures(folder, test)
     assert failed.returncode != 0
     assert "another_configuration_trainstep.pt" in failed.stdout and "1 failed" in failed.stdout
 
