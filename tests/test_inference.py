@@ -13,9 +13,9 @@ from torch import nn
 
 import clipdenoise
 from clipdenoise import inference
-from clipdenoise.errors import ChannelMismatchError, ConfigError, ImageTooSmallError
 from clipdenoise.acceleration import prepare_for_inference
 from clipdenoise.decoder import CLIPDecoder, Window
+from clipdenoise.errors import ChannelMismatchError, ConfigError, ImageTooSmallError
 from clipdenoise.inference import (
     Denoiser,
     axis_weights,
@@ -173,8 +173,9 @@ def test_tiled_inference_runs_the_models_own_forward(monkeypatch):
 
     monkeypatch.setattr(CLIPDecoder, "forward", spy)
     model = CLIPDenoiser(tiny_config()).eval()
-    tiled_forward(prepare_for_inference(model), torch.rand(1, 3, 96, 160), tile_size=64,
-                  tile_overlap=32)
+    tiled_forward(
+        prepare_for_inference(model), torch.rand(1, 3, 96, 160), tile_size=64, tile_overlap=32
+    )
     assert len(calls) == 2 * 4 and all(isinstance(w, Window) for w in calls)
     assert not any(name.startswith("clip_tile") for name in dir(inference))
 

@@ -594,9 +594,7 @@ def tiled_forward(
             restored = _run_tiles(fallback(), batch.float(), window)
         restored = restored.to(device=image.device, dtype=torch.float32)
         if output is None:
-            output = torch.zeros(
-                batch_size, restored.shape[1], height, width, device=image.device
-            )
+            output = torch.zeros(batch_size, restored.shape[1], height, width, device=image.device)
         for (b, tile), result in zip(chunk, restored):
             keep_h = min(tile.height, height - tile.top)
             keep_w = min(tile.width, width - tile.left)
