@@ -531,7 +531,8 @@ def convert_for_training(model: CLIPDenoiser, *, dtype: DTypeSpec = "auto") -> C
     The result is a :class:`CLIPDenoiser` that *shares* every module of ``model`` except the
     encoder (decoder, input adapter; same parameter objects, so the optimizer, gradients,
     checkpoints and ``state_dict`` keys of ``model`` are unchanged) and the feature-augmentation
-    generator ``model.aug_generator``. Its encoder is a BatchNorm-folded copy of
+    generator ``model.aug_generator`` as set at conversion (set ``aug_generator`` on the result
+    to change it later). Its encoder is a BatchNorm-folded copy of
     ``model.encoder`` cast to the compute dtype (channels-last when ``model`` is), run
     without autograd unless a learnable input adapter needs gradients through it. Its forward is
     ``CLIPDenoiser.forward``; under ``torch.autocast`` in the compute dtype (the training step's
