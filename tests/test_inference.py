@@ -507,3 +507,16 @@ def test_non_finite_tiles_are_recomputed_with_the_float32_fallback():
             fallback=nn.Identity,
         )
     assert float((out - image.bfloat16().float()).abs().max()) < 1e-6
+
+
+def test_f5_model_tiles_at_multiples_of_64():
+    model = calibrated(CLIPDenoiser(tiny_config(use_f5=True)))
+    assert all(
+        t.top % 64 == 0 and t.left % 64 == 0 and t.height % 64 == 0
+        for t in iter_tiles(448, 448, 192, 64, multiple=64)
+    )
+    image = torch.rand(1, 3, 200, 300, generator=_gen(9))
+    with torch.inference_mode():
+        untiled = model(image)
+        tiled = tiled_forward(model, image, tile_size=192, tile_overlap=64, tile_batch_size=2)
+    assert float((tiled - untiled).abs().max()) <= 1e-4

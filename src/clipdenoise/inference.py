@@ -449,10 +449,13 @@ class Tile:
     col_weights: torch.Tensor
 
 
-def iter_tiles(height: int, width: int, tile_size: int, overlap: int) -> Iterator[Tile]:
-    """Tiles covering a ``height``×``width`` (padded) image, row by row (:func:`tile_layout`)."""
-    tile_h, rows = tile_layout(height, tile_size, overlap)
-    tile_w, cols = tile_layout(width, tile_size, overlap)
+def iter_tiles(
+    height: int, width: int, tile_size: int, overlap: int, multiple: int = TILE_MULTIPLE
+) -> Iterator[Tile]:
+    """Tiles covering a ``height``×``width`` (padded) image, row by row (:func:`tile_layout`;
+    sides and offsets are multiples of ``multiple``, the model's padding multiple)."""
+    tile_h, rows = tile_layout(height, tile_size, overlap, multiple)
+    tile_w, cols = tile_layout(width, tile_size, overlap, multiple)
     row_weights = [w.float() for w in axis_weights(height, tile_h, rows)]
     col_weights = [w.float() for w in axis_weights(width, tile_w, cols)]
     for top, row_weight in zip(rows, row_weights):
@@ -570,7 +573,7 @@ def tiled_forward(
     batch_size, _, height, width = image.shape
     full_h, full_w = _round_up(height, multiple), _round_up(width, multiple)
     rows, cols = _source_indices(height, full_h), _source_indices(width, full_w)
-    tiles = list(iter_tiles(full_h, full_w, tile_size, tile_overlap))
+    tiles = list(iter_tiles(full_h, full_w, tile_size, tile_overlap, multiple))
     windowed = bool(getattr(model, "accepts_window", False))
     channels_last = bool(getattr(model, "channels_last", False))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
