@@ -79,7 +79,9 @@ class Window:
         )
 
 
-def upsample2x(x: torch.Tensor, window: Window | None = None) -> torch.Tensor:
+def upsample2x(
+    x: torch.Tensor, window: Window | None = None, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bilinear ×2 upsampling with ``align_corners=True`` (the reference's choice).
 
     Args:
@@ -90,17 +92,23 @@ def upsample2x(x: torch.Tensor, window: Window | None = None) -> torch.Tensor:
             exactly except on the tile's outermost output row/column at a side shared with
             the rest of the image (where the missing neighbour is replaced by the edge value).
 
+        out: Where to write the result (e.g. the first channels of a concatenation buffer, so
+            no concatenation copy is needed); honoured with a window only.
+
     Returns:
-        ``(B, C, 2h, 2w)`` in ``x``'s dtype and memory format.
+        ``(B, C, 2h, 2w)`` in ``x``'s dtype and memory format (``out`` when given and used).
     """
     if window is None:
-        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        upsampled = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        return upsampled if out is None else out.copy_(upsampled)
     offsets = window.offsets.to(x.device)
     x = _upsample_axis(x, 2, offsets[:, 0], window.full_size[0])
-    return _upsample_axis(x, 3, offsets[:, 1], window.full_size[1])
+    return _upsample_axis(x, 3, offsets[:, 1], window.full_size[1], out)
 
 
-def _upsample_axis(x: torch.Tensor, dim: int, offset: torch.Tensor, full: int) -> torch.Tensor:
+def _upsample_axis(
+    x: torch.Tensor, dim: int, offset: torch.Tensor, full: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """×2 linear upsampling of ``x`` along ``dim`` at a whole map's ``align_corners`` positions.
 
     For a whole map of ``N`` samples, output ``2k`` reads input ``k - k/(2N-1)`` and output
@@ -118,11 +126,10 @@ def _upsample_axis(x: torch.Tensor, dim: int, offset: torch.Tensor, full: int) -
     span = float(2 * full - 1)
     to_previous = (index.float() / span).to(x.dtype).view(shape)
     to_next = ((full - 1 - index).float() / span).to(x.dtype).view(shape)
-    out_shape = list(x.shape)
-    out_shape[dim] = 2 * size
-    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=layout)
+    if out is None:
+        out_shape = list(x.shape)
+        out_shape[dim] = 2 * size
+        out = torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=_layout(x))
     pairs = out.unflatten(dim, (size, 2))
     even, odd = pairs.select(dim + 1, 0), pairs.select(dim + 1, 1)
     if size > 1:
@@ -144,6 +151,11 @@ def _upsample_axis(x: torch.Tensor, dim: int, offset: torch.Tensor, full: int) -
     even.narrow(dim, 0, 1).copy_(x.narrow(dim, 0, 1))
     odd.narrow(dim, size - 1, 1).copy_(x.narrow(dim, size - 1, 1))
     return out
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -216,10 +228,35 @@ class CLIPDecoder(nn.Module):
         skips = [*reversed(features[:-1]), image if self.use_image else None]
         stride = 2 ** len(skips)  # resolution of blocks[0]: the deepest feature's stride
         for block, skip in zip(self.blocks[1:], skips):
-            x = upsample2x(x, None if window is None else window.at_stride(stride))
+            if window is None:
+                x = upsample2x(x)
+                if skip is not None:
+                    skip = center_crop(skip, x.shape[-2], x.shape[-1]).to(x.dtype)
+                    x = torch.cat([x, skip], dim=1)
+            else:
+                x = self._upsample_and_concat(x, skip, window.at_stride(stride))
             stride //= 2
-            if skip is not None:
-                skip = center_crop(skip, x.shape[-2], x.shape[-1]).to(x.dtype)
-                x = torch.cat([x, skip], dim=1)
             x = block(x)
         return self.head(x.to(self.head.weight.dtype))
+
+    @staticmethod
+    def _upsample_and_concat(
+        x: torch.Tensor, skip: torch.Tensor | None, window: Window
+    ) -> torch.Tensor:
+        """``cat([upsample2x(x, window), skip])``, the upsampling written into the buffer."""
+        batch, channels, height, width = x.shape
+        if skip is None:
+            return upsample2x(x, window)
+        skip = center_crop(skip, 2 * height, 2 * width)
+        buffer = torch.empty(
+            batch,
+            channels + skip.shape[1],
+            2 * height,
+            2 * width,
+            dtype=x.dtype,
+            device=x.device,
+            memory_format=_layout(x),
+        )
+        upsample2x(x, window, out=buffer[:, :channels])
+        buffer[:, channels:].copy_(skip)
+        return buffer
