@@ -4,11 +4,11 @@ Paper Sec. 3.2 (architecture, Fig. 4) and Sec. 3.3 (progressive feature augmenta
 ``model(noisy)`` maps a ``(B, C, H, W)`` float image in [0, 1] (C = ``in_channels``) to the
 restored image of the same shape (not clamped; clamp to [0, 1] for display and metrics).
 
-``CLIPDenoiser.forward`` is the only implementation of the network's computation: training runs
-it (with a BatchNorm-folded encoder swapped in by :func:`clipdenoise.acceleration.convert_for_training`),
-inference runs it (on a converted copy, :func:`clipdenoise.acceleration.convert_for_inference`)
-and tiled inference runs it with a :class:`~clipdenoise.decoder.Window` saying where each tile
-lies in the whole image.
+``CLIPDenoiser.forward`` is the only implementation of the network's computation. Training runs
+it with a BatchNorm-folded encoder swapped in
+(:func:`clipdenoise.acceleration.convert_for_training`), inference runs it on a converted copy
+(:func:`clipdenoise.acceleration.convert_for_inference`), and tiled inference runs it with a
+:class:`~clipdenoise.decoder.Window` saying where each tile lies in the whole image.
 """
 
 from __future__ import annotations
