@@ -1,7 +1,8 @@
-"""Inference speed: the reference-equivalent path vs the optimised default (issue 8).
+"""Inference speed: the reference-equivalent path vs the optimised default, untiled and tiled.
 
 RN50-size CLIPDenoiser with random weights (speed does not depend on the values) at 256², 512²,
-1024² and a 12-MP (4000×3000) image processed in tiles. Paths, interleaved in one process:
+1024² and a 12-MP (4000×3000) image processed in tiles (1024, overlap 128). Paths, interleaved
+in one process:
 
 * **(a) reference-equivalent**: float32, contiguous NCHW, encoder stage 4 computed and thrown
   away, BatchNorm as separate ops, ``torch.no_grad`` (what the reference test scripts do; no
@@ -11,6 +12,12 @@ RN50-size CLIPDenoiser with random weights (speed does not depend on the values)
   head), channels-last, ``torch.inference_mode``;
 * **(c) optimised float32**: the same with ``dtype="float32"`` (must match (a) to 1e-4).
 
+The headline of the tiled case is the **tiled/untiled throughput ratio**: MP/s of the optimised
+default on the 12-MP image in tiles over its MP/s untiled at 1024², same run (target ≥ 0.65),
+both on wall clock and on process CPU time (the latter robust to other jobs on the machine).
+Tiled = untiled is checked on a 1536×1152 image (2×2 tiles) with the RN50 architecture in
+float32 (max abs difference; bound 1e-3).
+
 At 512² the levers are also measured one at a time. Reported per size: megapixels/s (median
 wall clock and CPU time), peak RSS increase during a forward, output difference of (b) and (c)
 against (a) (max abs, PSNR with data range 1, and PSNR over the reference output's own range,
@@ -18,7 +25,7 @@ which is small for random weights), and achieved GFLOP/s (FLOPs counted with
 ``torch.utils.flop_counter.FlopCounterMode`` on meta tensors) as a fraction of this machine's
 measured float32 and bf16 matmul peaks.
 
-Usage: ``python benchmarks/inference_speed.py [--quick]``
+Usage: ``python benchmarks/inference_speed.py [--quick] [--skip-12mp] [--only-tiled]``
 Writes ``benchmarks/results/inference_speed.{json,md}``.
 """
 
@@ -38,7 +45,7 @@ from clipdenoise.acceleration import (
     count_flops,
     prepare_for_inference,
 )
-from clipdenoise.inference import tiled_forward
+from clipdenoise.inference import TILE_MULTIPLE, tile_layout, tiled_forward
 from clipdenoise.model import CLIPDenoiser, ModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +54,7 @@ import _perf  # noqa: E402
 TILE_SIZE = 1024
 TILE_OVERLAP = 128
 TWELVE_MP = (3000, 4000)  # H, W
+PARITY_IMAGE = (1152, 1536)  # H, W: 2x2 tiles of 1024 at most
 
 
 def test_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -158,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no 12-MP case")
     parser.add_argument("--skip-12mp", action="store_true", help="no 12-MP tiled case")
     parser.add_argument(
+        "--only-tiled",
+        action="store_true",
+        help="only what the tiled/untiled ratio needs: 1024² untiled and the 12-MP tiled case, "
+        "optimised default only",
+    )
+    parser.add_argument(
         "--name", default="inference_speed", help="results file stem in benchmarks/results/"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     print(f"import times (s): {imports}", flush=True)
-    peaks = _perf.matmul_peaks()
+    peaks = None if args.only_tiled else _perf.matmul_peaks()
     print(f"matmul peaks (GFLOP/s): {peaks}", flush=True)
 
     model = CLIPDenoiser(ModelConfig(arch="RN50", encoder_weights=None)).eval()
@@ -184,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"optimised default: dtype {optimised.dtype}, channels_last {optimised.channels_last}")
     sizes = {}
     rounds = {256: 5, 512: 4, 1024: 2} if not args.quick else {256: 2, 512: 2, 1024: 1}
+    if args.only_tiled:
+        rounds = {1024: 2}
 
     for side, count in rounds.items():
         image = test_image(side, side, seed=side)
@@ -192,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             "optimised": optimised,
             "optimised_fp32": optimised_fp32,
         }
+        if args.only_tiled:
+            cases = {"optimised": optimised}
         if side == 512:  # one lever at a time
             cases = {
                 "reference": forward_reference(reference),
@@ -203,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 "optimised": optimised,
             }
         rows, outputs = measure(cases, image, count)
+        if args.only_tiled:
+            sizes[f"{side}x{side}"] = rows
+            continue
         shape = (1, 3, side, side)
         flops = {"reference": count_flops(reference, shape)}
         for name in rows:
@@ -212,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes[f"{side}x{side}"] = rows
         print(f"{side}²: " + ", ".join(f"{n} x{r['speedup_wall']}" for n, r in rows.items()))
 
+    tiling = {"tile_size": TILE_SIZE, "tile_overlap": TILE_OVERLAP}
     if not (args.quick or args.skip_12mp):
         height, width = TWELVE_MP
         image = test_image(height, width, seed=12)
@@ -219,16 +241,36 @@ def main(argv: list[str] | None = None) -> int:
             "reference": tiled(reference, torch.float32, no_grad_only=True),
             "optimised": tiled(optimised, optimised.dtype, no_grad_only=False),
         }
+        if args.only_tiled:
+            cases.pop("reference")
         rows, outputs = measure(cases, image, rounds=1, warmup=False)
-        tiles = _count_tiles(height, width)
-        tile_shape = (1, 3, TILE_SIZE, TILE_SIZE)
+        plan = tile_plan(height, width)
+        tile_shape = (1, 3, plan["tile_height"], plan["tile_width"])
         flops = {
-            "reference": tiles * count_flops(reference, tile_shape),
-            "optimised": tiles * count_flops(model, tile_shape),
+            "reference": plan["tiles"] * count_flops(reference, tile_shape),
+            "optimised": plan["tiles"] * count_flops(model, tile_shape),
         }
-        add_ratios_and_flops(rows, outputs, flops, peaks)
+        if not args.only_tiled:
+            add_ratios_and_flops(rows, outputs, flops, peaks)
         sizes[f"{width}x{height} tiled"] = rows
-        print("12 MP tiled: " + ", ".join(f"{n} x{r['speedup_wall']}" for n, r in rows.items()))
+        untiled = sizes["1024x1024"]["optimised"]
+        tiled_row = rows["optimised"]
+        tiling.update(plan)
+        tiling["tiled_vs_untiled_1024"] = {
+            "wall": round(tiled_row["megapixels_per_s"] / untiled["megapixels_per_s"], 3),
+            "cpu_time": round(
+                untiled["median_cpu_s"] / 1024**2 / (tiled_row["median_cpu_s"] / (height * width)),
+                3,
+            ),
+            "target": 0.65,
+        }
+        print(
+            f"12 MP tiled: plan {plan}; tiled/untiled throughput {tiling['tiled_vs_untiled_1024']}",
+            flush=True,
+        )
+    if not args.quick:
+        tiling["tiled_equals_untiled"] = tiled_parity(model)
+        print(f"tiled = untiled: {tiling['tiled_equals_untiled']}", flush=True)
 
     payload = {
         "benchmark": "inference_speed",
@@ -244,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "inference_mode": True,
             "head_dtype": "float32",
         },
-        "tiling": {"tile_size": TILE_SIZE, "tile_overlap": TILE_OVERLAP},
+        "tiling": tiling,
         "sizes": sizes,
         "benchmark_seconds": round(time.perf_counter() - started, 1),
     }
@@ -256,12 +298,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _count_tiles(height: int, width: int) -> int:
-    from clipdenoise.inference import TILE_MULTIPLE, iter_tiles
-
+def tile_plan(height: int, width: int) -> dict:
+    """The tiles :func:`clipdenoise.inference.tiled_forward` lays over a ``height``×``width`` image."""
     padded_h = -(-height // TILE_MULTIPLE) * TILE_MULTIPLE
     padded_w = -(-width // TILE_MULTIPLE) * TILE_MULTIPLE
-    return sum(1 for _ in iter_tiles(padded_h, padded_w, TILE_SIZE, TILE_OVERLAP))
+    tile_h, rows = tile_layout(padded_h, TILE_SIZE, TILE_OVERLAP)
+    tile_w, cols = tile_layout(padded_w, TILE_SIZE, TILE_OVERLAP)
+    computed = len(rows) * len(cols) * tile_h * tile_w
+    return {
+        "tiles": len(rows) * len(cols),
+        "grid": f"{len(cols)}x{len(rows)}",
+        "tile_width": tile_w,
+        "tile_height": tile_h,
+        "computed_over_image_pixels": round(computed / (height * width), 3),
+    }
+
+
+def tiled_parity(model: CLIPDenoiser) -> dict:
+    """Tiled vs untiled output of the float32 optimised form on a 1536×1152 image (2×2 tiles).
+
+    The random-weight head is rescaled so the output spans about [0, 1] like a trained model's
+    (its raw output has std ~0.01, which would make an absolute bound vacuous).
+    """
+    height, width = PARITY_IMAGE
+    image = test_image(height, width, seed=7)
+    prepared = prepare_for_inference(model, dtype="float32")
+    with torch.no_grad():
+        scale = 0.25 / float(prepared(image[..., :256, :256]).std())
+    prepared.network.decoder.head.weight.data.mul_(scale)
+    untiled = prepared(image)
+    tiled_out = tiled_forward(prepared, image, tile_size=TILE_SIZE, tile_overlap=TILE_OVERLAP)
+    difference = _perf.output_difference(untiled, tiled_out)
+    return {
+        "image": f"{width}x{height}",
+        "model": "RN50 architecture, float32, random weights (head rescaled: output std 0.25)",
+        "output_std": round(float(untiled.std()), 3),
+        "max_abs": difference["max_abs"],
+        "psnr_db": difference["psnr_db"],
+        "bound_max_abs": 1e-3,
+    }
 
 
 LABELS = {
@@ -273,6 +348,37 @@ LABELS = {
 }
 
 
+def _cell(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
+def _tiling_lines(tiling: dict) -> list[str]:
+    lines = []
+    ratio = tiling.get("tiled_vs_untiled_1024")
+    if ratio:
+        lines += [
+            f"**Tiled/untiled throughput** (optimised default, 4000×3000 in {tiling['grid']} tiles "
+            f"of {tiling['tile_width']}×{tiling['tile_height']}, "
+            f"{tiling['computed_over_image_pixels']}× the image's pixels computed, against "
+            f"untiled 1024²): **{ratio['wall']:.2f}** on wall clock, {ratio['cpu_time']:.2f} on "
+            f"CPU time (target ≥ {ratio['target']}).",
+            "",
+        ]
+    parity = tiling.get("tiled_equals_untiled")
+    if parity:
+        lines += [
+            f"Tiled = untiled ({parity['image']}, {parity['model']}): max abs difference "
+            f"{parity['max_abs']:.2e} (bound {parity['bound_max_abs']:.0e}), PSNR "
+            f"{parity['psnr_db']} dB.",
+            "",
+        ]
+    return lines
+
+
 def render_markdown(payload: dict) -> str:
     peaks = payload["matmul_peak_gflop_per_s"]
     default = payload["optimised_default"]
@@ -280,14 +386,20 @@ def render_markdown(payload: dict) -> str:
         "# Inference speed (RN50 CLIPDenoiser, CPU)",
         "",
         f"Optimised default: {default['dtype']} weights (float32 head), channels-last, "
-        "BatchNorm folded, inference mode. Measured 2048² matmul peaks: "
-        f"{peaks['float32']} / {peaks['bfloat16']} GFLOP/s (float32 / bf16, wall clock), "
-        f"{peaks['float32_per_cpu_s']} / {peaks['bfloat16_per_cpu_s']} GFLOP per CPU second; "
-        "the % of peak columns compare GFLOP per CPU second (robust to the machine being "
-        "shared). "
-        f"Tiled case: tiles {payload['tiling']['tile_size']}², overlap "
+        "BatchNorm folded, inference mode. "
+        + (
+            "Measured 2048² matmul peaks: "
+            f"{peaks['float32']} / {peaks['bfloat16']} GFLOP/s (float32 / bf16, wall clock), "
+            f"{peaks['float32_per_cpu_s']} / {peaks['bfloat16_per_cpu_s']} GFLOP per CPU "
+            "second; the % of peak columns compare GFLOP per CPU second (robust to the machine "
+            "being shared). "
+            if peaks
+            else "Tiled/untiled run only (`--only-tiled`: no reference path, no matmul peaks). "
+        )
+        + f"Tiled case: tiles of at most {payload['tiling']['tile_size']}², overlap at least "
         f"{payload['tiling']['tile_overlap']}. Medians of interleaved runs.",
         "",
+        *_tiling_lines(payload["tiling"]),
         "| size | path | MP/s | × vs (a) wall | × vs (a) CPU | peak RSS +MiB | max abs vs (a) "
         "| PSNR vs (a) dB | GFLOP/s wall | GFLOP/CPU-s | % fp32 peak | % bf16 peak |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -299,12 +411,20 @@ def render_markdown(payload: dict) -> str:
             psnr = f"{diff['psnr_db']}" if diff else "—"
             lines.append(
                 f"| {size} | {LABELS.get(name, name)} | {row['megapixels_per_s']:.3f} | "
-                f"{row['speedup_wall']:.2f} | {row['speedup_cpu_time']:.2f} | "
-                f"{row['peak_rss_increase_mib']:.0f} | {max_abs} | {psnr} | "
-                f"{row.get('achieved_gflop_per_s', float('nan')):.0f} | "
-                f"{row.get('gflop_per_cpu_s', float('nan')):.0f} | "
-                f"{100 * row.get('fraction_of_fp32_peak', float('nan')):.0f} | "
-                f"{100 * row.get('fraction_of_bf16_peak', float('nan')):.0f} |"
+                + " | ".join(
+                    [
+                        _cell(row.get("speedup_wall"), ".2f"),
+                        _cell(row.get("speedup_cpu_time"), ".2f"),
+                        _cell(row["peak_rss_increase_mib"], ".0f"),
+                        max_abs,
+                        psnr,
+                        _cell(row.get("achieved_gflop_per_s"), ".0f"),
+                        _cell(row.get("gflop_per_cpu_s"), ".0f"),
+                        _cell(_percent(row.get("fraction_of_fp32_peak")), ".0f"),
+                        _cell(_percent(row.get("fraction_of_bf16_peak")), ".0f"),
+                    ]
+                )
+                + " |"
             )
     lines += [
         "",

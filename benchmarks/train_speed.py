@@ -1,4 +1,4 @@
-"""Training-step speed: the reference-equivalent step vs the optimised step (issue 8).
+"""Training-step speed: the reference-equivalent step vs the optimised step.
 
 The RN50 synthetic recipe step (paper / reference YAML): batch 16 of 128² patches, Gaussian
 σ=15 noise synthesised on the device in one batched call, progressive feature augmentation on
@@ -8,9 +8,10 @@ go through :func:`clipdenoise.training.train_step`; they differ only in the forw
 * **reference-equivalent**: float32, contiguous NCHW, encoder stage 4 computed and discarded,
   BatchNorm as separate ops (eval statistics, the project's frozen-encoder semantics; the
   reference's drifting train-mode BatchNorm costs the same), no autocast;
-* **optimised**: :class:`clipdenoise.acceleration.AcceleratedTrainingForward` — the frozen
-  encoder BatchNorm-folded, cast to bf16 (CPUs with native bf16; fp16/bf16 on CUDA) and run
-  without autograd; the decoder under autocast; parameters, gradients and AdamW in float32.
+* **optimised**: the model's own forward after :func:`clipdenoise.acceleration.convert_for_training`
+  — the frozen encoder swapped for a BatchNorm-folded copy cast to bf16 (CPUs with native bf16;
+  fp16/bf16 on CUDA; float32 elsewhere) and run without autograd; the decoder under autocast;
+  parameters, gradients and AdamW in float32.
 
 Before timing, one step of each on the same batch and augmentation seed checks that they
 compute the same update (loss difference, cosine similarity of the gradients).
@@ -34,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _perf  # noqa: E402
 from clipdenoise.acceleration import (  # noqa: E402
-    AcceleratedTrainingForward,
     build_reference_equivalent,
+    convert_for_training,
     resolve_compute_dtype,
 )
 from clipdenoise.distributed import DistInfo  # noqa: E402
@@ -95,7 +96,8 @@ def gradient_agreement(
         ("optimised", optimised, opt_forward, autocast),
     ):
         model.zero_grad(set_to_none=True)
-        model.aug_generator = torch.Generator(clean.device).manual_seed(11)
+        generator = torch.Generator(clean.device).manual_seed(11)
+        model.aug_generator = forward.aug_generator = generator
         if context is None:
             restored = forward(noisy)
         else:
@@ -106,7 +108,7 @@ def gradient_agreement(
         results[f"loss_{name}"] = float(loss.detach())
         grads[name] = torch.cat([p.grad.flatten() for p in model.trainable_parameters()])
         model.zero_grad(set_to_none=True)
-        model.aug_generator = None
+        model.aug_generator = forward.aug_generator = None
     ref, opt = grads["reference"].double(), grads["optimised"].double()
     results["grad_cosine_similarity"] = float(torch.dot(ref, opt) / (ref.norm() * opt.norm()))
     results["grad_relative_error"] = float((ref - opt).norm() / ref.norm())
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if channels_last:
         optimised = optimised.to(memory_format=torch.channels_last)
     ref_forward = reference
-    opt_forward = AcceleratedTrainingForward(optimised, dtype=compute_dtype)
+    opt_forward = convert_for_training(optimised, dtype=compute_dtype)
     clean = synthetic_clean(device)
 
     def autocast():
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimised": torch.Generator(device).manual_seed(1),
     }
     reference.aug_generator = torch.Generator(device).manual_seed(2)
-    optimised.aug_generator = torch.Generator(device).manual_seed(2)
+    optimised.aug_generator = opt_forward.aug_generator = torch.Generator(device).manual_seed(2)
     peaks: dict[str, int] = {}
 
     def run(name: str, step: StepContext):

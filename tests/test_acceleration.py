@@ -11,9 +11,10 @@ from torch import nn
 
 from clipdenoise import acceleration
 from clipdenoise.acceleration import (
-    AcceleratedTrainingForward,
     InferenceModel,
     build_reference_equivalent,
+    convert_for_inference,
+    convert_for_training,
     count_flops,
     fold_batchnorm,
     fold_encoder_batchnorm,
@@ -139,7 +140,7 @@ def test_prepared_bfloat16_within_psnr_bound(model, noisy):
     reference = build_reference_equivalent(model)
     prepared = prepare_for_inference(model, dtype="bfloat16")
     assert prepared.dtype == torch.bfloat16
-    assert isinstance(prepared.network.decoder.head, acceleration.Float32Head)
+    assert prepared.network.decoder.head.weight.dtype == torch.float32
     assert prepared.network.decoder.blocks[0][0].weight.dtype == torch.bfloat16
     with torch.no_grad():
         expected = reference(noisy)
@@ -227,12 +228,53 @@ def test_count_flops_single_conv():
     assert count_flops(conv, (2, 4, 10, 12)) == 2 * 2 * 10 * 12 * 4 * 6 * 9
 
 
+# ------------------------------------------------------------------------------ conversions
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_inference_conversion_is_the_model_with_a_folded_encoder(model, noisy, channels_last):
+    converted = convert_for_inference(model, dtype=torch.float32, channels_last=channels_last)
+    assert type(converted) is CLIPDenoiser  # the model's own forward, not a second one
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in converted.modules())
+    with torch.no_grad():
+        assert (converted(noisy) - model(noisy)).abs().max().item() <= 1e-4
+    assert set(model.state_dict()) != set(converted.state_dict())  # folded copy
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # source untouched
+
+
+def test_model_inference_acceleration_imports_have_no_circle():
+    import ast
+    import importlib
+    import inspect
+
+    names = ("model", "decoder", "encoder", "inference", "acceleration")
+
+    def imported(name: str) -> set[str]:
+        module = importlib.import_module(f"clipdenoise.{name}")
+        found = set()
+        for node in ast.walk(ast.parse(inspect.getsource(module))):  # also imports in functions
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clipdenoise."):
+                found.add(node.module.removeprefix("clipdenoise."))
+        return found & set(names)
+
+    graph = {name: imported(name) for name in names}
+
+    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
+            for nxt in graph[start]
+        )
+
+    assert not [name for name in names if reaches(name, name)], graph
+
+
 # ------------------------------------------------------------------------------ training form
-def test_training_forward_float32_matches_model_forward_and_gradients(model):
+def test_training_conversion_float32_matches_model_forward_and_gradients(model):
     clean = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     model.train()
-    fast = AcceleratedTrainingForward(model, dtype="float32")
-    assert fast.folding_applies
+    fast = convert_for_training(model, dtype="float32")
+    assert type(fast) is CLIPDenoiser and fast is not model
+    assert fast.decoder is model.decoder and fast.encoder is not model.encoder
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.encoder.modules())
+    assert fast.training
 
     model.aug_generator = torch.Generator().manual_seed(11)
     expected = model(clean)
@@ -240,7 +282,7 @@ def test_training_forward_float32_matches_model_forward_and_gradients(model):
     expected_grads = [p.grad.clone() for p in model.trainable_parameters()]
     model.zero_grad()
 
-    model.aug_generator = torch.Generator().manual_seed(11)
+    fast.aug_generator = model.aug_generator.manual_seed(11)
     restored = fast(clean)
     restored.abs().mean().backward()
     assert (restored - expected).abs().max().item() <= 1e-4
@@ -249,46 +291,52 @@ def test_training_forward_float32_matches_model_forward_and_gradients(model):
     assert all(p.grad is None for p in model.encoder.parameters())
 
 
-def test_training_forward_bfloat16_close_and_trains_decoder(model):
+def test_training_conversion_keeps_the_models_keys_and_parameters(model):
+    keys = list(model.state_dict())
+    fast = convert_for_training(model, dtype="float32")
+    assert list(model.state_dict()) == keys  # checkpoints of the trained model unchanged
+    assert {id(p) for p in fast.trainable_parameters()} == {
+        id(p) for p in model.trainable_parameters()
+    }
+    generator = torch.Generator().manual_seed(0)
+    model.aug_generator = generator
+    assert convert_for_training(model, dtype="float32").aug_generator is generator
+
+
+def test_training_conversion_bfloat16_close_and_trains_decoder(model):
     clean = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     model.eval()  # no augmentation: compare outputs directly
-    fast = AcceleratedTrainingForward(model, dtype="bfloat16")
+    fast = convert_for_training(model, dtype="bfloat16")
+    assert fast.encoder.conv1.weight.dtype == torch.bfloat16
     with torch.no_grad():
         expected = model(clean)
-    restored = fast(clean)
-    assert restored.dtype == torch.float32
-    assert psnr(expected, restored) >= 40.0
-    restored.mean().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        restored = fast(clean)
+    assert psnr(expected, restored.float()) >= 40.0
+    restored.float().mean().backward()
     assert all(
         p.grad is not None and p.grad.dtype == torch.float32 for p in model.decoder.parameters()
     )
 
 
-def test_training_forward_refolds_when_encoder_weights_change(model):
-    fast = AcceleratedTrainingForward(model, dtype="float32")
-    first = fast.folded_encoder()
-    assert fast.folded_encoder() is first  # cached while unchanged
-    state = model.encoder.state_dict()
-    state["conv1.weight"] = state["conv1.weight"] * 2
-    model.encoder.load_state_dict(state)
-    second = fast.folded_encoder()
-    assert second is not first
-    image = torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        assert (second(image)[0] - model.encoder(image)[0]).abs().max().item() <= 1e-5
-
-
-def test_training_forward_gray_adapter_gets_gradients():
+def test_training_conversion_gray_adapter_gets_gradients():
     gray = CLIPDenoiser(tiny_config(in_channels=1)).train()
-    fast = AcceleratedTrainingForward(gray, dtype="float32")
+    fast = convert_for_training(gray, dtype="float32")
+    assert fast.input_adapter is gray.input_adapter
     fast(torch.rand(2, 1, 32, 32)).mean().backward()
     assert gray.input_adapter.weight.grad is not None
     assert gray.input_adapter.weight.grad.abs().sum() > 0
 
 
-def test_training_forward_falls_back_for_trainable_encoder():
-    net = CLIPDenoiser(tiny_config(encoder_trainable=True)).train()
-    fast = AcceleratedTrainingForward(net, dtype="float32")
-    assert not fast.folding_applies
-    fast(torch.rand(1, 3, 32, 32)).mean().backward()
-    assert net.encoder.conv1.weight.grad is not None
+@pytest.mark.parametrize("overrides", [{"encoder_trainable": True}, {"encoder_batchnorm": "train"}])
+def test_training_conversion_returns_the_model_when_folding_does_not_apply(overrides):
+    net = CLIPDenoiser(tiny_config(**overrides)).train()
+    assert convert_for_training(net, dtype="float32") is net
+
+
+def test_conversions_leave_the_global_rng_alone(model):
+    # a resumed run restores the RNG before converting: conversion must not draw from it
+    state = torch.get_rng_state()
+    convert_for_training(model, dtype="float32")
+    convert_for_inference(model)
+    assert torch.equal(torch.get_rng_state(), state)

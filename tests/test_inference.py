@@ -13,9 +13,12 @@ from torch import nn
 
 import clipdenoise
 from clipdenoise import inference
+from clipdenoise.acceleration import prepare_for_inference
+from clipdenoise.decoder import CLIPDecoder, Window
 from clipdenoise.errors import ChannelMismatchError, ConfigError, ImageTooSmallError
 from clipdenoise.inference import (
     Denoiser,
+    axis_weights,
     blend_ramp,
     denoise,
     iter_tiles,
@@ -23,6 +26,7 @@ from clipdenoise.inference import (
     plan_tiles,
     resolve_device,
     resolve_dtype,
+    tile_layout,
     tile_starts,
     tiled_forward,
 )
@@ -58,45 +62,89 @@ class Pointwise(nn.Module):
 
 # ------------------------------------------------------------------------------ tiling
 @pytest.mark.parametrize(
-    ("height", "width", "tile", "overlap"),
-    [(150, 200, 128, 64), (64, 333, 96, 32), (130, 64, 64, 32)],
+    ("batch", "height", "width", "tile", "overlap", "tile_batch"),
+    [
+        (1, 150, 200, 128, 64, 3),
+        (2, 64, 333, 96, 32, 3),  # two images, batches of tiles spanning both
+        (1, 130, 64, 64, 32, 1),
+        (1, 257, 199, 128, 32, 4),  # odd sizes, reflect padding inside border tiles
+    ],
 )
-def test_tiled_equals_untiled_tiny_model(height, width, tile, overlap):
+def test_tiled_equals_untiled_tiny_model(batch, height, width, tile, overlap, tile_batch):
     model = calibrated(CLIPDenoiser(tiny_config()))
-    image = torch.rand(1, 3, height, width, generator=_gen(0))
+    image = torch.rand(batch, 3, height, width, generator=_gen(0))
     with torch.inference_mode():
         untiled = model(image)
-        tiled = tiled_forward(model, image, tile_size=tile, tile_overlap=overlap, tile_batch_size=3)
+        tiled = tiled_forward(
+            model, image, tile_size=tile, tile_overlap=overlap, tile_batch_size=tile_batch
+        )
     assert float(untiled.std()) > 0.1  # a meaningful output scale
     assert tiled.shape == untiled.shape
     assert float((tiled - untiled).abs().max()) <= 1e-4
 
 
-def test_tiled_equals_untiled_rn50_architecture():
-    # The real RN50 trunk + decoder (random init), a small image, overlap 64 covers its
-    # effective receptive field at these weights.
-    model = calibrated(CLIPDenoiser(ModelConfig(encoder_weights=None)))
-    image = torch.rand(1, 3, 128, 192, generator=_gen(1))
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tiled_equals_untiled_prepared_float32_batch_of_tiles(channels_last):
+    model = calibrated(CLIPDenoiser(tiny_config()))
+    prepared = prepare_for_inference(model, dtype="float32", channels_last=channels_last)
+    image = torch.rand(1, 3, 171, 229, generator=_gen(6))
     with torch.inference_mode():
         untiled = model(image)
-    denoiser = Denoiser(model, device="cpu", tile_size=128, tile_overlap=64, clip=False)
+    tiled = tiled_forward(prepared, image, tile_size=96, tile_overlap=32, tile_batch_size=4)
+    assert float((tiled - untiled).abs().max()) <= 1e-4
+
+
+def test_tiled_equals_untiled_bfloat16_psnr():
+    model = calibrated(CLIPDenoiser(tiny_config()))
+    prepared = prepare_for_inference(model, dtype="bfloat16")
+    image = torch.rand(1, 3, 160, 224, generator=_gen(7))
+    untiled = prepared(image)
+    tiled = tiled_forward(prepared, image, tile_size=96, tile_overlap=32, tile_batch_size=3)
+    mse = float(((tiled - untiled).double() ** 2).mean())
+    assert 10 * np.log10(1.0 / mse) >= 50.0
+
+
+def test_tiled_equals_untiled_rn50_architecture():
+    # The real RN50 trunk + decoder (random init), an odd-sized image, overlap 64 covers its
+    # effective receptive field at these weights; several tiles per forward.
+    model = calibrated(CLIPDenoiser(ModelConfig(encoder_weights=None)))
+    image = torch.rand(1, 3, 137, 211, generator=_gen(1))
+    with torch.inference_mode():
+        untiled = model(image)
+    denoiser = Denoiser(
+        model, device="cpu", tile_size=128, tile_overlap=64, tile_batch_size=2, clip=False
+    )
     tiled = denoiser(image)
     assert denoiser.last_plan.tile_size == 128
     assert float((tiled - untiled).abs().max()) <= 1e-3
 
 
 def test_global_decoding_matters():
-    """Decoding a tile on its own shifts the align_corners upsampling grid; ours does not."""
+    """Decoding a tile on its own shifts the align_corners upsampling grid; a window does not."""
     model = calibrated(CLIPDenoiser(tiny_config()))
     image = torch.rand(1, 3, 192, 192, generator=_gen(2))
     with torch.inference_mode():
         untiled = model(image)
         alone = model(image[..., 64:, 64:])[..., 32:, 32:]
-        ours = inference.clip_tile_forward(model, image[..., 64:, 64:], [(64, 64)], (192, 192))
+        ours = model(image[..., 64:, 64:], window=Window.of([(64, 64)], (192, 192)))
     reference = untiled[..., 96:, 96:]
     naive_error = float((alone - reference).abs().max())
     ours_error = float((ours[..., 32:, 32:] - reference).abs().max())
     assert ours_error < 1e-5 and naive_error > 50 * ours_error
+
+
+def test_batch_of_windows_at_different_offsets():
+    model = calibrated(CLIPDenoiser(tiny_config()))
+    image = torch.rand(1, 3, 192, 256, generator=_gen(8))
+    offsets = [(0, 0), (64, 128), (128, 32)]
+    tiles = torch.cat([image[..., t : t + 64, s : s + 128] for t, s in offsets])
+    with torch.inference_mode():
+        untiled = model(image)
+        batched = model(tiles, window=Window.of(offsets, (192, 256)))
+    for tile, (top, left) in zip(batched, offsets):
+        inner = tile[:, 16:-16, 16:-16]
+        expected = untiled[0, :, top + 16 : top + 48, left + 16 : left + 112]
+        assert float((inner - expected).abs().max()) < 1e-5
 
 
 def test_single_tile_equals_model_exactly():
@@ -104,8 +152,32 @@ def test_single_tile_equals_model_exactly():
     image = torch.rand(1, 1, 64, 96, generator=_gen(3))
     with torch.inference_mode():
         expected = model(image)
-        got = inference.clip_tile_forward(model, image, [(0, 0)], (64, 96))
-    assert float((got - expected).abs().max()) < 1e-6
+        got = model(image, window=Window.of([(0, 0)], (64, 96)))
+    assert float((got - expected).abs().max()) < 1e-5
+
+
+def test_window_needs_tiles_of_the_padding_multiple():
+    model = CLIPDenoiser(tiny_config()).eval()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.rand(1, 3, 40, 64), window=Window.of([(0, 0)], (64, 64)))
+
+
+def test_tiled_inference_runs_the_models_own_forward(monkeypatch):
+    """No second implementation of the decoder: tiles go through CLIPDenoiser.forward."""
+    calls = []
+    original = CLIPDecoder.forward
+
+    def spy(self, features, image, window=None):
+        calls.append(window)
+        return original(self, features, image, window)
+
+    monkeypatch.setattr(CLIPDecoder, "forward", spy)
+    model = CLIPDenoiser(tiny_config()).eval()
+    tiled_forward(
+        prepare_for_inference(model), torch.rand(1, 3, 96, 160), tile_size=64, tile_overlap=32
+    )
+    assert len(calls) == 2 * 4 and all(isinstance(w, Window) for w in calls)
+    assert not any(name.startswith("clip_tile") for name in dir(inference))
 
 
 def test_constant_image_has_no_seams():
@@ -138,13 +210,37 @@ def test_blend_ramp_is_partition_of_unity_and_smooth():
     assert float(right.diff().abs().max()) < 0.05  # smooth (no step)
 
 
-@pytest.mark.parametrize("size", [32, 64, 96, 480, 512, 1024 + 64])
-def test_tile_starts_cover_with_multiples_of_32(size):
-    starts = tile_starts(size, min(256, size), 64)
-    tile = min(256, size)
-    assert starts[0] == 0 and starts[-1] + tile == size
+@pytest.mark.parametrize("size", [32, 64, 96, 480, 512, 1024 + 64, 3008, 4000])
+@pytest.mark.parametrize(("tile", "overlap"), [(256, 64), (1024, 128), (96, 48)])
+def test_tile_layout_equal_tiles_spread_evenly(size, tile, overlap):
+    length, starts = tile_layout(size, min(tile, size), overlap)
+    assert starts == tile_starts(size, min(tile, size), overlap)
+    assert length <= min(tile, size) and length % 32 == 0
+    assert starts[0] == 0 and starts[-1] + length == size
     assert all(s % 32 == 0 for s in starts)
-    assert all(b - a <= tile - 64 for a, b in zip(starts, starts[1:]))
+    steps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(length - step >= overlap for step in steps)  # overlap at least the requested
+    assert not steps or max(steps) - min(steps) <= 32  # spread evenly
+    # the fewest tiles of at most ``tile`` (overlap rounded up to 32): one fewer could not
+    # cover the axis
+    count, overlap_32 = len(starts), -(-overlap // 32) * 32
+    if count > 1:
+        assert (count - 1) * tile - (count - 2) * overlap_32 < size
+
+
+def test_tile_layout_of_a_12_megapixel_photo():
+    # 4000x3000 padded to 4000x3008: 5x4 tiles of 928x864 (not 1024x1024 pinned to the border)
+    assert tile_layout(4000, 1024, 128) == (928, [0, 768, 1536, 2304, 3072])
+    assert tile_layout(3008, 1024, 128) == (864, [0, 704, 1408, 2144])
+
+
+def test_axis_weights_sum_to_one():
+    length, starts = tile_layout(1000 // 32 * 32, 256, 64)
+    weights = axis_weights(992, length, starts)
+    total = torch.zeros(992, dtype=torch.float64)
+    for start, weight in zip(starts, weights):
+        total[start : start + length] += weight
+    assert torch.allclose(total, torch.ones_like(total))
 
 
 def test_identity_model_tiling_reproduces_image_exactly():
@@ -411,3 +507,16 @@ def test_non_finite_tiles_are_recomputed_with_the_float32_fallback():
             fallback=nn.Identity,
         )
     assert float((out - image.bfloat16().float()).abs().max()) < 1e-6
+
+
+def test_f5_model_tiles_at_multiples_of_64():
+    model = calibrated(CLIPDenoiser(tiny_config(use_f5=True)))
+    assert all(
+        t.top % 64 == 0 and t.left % 64 == 0 and t.height % 64 == 0
+        for t in iter_tiles(448, 448, 192, 64, multiple=64)
+    )
+    image = torch.rand(1, 3, 200, 300, generator=_gen(9))
+    with torch.inference_mode():
+        untiled = model(image)
+        tiled = tiled_forward(model, image, tile_size=192, tile_overlap=64, tile_batch_size=2)
+    assert float((tiled - untiled).abs().max()) <= 1e-4

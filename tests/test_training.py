@@ -699,7 +699,7 @@ def _ours(fixture: dict, model: torch.nn.Module, key: str) -> dict[str, torch.Te
 
 @pytest.mark.parametrize("path", fixture_files("*_trainstep.pt"), ids=lambda p: p.name)
 def test_training_step_reproduces_the_reference(path):
-    from clipdenoise.acceleration import AcceleratedTrainingForward
+    from clipdenoise.acceleration import convert_for_training
     from clipdenoise.distributed import DistInfo
     from clipdenoise.training import StepContext, make_loss, train_step
 
@@ -709,7 +709,7 @@ def test_training_step_reproduces_the_reference(path):
     settings = fixture["optimizer"]
     parameters = model.trainable_parameters()
     step = StepContext(
-        forward=AcceleratedTrainingForward(model, dtype=torch.float32),  # what train() runs
+        forward=convert_for_training(model, dtype=torch.float32),  # what train() runs
         optimizer=torch.optim.AdamW(
             parameters,
             lr=settings["lr"],

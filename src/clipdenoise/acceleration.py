@@ -1,24 +1,26 @@
 """Fast inference and training forms of a :class:`~clipdenoise.model.CLIPDenoiser`.
 
 The model modules (``encoder``, ``decoder``, ``model``) stay the readable, reference-equivalent
-definition. This module derives faster forms from them without changing their outputs beyond a
-stated tolerance:
+definition, and ``CLIPDenoiser.forward`` is the only forward: this module *converts modules*
+(as NAFNet's ``convert`` swaps layers) and never re-implements the computation.
 
 * **BatchNorm folding.** The frozen CLIP encoder keeps its BatchNorm layers in eval mode, so each
   ``conv -> BN`` pair is one affine map and folds exactly into the convolution's weight and bias
-  (:func:`fold_encoder_batchnorm`). Folding is done in float64 on a copy; the model keeps its
-  unfolded encoder.
-* **Inference form** (:func:`prepare_for_inference`): a copy with folded BatchNorm, weights cast
-  once to the compute dtype and laid out channels-last, run under ``torch.inference_mode``. It
-  refuses ``train()``.
+  (:func:`fold_encoder_batchnorm`). Folding is done in float64 on a copy.
+* **Inference conversion** (:func:`convert_for_inference`): a copy of the model with the folded
+  encoder swapped in, weights cast once to the compute dtype (the output head stays float32) and
+  laid out channels-last. :func:`prepare_for_inference` wraps it in an :class:`InferenceModel`
+  that runs it under ``torch.inference_mode`` (and refuses ``train()``).
 * **Reduced precision** (:func:`resolve_compute_dtype`): bfloat16 on CPUs with native bf16
   instructions (AVX-512-BF16 or AMX), float16 on CUDA, float32 elsewhere. The output head (one
   3×3 conv) stays in float32 because rounding the restored image to bf16 alone would cost
   ~65 dB PSNR against the float32 output; it is <1 % of the FLOPs.
 * **Optional** ``torch.compile`` and CUDA-graph replay for fixed input shapes (tiles) on GPU.
-* **Training form** (:class:`AcceleratedTrainingForward`): the train step's forward with the
-  frozen encoder folded, cast to the compute dtype and run without autograd, and the decoder under
-  autocast. Gradients and the optimizer stay float32.
+* **Training conversion** (:func:`convert_for_training`): a model that *shares* the trained
+  model's learnable modules (decoder, input adapter: the optimizer, checkpoints and
+  ``state_dict`` keys see no difference) with the frozen encoder swapped for a folded copy cast
+  to the compute dtype. The training step runs its own ``forward`` under autocast; gradients and
+  the optimizer stay float32.
 
 :func:`build_reference_equivalent` builds the computation of the reference implementation (stage
 4 computed and thrown away, BatchNorm unfolded) as the baseline the benchmarks compare against.
@@ -26,7 +28,6 @@ stated tolerance:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import warnings
@@ -36,9 +37,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from clipdenoise.decoder import Window
 from clipdenoise.encoder import FEATURE_NAMES, CLIPResNetEncoder, FeatureInfo
-from clipdenoise.inference import pad_to_multiple
-from clipdenoise.model import CLIPDenoiser, augment_features
+from clipdenoise.model import CLIPDenoiser
 
 DTypeSpec = torch.dtype | Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -148,7 +149,9 @@ def fold_batchnorm(conv: nn.Conv2d, batchnorm: nn.BatchNorm2d) -> nn.Conv2d:
     shift = torch.zeros_like(mean) if batchnorm.bias is None else batchnorm.bias.detach().double()
     bias = torch.zeros_like(mean) if conv.bias is None else conv.bias.detach().double()
 
-    folded = nn.Conv2d(
+    # skip_init: no random initialisation, so folding never consumes the global RNG
+    folded = nn.utils.skip_init(
+        nn.Conv2d,
         conv.in_channels,
         conv.out_channels,
         conv.kernel_size,
@@ -279,47 +282,51 @@ def build_reference_equivalent(model: CLIPDenoiser) -> CLIPDenoiser:
 # ---------------------------------------------------------------------------------------------
 # Inference form
 # ---------------------------------------------------------------------------------------------
-class Float32Head(nn.Module):
-    """Runs a wrapped layer in float32 and returns float32, whatever the input dtype."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer.float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x.float())
-
-
-def _network_for_inference(
-    model: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool
+def convert_for_inference(
+    model: nn.Module,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
 ) -> nn.Module:
-    """Copy of ``model`` with folded BatchNorm, cast to ``dtype`` with a float32 head."""
+    """A copy of ``model`` converted for inference (the source is not modified).
+
+    For a :class:`CLIPDenoiser`: the encoder is swapped for its BatchNorm-folded copy, every
+    weight is cast once to ``dtype`` except the output head (float32, see the module
+    docstring), the layout is channels-last on request, gradients are off and the copy is in
+    eval mode. It is still a :class:`CLIPDenoiser`, running ``CLIPDenoiser.forward`` (windows
+    for tiles included). Other modules get the copy, cast and layout steps only.
+    """
+    device = torch.device(device) if device is not None else _module_device(model)
     memo = {id(model.aug_generator): None} if isinstance(model, CLIPDenoiser) else {}
     network = copy.deepcopy(model, memo=memo).eval()
     if isinstance(network, CLIPDenoiser) and isinstance(network.encoder, CLIPResNetEncoder):
         network.encoder = fold_encoder_batchnorm(network.encoder)
-    head = None
-    if dtype != torch.float32 and isinstance(network, CLIPDenoiser):
-        head = network.decoder.head  # still float32: kept so, see the module docstring
     network = network.to(device=device, dtype=dtype)
-    if head is not None:
-        network.decoder.head = Float32Head(head.to(device=device, dtype=torch.float32))
+    if isinstance(network, CLIPDenoiser):
+        network.decoder.head.float()
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
     network.requires_grad_(False)
     return network
 
 
+def _module_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 class InferenceModel(nn.Module):
     """A model prepared for inference by :func:`prepare_for_inference`.
 
-    ``forward(noisy)`` takes a ``(B, C, H, W)`` float tensor in [0, 1] on any device and dtype
-    and returns the restored ``(B, C_out, H, W)`` image as contiguous float32 on
-    :attr:`device` (not clamped), computed under ``torch.inference_mode`` in :attr:`dtype`.
+    ``forward(noisy, window=None)`` takes a ``(B, C, H, W)`` float tensor in [0, 1] on any
+    device and dtype (and, for a network that accepts it, the tiles' :class:`Window`) and
+    returns the restored ``(B, C_out, H, W)`` image as float32 on :attr:`device` (not clamped),
+    computed under ``torch.inference_mode`` in :attr:`dtype` by the network's own forward.
     The prepared weights are a copy: later changes to the source model are not seen.
 
     Attributes:
-        network: The prepared network (folded, cast, channels-last).
+        network: The converted network (:func:`convert_for_inference`).
         device: Where it runs.
         dtype: The compute dtype.
         channels_last: Whether activations use the channels-last layout.
@@ -344,8 +351,8 @@ class InferenceModel(nn.Module):
         self.channels_last = channels_last
         self.config = getattr(network, "config", None)
         self.cuda_graphs = cuda_graphs
-        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self._run: Callable[[torch.Tensor], torch.Tensor] = network
+        self._graphs: dict[tuple, tuple] = {}
+        self._run: Callable[..., torch.Tensor] = network
         if compile:
             self._run = torch.compile(network, dynamic=False)
         # A float32 copy kept off the accelerator, used only if float16 overflows; a list hides
@@ -366,46 +373,71 @@ class InferenceModel(nn.Module):
         """Inputs are padded internally to this multiple (as the source model does)."""
         return self.config.pad_multiple if self.config is not None else 1
 
-    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+    @property
+    def accepts_window(self) -> bool:
+        """Whether ``forward`` takes a tile :class:`Window` (the network's forward does)."""
+        return bool(getattr(self.network, "accepts_window", False))
+
+    def forward(self, noisy: torch.Tensor, window: Window | None = None) -> torch.Tensor:
         with torch.inference_mode():
             memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
             x = noisy.to(device=self.device, dtype=self.dtype, memory_format=memory_format)
-            restored = self._graphed(x) if self.cuda_graphs else self._run(x)
+            if window is not None:
+                window = window.to(self.device)
+            restored = self._graphed(x, window) if self.cuda_graphs else self._call(x, window)
             restored = restored.float()
             if self._fallback and not bool(torch.isfinite(restored).all()):
-                restored = self._run_fallback(noisy)
+                restored = self._run_fallback(noisy, window)
             return restored.contiguous()
 
-    def _run_fallback(self, noisy: torch.Tensor) -> torch.Tensor:
+    def _call(self, x: torch.Tensor, window: Window | None) -> torch.Tensor:
+        return self._run(x) if window is None else self._run(x, window=window)
+
+    def _run_fallback(self, noisy: torch.Tensor, window: Window | None) -> torch.Tensor:
         warnings.warn(
             "float16 inference overflowed (non-finite output); recomputing in float32",
             RuntimeWarning,
             stacklevel=3,
         )
         fallback = self._fallback[0].to(self.device)
-        return fallback(noisy.to(device=self.device, dtype=torch.float32)).float()
+        x = noisy.to(device=self.device, dtype=torch.float32)
+        return (fallback(x) if window is None else fallback(x, window=window)).float()
 
-    def _graphed(self, x: torch.Tensor) -> torch.Tensor:
-        """Replay a CUDA graph captured for ``x``'s shape (capturing it on first sight)."""
-        key = (tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last))
+    def _graphed(self, x: torch.Tensor, window: Window | None) -> torch.Tensor:
+        """Replay a CUDA graph captured for ``x``'s shape (capturing it on first sight).
+
+        A window's offsets are a graph input like the tiles (copied in before each replay), so
+        one graph serves every tile of an image.
+        """
+        key = (
+            tuple(x.shape),
+            x.dtype,
+            x.is_contiguous(memory_format=torch.channels_last),
+            None if window is None else window.full_size,
+        )
         entry = self._graphs.get(key)
         if entry is None:
             if len(self._graphs) >= MAX_CUDA_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
             static_input = x.clone()
+            static_window = None
+            if window is not None:
+                static_window = Window(window.offsets.clone(), window.full_size)
             side_stream = torch.cuda.Stream(device=x.device)
             side_stream.wait_stream(torch.cuda.current_stream(x.device))
             with torch.cuda.stream(side_stream):
                 for _ in range(2):  # warm-up: cuDNN autotuning and lazy allocations
-                    self._run(static_input)
+                    self._call(static_input, static_window)
             torch.cuda.current_stream(x.device).wait_stream(side_stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                static_output = self._run(static_input)
-            entry = (graph, static_input, static_output)
+                static_output = self._call(static_input, static_window)
+            entry = (graph, static_input, static_window, static_output)
             self._graphs[key] = entry
-        graph, static_input, static_output = entry
+        graph, static_input, static_window, static_output = entry
         static_input.copy_(x)
+        if static_window is not None:
+            static_window.offsets.copy_(window.offsets)
         graph.replay()
         return static_output.clone()
 
@@ -421,9 +453,10 @@ def prepare_for_inference(
 ) -> InferenceModel:
     """The fast inference form of ``model`` (the source model is not modified).
 
-    Steps: copy; fold the encoder's BatchNorm into its convolutions (exact in eval mode); cast
-    the weights once to the compute dtype (float32 head kept); channels-last layout; and, on
-    request, ``torch.compile`` or CUDA-graph replay per input shape.
+    Steps: :func:`convert_for_inference` (copy; fold the encoder's BatchNorm into its
+    convolutions, exact in eval mode; cast the weights once to the compute dtype, float32 head
+    kept; channels-last layout) and, on request, ``torch.compile`` or CUDA-graph replay per
+    input shape.
 
     Args:
         model: A :class:`CLIPDenoiser` (any other ``nn.Module`` gets the generic steps only, in
@@ -444,10 +477,7 @@ def prepare_for_inference(
         ValueError: ``cuda_graphs`` on a non-CUDA device or together with ``compile``; an
             unsupported dtype.
     """
-    if device is None:
-        parameter = next(model.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else _module_device(model)
     if cuda_graphs and device.type != "cuda":
         raise ValueError(f"cuda_graphs=True needs a CUDA device, got {device}")
     if cuda_graphs and compile:
@@ -460,10 +490,12 @@ def prepare_for_inference(
     if dtype == "auto" and not isinstance(model, CLIPDenoiser):
         dtype = "float32"  # reduced precision is validated for CLIPDenoiser only
     compute_dtype = resolve_compute_dtype(device, dtype)
-    network = _network_for_inference(model, device, compute_dtype, channels_last)
+    network = convert_for_inference(
+        model, device=device, dtype=compute_dtype, channels_last=channels_last
+    )
     fallback = None
     if compute_dtype == torch.float16:
-        fallback = _network_for_inference(model, torch.device("cpu"), torch.float32, False)
+        fallback = convert_for_inference(model, device="cpu", channels_last=False)
     return InferenceModel(
         network,
         device=device,
@@ -478,123 +510,68 @@ def prepare_for_inference(
 # ---------------------------------------------------------------------------------------------
 # Training form
 # ---------------------------------------------------------------------------------------------
-def _tensor_versions(module: nn.Module) -> tuple:
-    """Identity and in-place version of every parameter and buffer (cheap staleness key)."""
-    return tuple(
-        (id(tensor), tensor._version) for tensor in (*module.parameters(), *module.buffers())
+def folding_applies(model: CLIPDenoiser) -> bool:
+    """Whether ``model``'s encoder can run BatchNorm-folded while ``model`` trains.
+
+    True for a frozen encoder whose BatchNorm keeps its running statistics (``"eval"``); false
+    for a fine-tuned encoder or the reference's drifting ``"train"`` BatchNorm, whose training
+    output depends on batch statistics.
+    """
+    encoder = model.encoder
+    return (
+        isinstance(encoder, CLIPResNetEncoder)
+        and not encoder.trainable
+        and encoder.batchnorm == "eval"
     )
 
 
-class AcceleratedTrainingForward(nn.Module):
-    """The training forward of a :class:`CLIPDenoiser` with a fast frozen encoder.
+def convert_for_training(model: CLIPDenoiser, *, dtype: DTypeSpec = "auto") -> CLIPDenoiser:
+    """The model a training step runs: ``model`` with a fast frozen encoder swapped in.
 
-    ``forward(noisy)`` equals ``model(noisy)`` (padding, progressive feature augmentation drawn
-    from ``model.aug_generator`` in training mode, decoder, crop) except that
+    The result is a :class:`CLIPDenoiser` that *shares* every module of ``model`` except the
+    encoder (decoder, input adapter; same parameter objects, so the optimizer, gradients,
+    checkpoints and ``state_dict`` keys of ``model`` are unchanged) and the feature-augmentation
+    generator ``model.aug_generator`` as set at conversion (set ``aug_generator`` on the result
+    to change it later). Its encoder is a BatchNorm-folded copy of
+    ``model.encoder`` cast to the compute dtype (channels-last when ``model`` is), run
+    without autograd unless a learnable input adapter needs gradients through it. Its forward is
+    ``CLIPDenoiser.forward``; under ``torch.autocast`` in the compute dtype (the training step's
+    AMP) the decoder runs in that dtype too.
 
-    * the frozen encoder runs as a BatchNorm-folded copy cast to the compute dtype, without
-      autograd (or with it, when a learnable 1-channel input adapter needs gradients), and
-    * the decoder (and input adapter) run under ``torch.autocast`` in the compute dtype;
-      parameters, gradients and the optimizer stay float32.
-
-    ``model`` is registered as the only submodule, so wrapping this module in
-    ``DistributedDataParallel`` synchronises the model's gradients; the folded copy is kept
-    outside the module tree (not in ``state_dict``). It is rebuilt automatically when the
-    encoder's weights change in place (``load_state_dict``, optimizer steps of a fine-tuned
-    encoder) or move to another device/dtype. When folding does not apply — a trainable
-    encoder, or BatchNorm in ``"train"`` (reference, drifting) mode while training — the
-    model's own encoder runs (under autocast), so results stay correct.
+    The folded copy is a snapshot: convert again after changing the encoder's weights (e.g.
+    loading a state). When folding does not apply (:func:`folding_applies`), ``model`` itself
+    is returned.
 
     Args:
-        model: The model being trained (shared, not copied: the optimizer sees its parameters).
-        dtype: Compute dtype policy (:func:`resolve_compute_dtype`); ``"float32"`` keeps only
-            the folding savings and exact float32 numerics.
+        model: The model being trained.
+        dtype: Compute dtype of the folded encoder (:func:`resolve_compute_dtype`);
+            ``"float32"`` keeps exact float32 numerics (folding only).
 
     Example:
         >>> from clipdenoise.model import CLIPDenoiser, tiny_config
         >>> model = CLIPDenoiser(tiny_config()).train()
-        >>> forward = AcceleratedTrainingForward(model, dtype="bfloat16")
-        >>> forward(torch.rand(2, 3, 64, 64)).dtype
-        torch.float32
+        >>> fast = convert_for_training(model, dtype="float32")
+        >>> fast.decoder is model.decoder, fast.encoder is model.encoder
+        (True, False)
+        >>> fast(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 3, 64, 64])
     """
-
-    def __init__(self, model: CLIPDenoiser, *, dtype: DTypeSpec = "auto") -> None:
-        if not isinstance(model, CLIPDenoiser):
-            raise TypeError(f"expected a CLIPDenoiser, got {type(model).__name__}")
-        super().__init__()
-        self.model = model
-        self.dtype = resolve_compute_dtype(self.device, dtype)
-        # Plain attributes (a list hides the copy from the module tree, state_dict and DDP).
-        self._folded: list[CLIPResNetEncoder] = []
-        self._folded_key: tuple | None = None
-        self.train(model.training)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def folding_applies(self) -> bool:
-        """Whether the encoder is frozen with eval-mode BatchNorm (so it can be folded)."""
-        encoder = self.model.encoder
-        if not isinstance(encoder, CLIPResNetEncoder) or encoder.trainable:
-            return False
-        return encoder.batchnorm == "eval" or not self.model.training
-
-    def refresh(self) -> None:
-        """Forget the folded encoder copy (rebuilt from the model on the next call)."""
-        self._folded.clear()
-        self._folded_key = None
-
-    def folded_encoder(self) -> CLIPResNetEncoder:
-        """The folded, cast encoder copy, rebuilt if the source encoder changed."""
-        encoder = self.model.encoder
-        key = (str(encoder.conv1.weight.device), *_tensor_versions(encoder))
-        if not self._folded or key != self._folded_key:
-            folded = fold_encoder_batchnorm(encoder).to(device=self.device, dtype=self.dtype)
-            if encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last):
-                folded = folded.to(memory_format=torch.channels_last)
-            self._folded[:] = [folded]
-            self._folded_key = key
-        return self._folded[0]
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Restore ``noisy`` ``(B, C, H, W)`` float in [0, 1]; returns float32, same shape."""
-        model = self.model
-        config = model.config
-        if noisy.dim() != 4 or noisy.shape[1] != config.in_channels:
-            raise ValueError(
-                f"expected a (B, {config.in_channels}, H, W) tensor, got {tuple(noisy.shape)}"
-            )
-        padded, (height, width) = pad_to_multiple(noisy, config.pad_multiple)
-        with self._autocast():
-            image = padded if model.input_adapter is None else model.input_adapter(padded)
-            features = self._encode(image)
-            if model.training and config.aug_gamma > 0:
-                features = augment_features(
-                    features, config.aug_gamma, model.aug_generator, noise=model.feature_noise
-                )
-            restored = model.decoder(features, image)
-        return restored[..., :height, :width].float()
-
-    def _encode(self, image: torch.Tensor) -> list[torch.Tensor]:
-        if not self.folding_applies:
-            return self.model.encoder(image)
-        encoder = self.folded_encoder()
-        # Gradients must flow through the frozen encoder only to a learnable input adapter.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and image.requires_grad):
-            return encoder(image.to(self.dtype))
-
-
-def accelerate_training_forward(
-    model: CLIPDenoiser, *, dtype: DTypeSpec = "auto"
-) -> AcceleratedTrainingForward:
-    """Shorthand for :class:`AcceleratedTrainingForward` (``model`` is shared, not copied)."""
-    return AcceleratedTrainingForward(model, dtype=dtype)
+    if not isinstance(model, CLIPDenoiser):
+        raise TypeError(f"expected a CLIPDenoiser, got {type(model).__name__}")
+    if not folding_applies(model):
+        return model
+    device = _module_device(model)
+    compute_dtype = resolve_compute_dtype(device, dtype)
+    encoder = fold_encoder_batchnorm(model.encoder).to(device=device, dtype=compute_dtype)
+    if model.encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+        encoder = encoder.to(memory_format=torch.channels_last)
+    converted = copy.copy(model)
+    # own registries (the shallow copy would share them), holding the same modules
+    converted._modules = type(model._modules)(model._modules)
+    converted._parameters = type(model._parameters)(model._parameters)
+    converted._buffers = type(model._buffers)(model._buffers)
+    converted.encoder = encoder
+    return converted
 
 
 def count_flops(model: nn.Module, shape: Sequence[int]) -> int:
@@ -616,15 +593,15 @@ def count_flops(model: nn.Module, shape: Sequence[int]) -> int:
 
 
 __all__ = [
-    "AcceleratedTrainingForward",
-    "Float32Head",
     "InferenceModel",
-    "accelerate_training_forward",
     "build_reference_equivalent",
+    "convert_for_inference",
+    "convert_for_training",
     "count_flops",
     "cpu_has_fast_bfloat16",
     "fold_batchnorm",
     "fold_encoder_batchnorm",
+    "folding_applies",
     "prepare_for_inference",
     "resolve_compute_dtype",
 ]

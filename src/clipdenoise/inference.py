@@ -16,13 +16,14 @@ same type, dtype and shape:
 >>> denoiser(photo.astype(np.float32) / 255).dtype
 dtype('float32')
 
-Large images are cut into overlapping tiles (sides multiples of 32, offsets multiples of 32) that
-are blended with a smooth window. For :class:`~clipdenoise.model.CLIPDenoiser` models each tile is
-decoded *in the coordinates of the whole image*: the decoder's bilinear ``align_corners=True``
+Large images are cut into overlapping tiles of equal size spread evenly over each axis (sides
+and offsets multiples of 32, see :func:`tile_layout`) that are blended with a smooth window. For
+:class:`~clipdenoise.model.CLIPDenoiser` models each batch of tiles runs through the model's own
+forward with a :class:`~clipdenoise.decoder.Window` (``model(tiles, window=...)``), which decodes
+*in the coordinates of the whole image*: the decoder's bilinear ``align_corners=True``
 upsampling samples positions that depend on the whole image's size, so a tile decoded on its own
-would be shifted by up to half a feature pixel; here the interpolation positions are computed
-from the global geometry, and with an overlap larger than the effective receptive field the tiled
-result equals untiled inference to float precision.
+would be shifted by up to half a feature pixel. With an overlap larger than the effective
+receptive field the tiled result equals untiled inference to float precision.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from clipdenoise.decoder import CLIPDecoder, center_crop
+from clipdenoise.decoder import CLIPDecoder, Window
 from clipdenoise.errors import (
     ChannelMismatchError,
     ConfigError,
     ImageTooSmallError,
     NonFiniteOutputError,
 )
+from clipdenoise.model import pad_to_multiple, reflect_indices
 
 #: Tile sides and offsets are multiples of this (the model pads inputs to 32, or 64 with F5).
 TILE_MULTIPLE = 32
@@ -63,50 +65,6 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-
-
-# ============================================================================ padding
-def reflect_indices(size: int, before: int, after: int, device: torch.device) -> torch.Tensor:
-    """Indices that extend ``range(size)`` by mirror reflection (edge not repeated).
-
-    Equal to ``torch.nn.functional.pad(mode="reflect")`` when the padding is smaller than the
-    size, and keeps reflecting back and forth when it is not (tiny images), where
-    ``F.pad`` would fail.
-    """
-    positions = torch.arange(-before, size + after, device=device)
-    if size == 1:
-        return torch.zeros_like(positions)
-    period = 2 * (size - 1)
-    folded = positions.remainder(period)
-    return torch.where(folded < size, folded, period - folded)
-
-
-def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad the bottom and right of ``image`` so H and W are multiples of ``multiple``.
-
-    This is the reference test protocol (``F.pad(x, (0, pw, 0, ph), 'reflect')``, bottom/right
-    only), which moves benchmark numbers slightly compared with centred padding.
-
-    Args:
-        image: ``(..., H, W)`` tensor.
-        multiple: Target multiple (32 for features down to F4 at stride 16 plus decoder
-            symmetry; 64 with F5).
-
-    Returns:
-        The padded tensor and the original ``(H, W)`` to crop back to.
-    """
-    height, width = image.shape[-2:]
-    pad_h = (-height) % multiple
-    pad_w = (-width) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return image, (height, width)
-    if pad_h < height and pad_w < width:
-        padded = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
-    else:
-        rows = reflect_indices(height, 0, pad_h, image.device)
-        cols = reflect_indices(width, 0, pad_w, image.device)
-        padded = image.index_select(-2, rows).index_select(-1, cols)
-    return padded, (height, width)
 
 
 # ============================================================================ devices, dtypes
@@ -283,8 +241,7 @@ def _clip_peak_channels_per_pixel(model: nn.Module) -> float:
         level = (previous + conv_in + 2 * conv_out) * area + alive_skips
         peak = max(peak, level)
         previous = conv_out
-    head = getattr(decoder.head, "layer", decoder.head)  # acceleration's Float32Head wraps it
-    return peak + head.out_channels
+    return peak + decoder.head.out_channels
 
 
 def _probe_peak_channels_per_pixel(model: nn.Module) -> float:
@@ -385,18 +342,45 @@ def plan_tiles(
 
 
 # ============================================================================ tiling
-def tile_starts(size: int, tile: int, overlap: int, multiple: int = TILE_MULTIPLE) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``size`` with at least ``overlap``.
+def tile_layout(
+    size: int, tile: int, overlap: int, multiple: int = TILE_MULTIPLE
+) -> tuple[int, list[int]]:
+    """Equal tiles spread evenly over an axis of ``size`` pixels: ``(tile_length, starts)``.
 
-    Offsets are multiples of ``multiple`` when ``size`` and ``tile`` are; the last tile ends
-    exactly at ``size`` (it may overlap its neighbour by more than ``overlap``).
+    Uses the fewest tiles of at most ``tile`` pixels that cover ``size`` with neighbours
+    sharing at least ``overlap`` pixels, then the shortest common length (a multiple of
+    ``multiple``) that still covers it, and spreads the starts (multiples of ``multiple``) as
+    evenly as possible; the first tile starts at 0 and the last ends at ``size``. So little is
+    computed twice: 4000 px with tiles of 1024 and overlap 128 gives 5 tiles of 928 (not 5 of
+    1024 with the last one pinned to the border).
+
+    Args:
+        size: Length of the (padded) axis, a multiple of ``multiple``.
+        tile: Largest tile length, a multiple of ``multiple``.
+        overlap: Smallest overlap of neighbours (rounded up to a multiple of ``multiple``);
+            at most half of ``tile``.
     """
     if tile >= size:
-        return [0]
-    stride = max(multiple, (tile - overlap) // multiple * multiple)
-    starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
-    return starts
+        return size, [0]
+    step_units = (tile - _round_up(overlap, multiple)) // multiple
+    if step_units < 1:
+        raise ConfigError(f"tile overlap {overlap} leaves no room in tiles of {tile}")
+    size_units, tile_units = size // multiple, tile // multiple
+    overlap_units = tile_units - step_units
+    count = -(-(size_units - overlap_units) // step_units)
+    length_units = -(-(size_units + (count - 1) * overlap_units) // count)
+    slack = size_units - length_units  # spread over count - 1 steps
+    starts = [(i * slack // (count - 1)) * multiple for i in range(count)]
+    return length_units * multiple, starts
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-int(value) // multiple) * multiple
+
+
+def tile_starts(size: int, tile: int, overlap: int, multiple: int = TILE_MULTIPLE) -> list[int]:
+    """Start offsets of the tiles :func:`tile_layout` lays over an axis of ``size``."""
+    return tile_layout(size, tile, overlap, multiple)[1]
 
 
 def blend_ramp(length: int, overlap: int, before: bool, after: bool) -> torch.Tensor:
@@ -408,51 +392,75 @@ def blend_ramp(length: int, overlap: int, before: bool, after: bool) -> torch.Te
     partition of unity), so blending never changes a constant image. Sides at the image border
     keep weight 1.
     """
+    return _ramp_weights(length, overlap if before else 0, overlap if after else 0)
+
+
+def _ramp_weights(length: int, before: int, after: int) -> torch.Tensor:
+    """Float64 weights of a tile with ``before`` / ``after`` pixels shared with neighbours."""
     weights = torch.ones(length, dtype=torch.float64)
-    if overlap <= 0:
-        return weights
-    guard = overlap // 4
-    ramp_length = overlap - 2 * guard
-    distance = torch.arange(overlap, dtype=torch.float64)
-    phase = ((distance - guard + 0.5) / ramp_length).clamp(0.0, 1.0)
-    ramp = 0.5 - 0.5 * torch.cos(math.pi * phase)
-    ramp = ramp[: min(overlap, length)]
-    if before:
-        weights[: ramp.numel()] *= ramp
-    if after:
-        weights[length - ramp.numel() :] *= ramp.flip(0)
+    for shared, at_start in ((before, True), (after, False)):
+        if shared <= 0:
+            continue
+        guard = shared // 4
+        distance = torch.arange(shared, dtype=torch.float64)
+        phase = ((distance - guard + 0.5) / (shared - 2 * guard)).clamp(0.0, 1.0)
+        ramp = (0.5 - 0.5 * torch.cos(math.pi * phase))[: min(shared, length)]
+        if at_start:
+            weights[: ramp.numel()] *= ramp
+        else:
+            weights[length - ramp.numel() :] *= ramp.flip(0)
     return weights
 
 
-def blend_window(
-    tile_h: int, tile_w: int, overlap: int, sides: tuple[bool, bool, bool, bool]
-) -> torch.Tensor:
-    """2-D window ``(tile_h, tile_w)`` float32; ``sides`` = (top, bottom, left, right) shared."""
-    rows = blend_ramp(tile_h, overlap, sides[0], sides[1])
-    cols = blend_ramp(tile_w, overlap, sides[2], sides[3])
-    return torch.outer(rows, cols).float()
+def axis_weights(size: int, length: int, starts: Sequence[int]) -> list[torch.Tensor]:
+    """Blending weights (float64, one vector of ``length`` per tile) that sum to 1 along the axis.
+
+    Each tile ramps over what it shares with each neighbour (:func:`blend_ramp`), then the
+    weights are divided by their sum at every position: the 2-D windows (outer products of a
+    row and a column vector) then sum to exactly 1 at every pixel, so no weight map of the
+    image is needed.
+    """
+    ramps = []
+    for index, start in enumerate(starts):
+        before = starts[index - 1] + length - start if index > 0 else 0
+        after = start + length - starts[index + 1] if index + 1 < len(starts) else 0
+        ramps.append(_ramp_weights(length, max(before, 0), max(after, 0)))
+    total = torch.zeros(size, dtype=torch.float64)
+    for start, ramp in zip(starts, ramps):
+        total[start : start + length] += ramp
+    if float(total.min()) <= 0:  # impossible with overlap <= tile/2; guards the invariant
+        raise RuntimeError("tile blending left pixels without weight")
+    return [ramp / total[start : start + length] for start, ramp in zip(starts, ramps)]
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile of a padded image: its top-left offset and the blending window's shared sides."""
+    """One tile of a padded image: its top-left offset, size and blending weights.
+
+    ``row_weights`` / ``col_weights`` (float32) are the tile's separable blending window; over
+    all tiles the windows sum to 1 at every pixel.
+    """
 
     top: int
     left: int
     height: int
     width: int
-    sides: tuple[bool, bool, bool, bool]
+    row_weights: torch.Tensor
+    col_weights: torch.Tensor
 
 
-def iter_tiles(height: int, width: int, tile_size: int, overlap: int) -> Iterator[Tile]:
-    """Tiles covering a ``height``×``width`` (padded) image, row by row."""
-    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-    rows = tile_starts(height, tile_h, overlap)
-    cols = tile_starts(width, tile_w, overlap)
-    for top in rows:
-        for left in cols:
-            sides = (top > 0, top + tile_h < height, left > 0, left + tile_w < width)
-            yield Tile(top, left, tile_h, tile_w, sides)
+def iter_tiles(
+    height: int, width: int, tile_size: int, overlap: int, multiple: int = TILE_MULTIPLE
+) -> Iterator[Tile]:
+    """Tiles covering a ``height``×``width`` (padded) image, row by row (:func:`tile_layout`;
+    sides and offsets are multiples of ``multiple``, the model's padding multiple)."""
+    tile_h, rows = tile_layout(height, tile_size, overlap, multiple)
+    tile_w, cols = tile_layout(width, tile_size, overlap, multiple)
+    row_weights = [w.float() for w in axis_weights(height, tile_h, rows)]
+    col_weights = [w.float() for w in axis_weights(width, tile_w, cols)]
+    for top, row_weight in zip(rows, row_weights):
+        for left, col_weight in zip(cols, col_weights):
+            yield Tile(top, left, tile_h, tile_w, row_weight, col_weight)
 
 
 def _unwrap(model: Any) -> Any:
@@ -480,85 +488,33 @@ def _model_multiple(model: Any) -> int:
     return int(getattr(config, "pad_multiple", TILE_MULTIPLE))
 
 
-def _upsample_axis(
-    x: torch.Tensor, dim: int, offset: int, full_size: int, out_size: int
+def _run_tiles(model: Any, tiles: torch.Tensor, window: Window | None) -> torch.Tensor:
+    return model(tiles) if window is None else model(tiles, window=window)
+
+
+def _source_indices(size: int, padded: int) -> torch.Tensor | None:
+    """Where each pixel of an axis padded (bottom/right reflection) to ``padded`` comes from."""
+    return None if padded == size else reflect_indices(size, 0, padded - size, torch.device("cpu"))
+
+
+def _crop(
+    image: torch.Tensor,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    rows: torch.Tensor | None,
+    cols: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Linear ×2 upsampling along ``dim`` of a window starting at ``offset`` of a map of
-    ``full_size``, at the positions ``align_corners=True`` uses for the whole map."""
-    out_index = torch.arange(2 * offset, 2 * offset + out_size, dtype=torch.float64)
-    if full_size > 1:
-        source = out_index * (full_size - 1) / (2 * full_size - 1) - offset
+    """``image`` reflect-padded bottom/right, cropped to a tile, without padding all of it."""
+    tile = image
+    if rows is not None and top + height > image.shape[-2]:
+        tile = tile.index_select(-2, rows[top : top + height].to(image.device))
     else:
-        source = torch.zeros_like(out_index)
-    size = x.shape[dim]
-    lower = source.floor().clamp(0, size - 1)
-    fraction = (source - lower).clamp(0.0, 1.0)
-    lower_index = lower.long().to(x.device)
-    upper_index = (lower_index + 1).clamp(max=size - 1)
-    shape = [1] * x.dim()
-    shape[dim] = out_size
-    fraction = fraction.to(device=x.device, dtype=x.dtype).view(shape)
-    low = x.index_select(dim, lower_index)
-    high = x.index_select(dim, upper_index)
-    return torch.lerp(low, high, fraction)
-
-
-def _upsample_window(
-    x: torch.Tensor, offsets: Sequence[tuple[int, int]], full_size: tuple[int, int]
-) -> torch.Tensor:
-    """Global-geometry ×2 upsampling of a batch of windows ``x`` (one offset per sample)."""
-    out = []
-    for sample, (top, left) in zip(x.split(1), offsets):
-        up = _upsample_axis(sample, -2, top, full_size[0], 2 * sample.shape[-2])
-        out.append(_upsample_axis(up, -1, left, full_size[1], 2 * sample.shape[-1]))
-    return torch.cat(out)
-
-
-def clip_tile_forward(
-    model: nn.Module,
-    tiles: torch.Tensor,
-    offsets: Sequence[tuple[int, int]],
-    full_size: tuple[int, int],
-) -> torch.Tensor:
-    """Run a CLIPDenoiser on tiles of a larger (padded) image, decoding in global coordinates.
-
-    Equal to ``model(image)[..., top:top+h, left:left+w]`` away from the tile borders (the
-    encoder's convolutions are translation-equivariant for offsets that are multiples of the
-    deepest stride; the decoder's upsampling is evaluated at the whole image's positions).
-
-    Args:
-        model: A CLIPDenoiser in eval mode.
-        tiles: ``(N, in_channels, h, w)`` with h, w multiples of ``config.pad_multiple``.
-        offsets: ``(top, left)`` of each tile in the padded image (multiples of the same).
-        full_size: ``(H, W)`` of the padded image.
-
-    Returns:
-        ``(N, out_channels, h, w)``, the restored tiles (not clamped).
-    """
-    model = _unwrap(model)
-    adapter = getattr(model, "input_adapter", None)
-    image = tiles if adapter is None else adapter(tiles)
-    features = model.encoder(image)
-    decoder: CLIPDecoder = model.decoder
-    stride = model.encoder.feature_info[-1].stride
-    x = decoder.blocks[0](features[-1])
-    skips = [*reversed(features[:-1]), image if decoder.use_image else None]
-    for block, skip in zip(decoder.blocks[1:], skips):
-        level_offsets = [(top // stride, left // stride) for top, left in offsets]
-        level_size = (full_size[0] // stride, full_size[1] // stride)
-        x = _upsample_window(x, level_offsets, level_size)
-        stride //= 2
-        if skip is not None:
-            skip = center_crop(skip, x.shape[-2], x.shape[-1]).to(x.dtype)
-            x = torch.cat([x, skip], dim=1)
-        x = block(x)
-    return decoder.head(x).float()
-
-
-def _run_tiles(model, batch, offsets, full_size, use_global_decoding: bool) -> torch.Tensor:
-    if use_global_decoding:
-        return clip_tile_forward(model, batch, offsets, full_size)
-    return model(batch)
+        tile = tile[..., top : top + height, :]
+    if cols is not None and left + width > image.shape[-1]:
+        return tile.index_select(-1, cols[left : left + width].to(image.device))
+    return tile[..., left : left + width]
 
 
 def tiled_forward(
@@ -575,18 +531,21 @@ def tiled_forward(
 ) -> torch.Tensor:
     """Denoise ``image`` tile by tile and blend the tiles with a smooth window.
 
-    The image is reflect-padded (bottom/right, like untiled inference) to a multiple of the
-    model's padding multiple; tiles of ``tile_size`` (rounded down to that multiple) at offsets
-    that are multiples of it are run ``tile_batch_size`` at a time on ``device`` and blended
-    on the image's device in float32 with :func:`blend_window`.
+    The image is seen reflect-padded (bottom/right, like untiled inference) to a multiple of
+    the model's padding multiple (only the tiles at the border are padded); equal tiles of at
+    most ``tile_size`` spread evenly over it (:func:`tile_layout`) are run ``tile_batch_size``
+    at a time on ``device`` and blended on the image's device in float32 into the output, whose
+    separable windows sum to 1 (no weight map, no normalisation pass).
 
     Args:
-        model: A denoiser following the package contract; CLIPDenoisers are decoded in global
-            coordinates (see :func:`clip_tile_forward`), others are run on each tile.
+        model: A denoiser following the package contract. One whose forward takes a tile
+            window (``model.accepts_window``: a CLIPDenoiser or its prepared form) decodes
+            tiles in whole-image coordinates (``model(tiles, window=...)``); others run on
+            each tile.
         image: ``(B, C, H, W)`` float in [0, 1] (kept where it is, e.g. in host memory).
-        tile_size: Tile side in pixels (rounded down to a multiple of 32, at least 64).
-        tile_overlap: Pixels shared by neighbouring tiles; at most half the tile side. It
-            should cover the model's effective receptive field (see the README).
+        tile_size: Largest tile side in pixels (rounded down to a multiple of 32, at least 64).
+        tile_overlap: Smallest number of pixels shared by neighbouring tiles; at most half the
+            tile side. It should cover the model's effective receptive field (see the README).
         tile_batch_size: Tiles per forward pass.
         device: Where the model runs (default: the model's device).
         dtype: Compute dtype of the tiles (default: the model's parameter dtype).
@@ -611,22 +570,23 @@ def tiled_forward(
     parameter = next(_unwrap(model).parameters(), None)
     device = device or (parameter.device if parameter is not None else image.device)
     dtype = dtype or (parameter.dtype if parameter is not None else torch.float32)
-    padded, (height, width) = pad_to_multiple(image, multiple)
-    full_h, full_w = padded.shape[-2:]
-    tiles = list(iter_tiles(full_h, full_w, tile_size, tile_overlap))
-    use_global_decoding = _is_clip_denoiser(model)
+    batch_size, _, height, width = image.shape
+    full_h, full_w = _round_up(height, multiple), _round_up(width, multiple)
+    rows, cols = _source_indices(height, full_h), _source_indices(width, full_w)
+    tiles = list(iter_tiles(full_h, full_w, tile_size, tile_overlap, multiple))
+    windowed = bool(getattr(model, "accepts_window", False))
     channels_last = bool(getattr(model, "channels_last", False))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    out_channels = None
-    accumulator = weight_sum = None
-    jobs = [(b, tile) for b in range(padded.shape[0]) for tile in tiles]
+    output = None
+    jobs = [(b, tile) for b in range(batch_size) for tile in tiles]
     for start in range(0, len(jobs), tile_batch_size):
         chunk = jobs[start : start + tile_batch_size]
         batch = torch.stack(
-            [padded[b, :, t.top : t.top + t.height, t.left : t.left + t.width] for b, t in chunk]
+            [_crop(image[b], t.top, t.left, t.height, t.width, rows, cols) for b, t in chunk]
         ).to(device=device, dtype=dtype, memory_format=memory_format)
-        offsets = [(t.top, t.left) for _, t in chunk]
-        restored = _run_tiles(model, batch, offsets, (full_h, full_w), use_global_decoding)
+        window = Window.of([(t.top, t.left) for _, t in chunk], (full_h, full_w))
+        window = window if windowed else None
+        restored = _run_tiles(model, batch, window)
         if fallback is not None and not bool(torch.isfinite(restored).all()):
             warnings.warn(
                 f"{dtype} inference overflowed on a tile (non-finite output); recomputing it "
@@ -634,31 +594,22 @@ def tiled_forward(
                 RuntimeWarning,
                 stacklevel=2,
             )
-            restored = _run_tiles(
-                fallback(), batch.float(), offsets, (full_h, full_w), use_global_decoding
-            )
+            restored = _run_tiles(fallback(), batch.float(), window)
         restored = restored.to(device=image.device, dtype=torch.float32)
-        if accumulator is None:
-            out_channels = restored.shape[1]
-            accumulator = torch.zeros(
-                padded.shape[0], out_channels, full_h, full_w, device=image.device
-            )
-            weight_sum = torch.zeros(full_h, full_w, device=image.device)
+        if output is None:
+            output = torch.zeros(batch_size, restored.shape[1], height, width, device=image.device)
         for (b, tile), result in zip(chunk, restored):
-            window = blend_window(tile.height, tile.width, tile_overlap, tile.sides).to(
-                image.device
+            keep_h = min(tile.height, height - tile.top)
+            keep_w = min(tile.width, width - tile.left)
+            window_2d = torch.outer(
+                tile.row_weights[:keep_h].to(image.device),
+                tile.col_weights[:keep_w].to(image.device),
             )
-            rows = slice(tile.top, tile.top + tile.height)
-            cols = slice(tile.left, tile.left + tile.width)
-            accumulator[b, :, rows, cols].addcmul_(result, window)
-            if b == 0:
-                weight_sum[rows, cols] += window
+            target = output[b, :, tile.top : tile.top + keep_h, tile.left : tile.left + keep_w]
+            target.addcmul_(result[:, :keep_h, :keep_w], window_2d)
         if on_tile is not None:
             on_tile(min(start + tile_batch_size, len(jobs)), len(jobs))
-    if float(weight_sum.min()) <= 0:  # impossible with overlap <= tile/2; guards the invariant
-        raise RuntimeError("tile blending left pixels without weight")
-    accumulator /= weight_sum
-    return accumulator[..., :height, :width]
+    return output
 
 
 # ============================================================================ user types
@@ -1078,8 +1029,7 @@ __all__ = [
     "TilePlan",
     "activation_bytes_per_pixel",
     "available_memory",
-    "blend_window",
-    "clip_tile_forward",
+    "axis_weights",
     "denoise",
     "iter_tiles",
     "pad_to_multiple",
@@ -1088,6 +1038,7 @@ __all__ = [
     "reflect_indices",
     "resolve_device",
     "resolve_dtype",
+    "tile_layout",
     "tile_starts",
     "tiled_forward",
 ]

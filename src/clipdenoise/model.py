@@ -3,6 +3,12 @@
 Paper Sec. 3.2 (architecture, Fig. 4) and Sec. 3.3 (progressive feature augmentation, Eq. 2).
 ``model(noisy)`` maps a ``(B, C, H, W)`` float image in [0, 1] (C = ``in_channels``) to the
 restored image of the same shape (not clamped; clamp to [0, 1] for display and metrics).
+
+``CLIPDenoiser.forward`` is the only implementation of the network's computation. Training runs
+it with a BatchNorm-folded encoder swapped in
+(:func:`clipdenoise.acceleration.convert_for_training`), inference runs it on a converted copy
+(:func:`clipdenoise.acceleration.convert_for_inference`), and tiled inference runs it with a
+:class:`~clipdenoise.decoder.Window` saying where each tile lies in the whole image.
 """
 
 from __future__ import annotations
@@ -15,9 +21,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from clipdenoise.decoder import CLIPDecoder
+from clipdenoise.decoder import CLIPDecoder, Window
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES, CLIPResNetEncoder, arch_layers_width
-from clipdenoise.inference import pad_to_multiple
 
 #: ``encoder_weights`` spellings meaning random initialisation (TOML cannot write None).
 RANDOM_INIT = ("random", "none")
@@ -130,6 +135,50 @@ class ModelConfig:
         return 64 if self.use_f5 else 32
 
 
+def reflect_indices(size: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices that extend ``range(size)`` by mirror reflection (edge not repeated).
+
+    Equal to ``torch.nn.functional.pad(mode="reflect")`` when the padding is smaller than the
+    size, and keeps reflecting back and forth when it is not (tiny images), where
+    ``F.pad`` would fail.
+    """
+    positions = torch.arange(-before, size + after, device=device)
+    if size == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = positions.remainder(period)
+    return torch.where(folded < size, folded, period - folded)
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad the bottom and right of ``image`` so H and W are multiples of ``multiple``.
+
+    This is the reference test protocol (``F.pad(x, (0, pw, 0, ph), 'reflect')``, bottom/right
+    only), which moves benchmark numbers slightly compared with centred padding.
+
+    Args:
+        image: ``(..., H, W)`` tensor.
+        multiple: Target multiple (32 for features down to F4 at stride 16 plus decoder
+            symmetry; 64 with F5).
+
+    Returns:
+        The padded tensor (``image`` itself when nothing is missing) and the original
+        ``(H, W)`` to crop back to.
+    """
+    height, width = image.shape[-2:]
+    pad_h = (-height) % multiple
+    pad_w = (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image, (height, width)
+    if pad_h < height and pad_w < width:
+        padded = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
+    else:
+        rows = reflect_indices(height, 0, pad_h, image.device)
+        cols = reflect_indices(width, 0, pad_w, image.device)
+        padded = image.index_select(-2, rows).index_select(-1, cols)
+    return padded, (height, width)
+
+
 def augment_features(
     features: Sequence[torch.Tensor],
     gamma: float,
@@ -225,25 +274,51 @@ class CLIPDenoiser(nn.Module):
         self.encoder.train(mode)  # re-applies the encoder's BatchNorm policy
         return self
 
-    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+    #: ``forward`` takes ``window=`` (tiled inference decodes tiles in whole-image coordinates).
+    accepts_window = True
+
+    def forward(self, noisy: torch.Tensor, window: Window | None = None) -> torch.Tensor:
         """Restore ``noisy`` ``(B, in_channels, H, W)`` in [0, 1]; returns the same shape.
 
-        Sides that are not multiples of :attr:`ModelConfig.pad_multiple` are reflect-padded at
-        the bottom/right (the reference protocol) and the output is cropped back.
+        Args:
+            noisy: The noisy images, or tiles of a larger image when ``window`` is given.
+            window: ``None`` for whole images: sides that are not multiples of
+                :attr:`ModelConfig.pad_multiple` are reflect-padded at the bottom/right (the
+                reference protocol) and the output is cropped back. Otherwise where each tile
+                of the batch lies in the whole (padded) image: tile sides and offsets must be
+                multiples of ``pad_multiple``, and the decoder's upsampling samples the
+                positions it would sample on the whole image, so away from its borders a tile
+                equals the whole image's output (see :class:`~clipdenoise.decoder.Window`).
+
+        Raises:
+            ValueError: wrong shape, or a tile whose sides are not multiples of
+                ``pad_multiple``.
         """
         if noisy.dim() != 4 or noisy.shape[1] != self.config.in_channels:
             raise ValueError(
                 f"expected a (B, {self.config.in_channels}, H, W) tensor, got {tuple(noisy.shape)}"
             )
-        padded, (height, width) = pad_to_multiple(noisy, self.config.pad_multiple)
+        multiple = self.config.pad_multiple
+        if window is None:
+            padded, (height, width) = pad_to_multiple(noisy, multiple)
+        else:
+            height, width = noisy.shape[-2:]
+            if height % multiple or width % multiple or window.batch_size != noisy.shape[0]:
+                raise ValueError(
+                    f"tiles must have sides that are multiples of {multiple} and one window "
+                    f"offset each; got {tuple(noisy.shape)} and {window.batch_size} offsets"
+                )
+            padded = noisy
         image = padded if self.input_adapter is None else self.input_adapter(padded)
         features = self.encoder(image)
         if self.training and self.config.aug_gamma > 0:
             features = augment_features(
                 features, self.config.aug_gamma, self.aug_generator, noise=self.feature_noise
             )
-        restored = self.decoder(features, image)
-        return restored[..., :height, :width]
+        restored = self.decoder(features, image, window=window)
+        if restored.shape[-2:] != (height, width):
+            restored = restored[..., :height, :width]
+        return restored
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters an optimizer should see (the frozen encoder's are excluded)."""
@@ -286,7 +361,10 @@ def tiny_config(**overrides) -> ModelConfig:
 __all__ = [
     "CLIPDenoiser",
     "ModelConfig",
+    "Window",
     "augment_features",
     "build_model",
+    "pad_to_multiple",
+    "reflect_indices",
     "tiny_config",
 ]

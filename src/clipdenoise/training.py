@@ -348,20 +348,18 @@ def train_step(
     return loss_value, True
 
 
-def compile_networks(model: nn.Module, forward: nn.Module) -> None:
+def compile_networks(forward: nn.Module) -> None:
     """``torch.compile`` the networks that actually run, in place.
 
-    In place (``Module.compile``) keeps ``state_dict`` keys unchanged, so checkpoints and states
-    stay loadable; compiling the training wrapper as a whole would also trace its bookkeeping
-    (the BatchNorm-folded encoder copy is rebuilt when weights change) and recompile endlessly.
+    ``forward`` is the model the step runs (:func:`clipdenoise.acceleration.convert_for_training`
+    shares its decoder with the trained model). In place (``Module.compile``) keeps
+    ``state_dict`` keys unchanged, so checkpoints and states stay loadable.
     """
-    if not is_clip_denoiser(model):
-        model.compile()
+    if not is_clip_denoiser(forward):
+        forward.compile()
         return
-    model.decoder.compile()
-    folded = getattr(forward, "folding_applies", False)
-    encoder = forward.folded_encoder() if folded else model.encoder
-    encoder.compile()
+    forward.decoder.compile()
+    forward.encoder.compile()
 
 
 def make_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -734,13 +732,14 @@ class Trainer:
                 scaler.load_state_dict(state["scaler"])
         forward: nn.Module = self.model
         if is_clip_denoiser(self.model):
-            # the frozen encoder runs BatchNorm-folded in the AMP dtype without autograd, the
-            # decoder under autocast; exact in fp32
-            from clipdenoise.acceleration import AcceleratedTrainingForward
+            # The step runs the model's own forward with the frozen encoder swapped for a
+            # BatchNorm-folded copy in the AMP dtype (no autograd through it), the decoder
+            # under autocast; exact in fp32. The decoder's parameters are the model's own.
+            from clipdenoise.acceleration import convert_for_training
 
-            forward = AcceleratedTrainingForward(self.model, dtype=self.amp_dtype or torch.float32)
+            forward = convert_for_training(self.model, dtype=self.amp_dtype or torch.float32)
         if settings.compile:
-            compile_networks(self.model, forward)
+            compile_networks(forward)
         if info.is_distributed:
             from torch.nn.parallel import DistributedDataParallel
 
