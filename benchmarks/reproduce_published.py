@@ -98,6 +98,7 @@ def score_bm3d(data_root: str | None, compute: bool) -> ResultsTable:
                 out_dir=CLASSICAL / part,
                 progress=compute,
                 compute=compute,
+                write_tables=compute,  # reading only: the classical script owns these tables
             )
             for dataset, part in parts.items()
         ]

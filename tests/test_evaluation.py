@@ -484,3 +484,19 @@ def test_bare_kind_expands_to_paper_levels_including_two_parameter_kinds():
     specs = _parse_noises(["gauss", "poisson_gaussian"])
     assert [s.level for s in specs if s.kind == "gaussian"] == [15.0, 25.0, 50.0]
     assert [s.level for s in specs if s.kind == "poisson_gaussian"] == [(0.04, 0.03)]
+
+
+def test_reading_another_scripts_cache_leaves_its_folder_untouched(image_folder, tmp_path):
+    out = tmp_path / "owned"
+    kwargs = {"datasets": [image_folder], "noises": ["gaussian:25"], "progress": False}
+    computed = evaluate(["noisy"], out_dir=out, **kwargs)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    read = evaluate(
+        ["noisy"], out_dir=out, compute=False, write_tables=False, noises=["gaussian:25", "poisson:2"],
+        datasets=[image_folder], progress=False,
+    )  # fmt: skip
+    after = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert after == before  # no table rewritten, no cache entry made for poisson:2
+    row = computed.rows[0]
+    assert read.cells[(row, "noisy")] == computed.cells[(row, "noisy")]
+    assert all(cell.num_images == 2 for cell in read.cells.values()) and len(read.cells) == 1

@@ -632,7 +632,9 @@ def test_clipdenoise_serve_command_serves_on_loopback(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.2)
         assert info is not None, log.read_text()
-        assert [model["key"] for model in info["models"]] == [TINY]
+        # the built-in trained model is offered and chosen; the untrained one only on request
+        assert [model["key"] for model in info["models"]] == ["builtin.blind-unet", TINY]
+        assert info["default"] == "builtin.blind-unet" and info["weights_guidance"]
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0

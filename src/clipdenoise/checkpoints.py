@@ -39,6 +39,7 @@ import torch
 
 from clipdenoise import config as config_io
 from clipdenoise.atomic import atomic_output
+from clipdenoise.builtin import AUTO, BUILTIN_MODEL, builtin_weights_path, resolve_auto
 from clipdenoise.encoder import CLIP_ARCHS
 from clipdenoise.errors import (
     ConfigError,
@@ -115,7 +116,12 @@ PRETRAINED: dict[str, PretrainedSpec] = {
         ),
     )
 }
-DEFAULT_MODEL = "rn50.synthetic-gaussian15"
+DEFAULT_MODEL = AUTO
+
+
+def resolve_model_name(spec: str | Path) -> str | Path:
+    """``spec`` with ``auto`` replaced by the model it stands for (:mod:`clipdenoise.builtin`)."""
+    return resolve_auto(imported_models()) if str(spec) == AUTO else spec
 
 
 # ---------------------------------------------------------------------------- saving
@@ -125,6 +131,7 @@ def save_checkpoint(
     *,
     full: bool = False,
     metadata: Mapping[str, str] | None = None,
+    storage_dtype: torch.dtype | None = None,
 ) -> Path:
     """Save ``model`` as a safetensors checkpoint, atomically (temp file + fsync + rename).
 
@@ -133,6 +140,8 @@ def save_checkpoint(
         path: Destination (``.safetensors`` recommended).
         full: Store every tensor (self-contained) instead of a partial checkpoint.
         metadata: Extra string metadata (e.g. ``{"train_config": ...}``).
+        storage_dtype: Store floating-point tensors in this dtype (``torch.float16`` halves
+            the file); loading casts them back to the model's float32.
 
     Returns:
         The path written.
@@ -165,6 +174,10 @@ def save_checkpoint(
         **{str(k): str(v) for k, v in (metadata or {}).items()},
     }
     payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    if storage_dtype is not None:
+        payload = {
+            k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in payload.items()
+        }
     with atomic_output(path) as temporary:
         save_file(payload, str(temporary), metadata=info)
     return path
@@ -785,12 +798,20 @@ def _find_released_file(folder: Path, spec: PretrainedSpec) -> Path:
     )
 
 
-def load_model(spec: str | Path, *, map_location: str | torch.device = "cpu") -> CLIPDenoiser:
+def load_model(
+    spec: str | Path = "auto", *, map_location: str | torch.device = "cpu"
+) -> CLIPDenoiser:
     """Load a denoiser from a file (ours or the reference's) or an imported/known name.
+
+    ``auto`` is the paper's synthetic model when imported, else the built-in model
+    (:mod:`clipdenoise.builtin`); ``builtin.blind-unet`` names the built-in model.
 
     Raises:
         WeightsNotFoundError: with instructions to obtain and import the named weights.
     """
+    spec = resolve_model_name(spec)
+    if str(spec) == BUILTIN_MODEL:
+        return load_checkpoint(builtin_weights_path(), map_location=map_location)
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix == ".safetensors":
@@ -813,7 +834,7 @@ def load_model(spec: str | Path, *, map_location: str | torch.device = "cpu") ->
         )
     if path.suffix in (".pth", ".pt", ".safetensors") or os.sep in text:
         raise WeightsNotFoundError(f"{path}: checkpoint file not found")
-    known = ", ".join([*PRETRAINED, *imported_models()])
+    known = ", ".join([AUTO, BUILTIN_MODEL, *PRETRAINED, *imported_models()])
     raise WeightsNotFoundError(f"unknown model {text!r}: not a file; known names: {known}")
 
 

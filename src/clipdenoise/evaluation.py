@@ -333,6 +333,7 @@ def evaluate(
     shard: tuple[int, int] | None = None,
     merge: bool = True,
     compute: bool = True,
+    write_tables: bool = True,
 ) -> ResultsTable | None:
     """Score methods on a benchmark suite and write the results tables.
 
@@ -365,6 +366,8 @@ def evaluate(
         merge: After computing, build the tables from every shard's records (done by rank 0
             only under torchrun, after a barrier).
         compute: ``False`` computes nothing and builds the tables from the cache alone.
+        write_tables: ``False`` leaves ``out_dir`` untouched (with ``compute=False``: read its
+            cache only, e.g. to compare with results another script owns).
 
     Returns:
         The :class:`~clipdenoise.results.ResultsTable` (on rank 0; ``None`` on other ranks or
@@ -408,7 +411,9 @@ def evaluate(
     noise_list = _parse_noises(noises) if suite == "synthetic" else [None]
     cache = ResultCache(Path(out_dir) / "cache") if out_dir is not None else None
     memory: dict[Path, list[ImageRecord]] = {}
-    tasks = _plan_tasks(test_sets, noise_list, method_list, protocol, dtype, cache, memory)
+    tasks = _plan_tasks(
+        test_sets, noise_list, method_list, protocol, dtype, cache, memory, record_meta=compute
+    )
 
     run_info = {
         "package_version": __version__,
@@ -445,7 +450,15 @@ def evaluate(
     if not merge or rank != 0:
         return None
     return _merge_and_write(
-        tasks, method_list, protocol, cache, memory, run_info, failures, out_dir, plots
+        tasks,
+        method_list,
+        protocol,
+        cache,
+        memory,
+        run_info,
+        failures,
+        out_dir if write_tables else None,
+        plots,
     )
 
 
@@ -495,6 +508,8 @@ def _plan_tasks(
     dtype: str,
     cache: ResultCache | None,
     memory: dict[Path, list[ImageRecord]],
+    *,
+    record_meta: bool = True,
 ) -> list[_Task]:
     tasks = []
     for test_set in test_sets:
@@ -513,7 +528,7 @@ def _plan_tasks(
                 task.entries[method.name] = entry
                 records = cache.load(entry) if cache is not None else {}
                 task.done[method.name] = set(records)
-                if cache is not None:
+                if cache is not None and record_meta:
                     cache.ensure_meta(
                         entry,
                         {

@@ -70,8 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weights",
         default=DEFAULT_MODEL,
         metavar="NAME|PATH",
-        help=f"denoiser name (see 'clipdenoise weights list') or checkpoint file "
-        f"(default: {DEFAULT_MODEL})",
+        help="denoiser name (see 'clipdenoise weights list') or checkpoint file; 'auto' "
+        f"(default: {DEFAULT_MODEL}) = the paper's rn50.synthetic-gaussian15 when imported, "
+        "else the built-in model builtin.blind-unet",
     )
     parser.add_argument(
         "-r", "--recursive", action="store_true", help="include subfolders of INPUT folders"
@@ -205,7 +206,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_denoise(args: argparse.Namespace) -> int:
     from clipdenoise.batch import DenoiseFilesOptions, check_bit_depth, denoise_files, plan_jobs
-    from clipdenoise.checkpoints import load_model
+    from clipdenoise.checkpoints import load_model, resolve_model_name
     from clipdenoise.inference import Denoiser
 
     if args.batch_size < 1 or args.tile_batch_size < 1:
@@ -241,7 +242,8 @@ def run_denoise(args: argparse.Namespace) -> int:
         _print_failures(failures)
         return 1
     check_bit_depth(jobs, options)
-    model = load_model(args.weights)
+    model_name = resolve_model_name(args.weights)
+    model = load_model(model_name)
     denoiser = Denoiser(
         model,
         device=args.device,
@@ -255,7 +257,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(
-            f"model {args.weights} on {denoiser.device} ({str(denoiser.dtype).replace('torch.', '')})"
+            f"model {model_name} on {denoiser.device} ({str(denoiser.dtype).replace('torch.', '')})"
             f", {len(jobs)} file(s)",
             file=sys.stderr,
         )

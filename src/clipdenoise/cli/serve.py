@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         state = "ok" if entry.available else f"unavailable: {entry.error}"
         note = " [UNTRAINED]" if entry.untrained else ""
         print(f"model {entry.key}{note}: {state}", file=sys.stderr)
-    if not catalogue.has_trained_network:
+    if catalogue.needs_weights_guidance:
         print(catalogue.public()["weights_guidance"], file=sys.stderr)
     if not is_loopback(config.host):
         print(

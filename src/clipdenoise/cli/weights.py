@@ -97,8 +97,10 @@ def _where(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from clipdenoise.builtin import AUTO, BUILTIN_MODEL, builtin_weights_path, resolve_auto
     from clipdenoise.checkpoints import PRETRAINED, imported_model_info, imported_models
     from clipdenoise.errors import ClipDenoiseError
+    from clipdenoise.weights import sha256_of
 
     imported = set(imported_models())
 
@@ -116,6 +118,12 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{'':29s}{hashes(name) if name in imported else 'source: ' + spec.source}")
     for name in sorted(imported - set(PRETRAINED)):
         print(f"{name:28s} imported\n{'':29s}{hashes(name)}")
+    builtin = builtin_weights_path()
+    print(
+        f"{BUILTIN_MODEL:28s} {'built in':13s} blind denoiser trained without CLIP (not the paper's)"
+    )
+    print(f"{'':29s}sha256 {sha256_of(builtin)} ({builtin})")
+    print(f"{AUTO} (the default) = {resolve_auto(sorted(imported), notice=False)}")
     return 0
 
 

@@ -17,11 +17,13 @@ from typing import Literal
 
 from torch import nn
 
+from clipdenoise.builtin import BUILTIN_MODEL
 from clipdenoise.errors import ClipDenoiseError
 
 TINY_DEMO_KEY = "tiny-demo-untrained"
 WEIGHTS_GUIDANCE = (
-    "No trained CLIPDenoising model is loaded. To add one: download a released checkpoint "
+    "No CLIPDenoising model of the paper is loaded (the built-in model, if listed, was trained "
+    "without CLIP). To add one: download a released checkpoint "
     "(see `clipdenoise weights --help`), import it once with "
     "`clipdenoise weights import net_g_latest.pth --name rn50.synthetic-gaussian15`, then "
     "restart with `clipdenoise serve --weights rn50.synthetic-gaussian15` (a checkpoint path "
@@ -113,6 +115,8 @@ class ModelCatalogue:
     def default_key(self) -> str | None:
         usable = [entry for entry in self.entries.values() if entry.available]
         trained = [entry for entry in usable if entry.family == "network" and not entry.untrained]
+        # the paper's or the user's own models before the built-in one
+        trained.sort(key=lambda entry: entry.label == BUILTIN_MODEL)
         pick = trained or [e for e in usable if e.family == "network"] or usable
         return pick[0].key if pick else None
 
@@ -122,11 +126,19 @@ class ModelCatalogue:
             e.family == "network" and e.available and not e.untrained for e in self.entries.values()
         )
 
+    @property
+    def needs_weights_guidance(self) -> bool:
+        """No trained network is offered besides the built-in one: say how to add weights."""
+        return not any(
+            e.family == "network" and e.available and not e.untrained and e.label != BUILTIN_MODEL
+            for e in self.entries.values()
+        )
+
     def public(self) -> dict:
         return {
             "models": [entry.public() for entry in self.entries.values()],
             "default": self.default_key,
-            "weights_guidance": None if self.has_trained_network else WEIGHTS_GUIDANCE,
+            "weights_guidance": WEIGHTS_GUIDANCE if self.needs_weights_guidance else None,
         }
 
 
@@ -180,8 +192,10 @@ def network_entry_from_spec(spec: str, map_location: str = "cpu") -> ModelEntry:
 
     from clipdenoise.checkpoints import PRETRAINED, load_model
 
-    name = Path(spec).name if Path(spec).suffix else spec
+    name = Path(spec).name if Path(spec).suffix and spec != BUILTIN_MODEL else spec
     description = PRETRAINED[spec].description if spec in PRETRAINED else f"checkpoint {name}"
+    if spec == BUILTIN_MODEL:
+        description = "built-in blind denoiser, trained without CLIP (not the paper's model)"
     entry = ModelEntry(
         key=slug(name),
         label=name,
@@ -245,6 +259,14 @@ def baseline_entries() -> list[ModelEntry]:
     return entries
 
 
+def default_weights() -> list[str]:
+    """What a server offers when no weights are named: ``auto``'s model and the built-in one."""
+    from clipdenoise.checkpoints import resolve_model_name
+
+    chosen = str(resolve_model_name("auto"))
+    return [chosen] if chosen == BUILTIN_MODEL else [chosen, BUILTIN_MODEL]
+
+
 def build_catalogue(
     weights: Iterable[str] = (),
     *,
@@ -257,7 +279,8 @@ def build_catalogue(
     """Assemble the models a server offers.
 
     Args:
-        weights: ``--weights`` specs (checkpoint paths or imported names), loaded now.
+        weights: ``--weights`` specs (checkpoint paths or imported names), loaded now. With
+            neither ``weights`` nor ``models``: :func:`default_weights`.
         models: Already-loaded networks by display name (Python API).
         tiny_demo: Add the untrained tiny network (clearly labelled).
         baselines: Add BM3D / NLM when their packages are installed.
@@ -273,6 +296,9 @@ def build_catalogue(
         entry.key = key
         entries[key] = entry
 
+    weights = list(weights)
+    if not weights and not models:
+        weights = default_weights()
     for spec in weights:
         add(network_entry_from_spec(spec, map_location))
     for name, module in (models or {}).items():

@@ -3,8 +3,9 @@ question): a colourful geometric scene, a resolution chart (zone plate, Siemens 
 and the Shepp–Logan head phantom (Shepp & Logan 1974, with Toft's higher-contrast intensities) as
 a 16-bit greyscale PNG, CT-like.
 
-The PNG files under ``web/samples/`` are the output of :func:`write_samples`; a test checks that
-they are reproduced exactly. Regenerate them with ``python -m clipdenoise.web.samples``.
+The PNG files under ``web/samples/`` are the output of :func:`write_samples`, and the quickstart's
+noisy ``resources/sample.png`` that of :func:`quickstart_png`; tests check that they are
+reproduced exactly. Regenerate them with ``python -m clipdenoise.web.samples``.
 """
 
 from __future__ import annotations
@@ -226,6 +227,29 @@ def sample_png(key: str) -> bytes:
     return buffer.getvalue()
 
 
+QUICKSTART_NOISE = "gaussian:25"
+QUICKSTART_SIZE = (192, 256)  # height, width
+
+
+def quickstart_clean() -> np.ndarray:
+    """The clean scene behind ``resources/sample.png``: ``(192, 256, 3)`` uint8."""
+    return np.round(render_scene(*QUICKSTART_SIZE) * 255).astype(np.uint8)
+
+
+def quickstart_png() -> bytes:
+    """``resources/sample.png``: the clean scene with Gaussian noise σ = 25 (numpy seed 0, the
+    reference test protocol), clipped and rounded to 8 bits."""
+    from PIL import Image
+
+    from clipdenoise.noise import add_reference_noise
+
+    noisy = add_reference_noise(quickstart_clean() / 255.0, QUICKSTART_NOISE, seed=0)
+    pixels = np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
 def write_samples(folder: str | Path) -> list[Path]:
     """Write every sample PNG into ``folder`` (atomically); returns the paths."""
     folder = Path(folder)
@@ -238,3 +262,5 @@ def write_samples(folder: str | Path) -> list[Path]:
 if __name__ == "__main__":
     for path in write_samples(Path(__file__).with_name("samples")):
         print(path)
+    quickstart = Path(__file__).parents[1] / "resources" / "sample.png"
+    print(atomic_write_bytes(quickstart, quickstart_png()))

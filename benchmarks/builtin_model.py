@@ -1,0 +1,148 @@
+"""Retrain and re-score the built-in model (``builtin.blind-unet``).
+
+``--train RUN_DIR`` trains it with the shipped ``builtin-blind`` preset (resumable: run the same
+command again after a stop) and writes the float16 package file
+``src/clipdenoise/resources/builtin-blind-unet.safetensors`` from the run's last weights. Then, or
+alone, it scores the shipped file with the reference protocol:
+
+* Kodak24 and CBSD68 under the whole synthetic suite (17 paper settings) beside the noisy input;
+* non-local means and BM3D at the settings ``benchmarks/classical_baselines.py`` has cached
+  (σ told for Gaussian noise, else estimated), read from that cache: the same noisy inputs;
+* CC15 (real camera noise) beside the noisy input, NLM and BM3D with estimated σ.
+
+Results go to ``benchmarks/results/builtin_model_{synthetic,real}.{md,csv,json}``.
+
+Usage::
+
+    python benchmarks/builtin_model.py --data-root DATA                      # score only
+    nice -n 10 python benchmarks/builtin_model.py --data-root DATA --train runs/builtin
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clipdenoise.builtin import BUILTIN_FILE, BUILTIN_MODEL, export_builtin
+from clipdenoise.evaluation import evaluate
+from clipdenoise.results import ResultsTable
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PACKAGE_FILE = HERE.parent / "src" / "clipdenoise" / "resources" / BUILTIN_FILE
+CACHE = RESULTS / "builtin_model"
+CLASSICAL = RESULTS / "classical_baselines"
+CLASSICAL_PARTS = {
+    "Kodak24": ("kodak-nlm", "kodak-bm3d"),
+    "CBSD68": ("cbsd-nlm", "cbsd-bm3d"),
+}
+
+
+def train_builtin(run_dir: Path, data_root: str | None) -> Path:
+    """Train (or resume) the preset, then write the package file; returns its path."""
+    from clipdenoise.training import load_experiment_config, train
+
+    result = train(
+        load_experiment_config("builtin-blind"), run_dir, data_root=data_root, resume="auto"
+    )
+    if result.status != "completed":
+        raise SystemExit(f"training {result.status} at iteration {result.iteration}; run again")
+    return export_builtin(result.latest_checkpoint, PACKAGE_FILE)
+
+
+def score_synthetic(data_root: str | None, max_images: int | None) -> ResultsTable:
+    tables = [
+        evaluate(
+            {"builtin": f"clipdenoise:{BUILTIN_MODEL}", "noisy": "noisy"},
+            datasets=["Kodak24", "CBSD68"],
+            data_root=data_root,
+            out_dir=CACHE / "synthetic",
+            device="cpu",
+            max_images=max_images,
+        )
+    ]
+    for dataset, parts in CLASSICAL_PARTS.items():
+        for part, method in zip(parts, ("nlm", "bm3d")):
+            if (CLASSICAL / part / "cache").is_dir():
+                tables.append(
+                    evaluate(
+                        [method],
+                        datasets=[dataset],
+                        data_root=data_root,
+                        out_dir=CLASSICAL / part,
+                        max_images=max_images,
+                        progress=False,
+                        compute=False,
+                        write_tables=False,
+                    )
+                )
+    return ResultsTable.combine(tables)
+
+
+def score_real(data_root: str | None, max_images: int | None) -> ResultsTable:
+    return evaluate(
+        {
+            "builtin": f"clipdenoise:{BUILTIN_MODEL}",
+            "noisy": "noisy",
+            "nlm": "nlm-est",
+            "bm3d": "bm3d-est",
+        },  # fmt: skip
+        suite="real-srgb",
+        datasets=["CC15"],
+        data_root=data_root,
+        out_dir=CACHE / "real",
+        device="cpu",
+        max_images=max_images,
+    )
+
+
+GALLERY = HERE.parent / "docs" / "gallery"
+GALLERY_IMAGES = ("kodim05", "kodim23")
+GALLERY_NOISES = ("gaussian:25", "poisson:3.5", "spatial_gaussian:55")
+
+
+def write_gallery(data_root: str | None) -> list[Path]:
+    """Noisy / NLM / built-in / clean crops of two Kodak images under three noises."""
+    from clipdenoise.data import resolve_dataset_dir
+    from clipdenoise.plots import plot_image_grid
+
+    folder = resolve_dataset_dir("Kodak24", data_root)
+    clean = [folder / f"{name}.png" for name in GALLERY_IMAGES]
+    return [
+        plot_image_grid(
+            ["noisy", "nlm", f"clipdenoise:{BUILTIN_MODEL}"],
+            clean,
+            noise,
+            GALLERY / f"builtin-{noise.replace(':', '-')}.png",
+            crop=(160, 240, 192, 256),
+            device="cpu",
+        )
+        for noise in GALLERY_NOISES
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-root", help="folder holding Kodak24/, CBSD68/, CBSD432/, CC15/")
+    parser.add_argument("--train", type=Path, metavar="RUN_DIR", help="retrain into RUN_DIR first")
+    parser.add_argument("--max-images", type=int, help="first N images per set (smoke test)")
+    parser.add_argument("--gallery", action="store_true", help="also write docs/gallery/*.png")
+    args = parser.parse_args(argv)
+    if args.train is not None:
+        print(f"wrote {train_builtin(args.train, args.data_root)}")
+    for stem, table in (
+        ("builtin_model_synthetic", score_synthetic(args.data_root, args.max_images)),
+        ("builtin_model_real", score_real(args.data_root, args.max_images)),
+    ):
+        table.write(RESULTS, stem=stem)
+        print(table.to_markdown(ssim_digits=3))
+    if args.gallery:
+        for path in write_gallery(args.data_root):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
