@@ -81,6 +81,7 @@ def read_log(run_dir: Path) -> list[dict]:
 # ------------------------------------------------------------------------------ configs
 def test_presets_load_and_carry_the_reference_numbers():
     assert list_presets() == [
+        "builtin-blind",
         "dncnn-gaussian15",
         "ldct-gaussian5",
         "srgb-poissongaussian",
