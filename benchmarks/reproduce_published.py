@@ -178,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     from clipdenoise.evaluation import list_test_set
 
     sizes = {name: len(list_test_set(name, data_root=args.data_root).images) for name in DATASETS}
-    dncnn = score_dncnn(args.data_root, args.checkpoint, args.max_images)
+    if args.checkpoint.is_file():
+        dncnn = score_dncnn(args.data_root, args.checkpoint, args.max_images)
+        dncnn_text = dncnn_markdown(dncnn, sizes)
+    else:
+        dncnn_text = f"No checkpoint at {args.checkpoint}: train it first (see the module doc).\n"
     bm3d = score_bm3d(args.data_root, args.compute_bm3d)
     text = (
         "## DnCNN trained here vs. published\n\n"
-        + dncnn_markdown(dncnn, sizes)
+        + dncnn_text
         + "\n## BM3D here vs. published CBM3D\n\n"
         + bm3d_markdown(bm3d, sizes)
     )
