@@ -1,4 +1,4 @@
-"""Peak memory of denoising a 3840×2160 (4K UHD) image: untiled vs tiled (issue 8).
+"""Peak memory of denoising a 3840×2160 (4K UHD) image: untiled vs tiled.
 
 Each configuration runs in its own subprocess (so peak RSS, ``ru_maxrss``, belongs to that run
 alone) through the public API, :class:`clipdenoise.inference.Denoiser` with the optimised default

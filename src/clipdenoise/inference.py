@@ -545,7 +545,7 @@ def tiled_forward(
         image: ``(B, C, H, W)`` float in [0, 1] (kept where it is, e.g. in host memory).
         tile_size: Largest tile side in pixels (rounded down to a multiple of 32, at least 64).
         tile_overlap: Smallest number of pixels shared by neighbouring tiles; at most half the
-            tile side. It should cover the model's effective receptive field (see the README).
+            tile side. It should cover the model's effective receptive field (see docs/cli.md).
         tile_batch_size: Tiles per forward pass.
         device: Where the model runs (default: the model's device).
         dtype: Compute dtype of the tiles (default: the model's parameter dtype).

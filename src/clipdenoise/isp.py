@@ -1,7 +1,7 @@
 """Camera (ISP) pipeline for realistic sRGB noise, after CBDNet (Guo et al., CVPR 2019).
 
 The paper (Sec. 4.1) trains its sRGB model on clean images whose noise is synthesised in the raw
-domain of a simulated camera, exactly as the reference's data preparation
+domain of a simulated camera, as the reference's data preparation
 (``basicsr/data/ISP_implement.py``, ``cbdnet_noise_generate_srgb(..., is_strict=True)``) does:
 
     sRGB --inverse camera response (one of 201 DoRF curves)--> "linear" RGB
@@ -11,71 +11,17 @@ domain of a simulated camera, exactly as the reference's data preparation
          --white balance--> --Malvar-He-Cutler 2004 demosaic--> camera RGB
          --camera->XYZ--> XYZ --XYZ->sRGB--> --camera response--> noisy sRGB
 
-Everything is vectorised numpy (the reference loops per pixel in Python/Cython): a 512x512 image
-takes 0.13 s on one core (``benchmarks/isp_speed.py``; demosaicing 0.013 s of it). The same
-pipeline runs batched in torch on any device (:func:`add_camera_noise_torch`, one camera per
-sample; equal to the numpy path to 1e-5) for online synthesis during training. Every random choice
-comes from an explicit ``np.random.Generator`` and is recorded in a :class:`CameraParams`, so
-:func:`unprocess` / :func:`process` reproduce a run from its parameters.
+The numpy path is vectorised; :func:`add_camera_noise_torch` runs the same pipeline batched in
+torch on any device (one camera per sample, equal to the numpy path to 1e-5) for online
+synthesis during training. Every random choice comes from an explicit ``np.random.Generator``
+and is recorded in a :class:`CameraParams`, so :func:`unprocess` / :func:`process` reproduce a
+run from its parameters.
 
-Conventions that follow the reference (they shape the noise the model is trained on):
-
-- The XYZ conversion is scikit-image's ``rgb2xyz`` / ``xyz2rgb``: it applies the sRGB transfer
-  function on top of the inverse camera response (so the image is "linearised" twice) and
-  ``xyz2rgb`` clips to [0, 1]. ``CameraNoiseConfig.srgb_transfer=False`` drops the extra curve.
-- Camera RGB is clipped to [0, 1] (sensor saturation) before mosaicking, and the noisy raw
-  is clipped to [0, 1] after the noise and after white balance, as in the reference.
-- The inverse white balance multiplies R and B by gains drawn uniformly from [0.75, 1].
-- The fixed noise level is the reference's ``is_strict`` level: sigma_s = 0.16 / 4 = 0.04,
-  sigma_c = 0.06 / 2 = 0.03. The random option draws log-uniformly from [1e-4, 0.16] and
-  [1e-4, 0.06] as the reference's non-strict mode does.
-
-Where we deliberately differ (``CameraNoiseConfig.reference()`` restores every one of them, and
-the reference's random draws and 8-bit output too, reproducing its pipeline exactly):
-
-- Noise form. The reference adds ``sigma_s * x * n1 + sigma_c * n2`` (variance
-  sigma_s^2 x^2 + sigma_c^2, its code); we default to CBDNet's Poisson-Gaussian model
-  (paper Eq. 2): variance ``sigma_s^2 * x + sigma_c^2`` (``noise_form="reference"`` for the code's).
-- Inverse camera response. The DoRF ``invI`` table is not an exact inverse of the forward
-  curves (round-trip errors up to 0.12 in [0, 1] for some curves, mostly in the shadows), which
-  would shift the tone of the noisy image relative to its clean target. We default to the exact
-  inverse of the forward curve by interpolation (``inverse_crf="tabulated"`` for the table).
-- Curve look-ups. We interpolate both tables linearly. The reference (``ICRF_Map`` /
-  ``CRF_Map``) takes the nearest of the 1024 bins, never bin 0 (black maps to the second
-  entry), breaks ties upwards and leaves values above the last bin unchanged
-  (``curve_lookup="nearest_bin"``, :func:`lookup_nearest_bin`).
-- Demosaicing borders. The reference convolves with scipy's default ``reflect`` border, which
-  puts a same-colour pixel next to the edge and breaks the Bayer parity in the 2-pixel frame;
-  we use ``mirror``, which keeps the parity (a constant image demosaics to itself everywhere)
-  (``demosaic_border="reflect"`` for the reference's).
-- XYZ clipping. On the way back the reference clips XYZ to [0, 1], which changes bright,
-  saturated colours whose XYZ leaves the unit cube (on kodim23: 0.5% of the pixels, by up to
-  17/255), a colour shift the clean target lacks. We do not clip XYZ (``clip_xyz=True`` for
-  the reference's behaviour).
-- Random draws. We draw everything from one ``np.random.Generator``. The reference draws the
-  curve, the Bayer pattern and the white-balance gains with Python's ``random`` and the
-  colour-matrix mix and the two noise maps with numpy's legacy global generator, after
-  ``random.seed(s); np.random.seed(s)`` (``draws="reference"``: :class:`ReferenceDraws` replays
-  both generators in its order, so a seed gives the reference's very image).
-- Output. The reference's data preparation writes the noisy image as 8-bit codes
-  ``(noisy * 255).round()`` (``output_8bit=True``; rounded in float64, before any cast).
-
-Zero-noise round trip (sRGB -> pipeline with sigma_s = sigma_c = 0 -> sRGB). Every stage but
-the demosaicing is inverted to float precision (a constant-colour image comes back to 1e-6).
-Demosaicing is not invertible: Malvar's filters alone reach 35.8 dB CPSNR on Kodak24, but here
-they act on the dark, "twice linearised" camera RGB, and the inverse colour matrix, the sRGB
-curve and the camera response then amplify the residual in dark, saturated colours (slopes up
-to ~250 near 0). Measured on the 24 Kodak images, one random camera each: mean absolute error
-0.022 (median 0.007, i.e. 1.8 / 255), PSNR 26.4 dB; with ``srgb_transfer=False`` 0.015 /
-30.4 dB. The reference pipeline has the same property (its clean target is the original image).
-
-Noise strength at the paper's level (sigma_s = 0.04, sigma_c = 0.03), measured on Kodak24 with
-one random camera per image: the noisy images are at 15.2 dB PSNR on average (9.2 to 25.2 dB,
-depending mostly on the response curve drawn); 15.4 dB with the reference's noise form and invI and
-21.3 dB with ``srgb_transfer=False``. The raw level of a mid-grey pixel is only ~0.04 after the
-double linearisation (median over the 201 curves; 0.017 to 0.12 for 80% of them), so sigma_c
-dominates and the tone curves amplify it: strong noise, as the
-paper intends ("to accentuate the distribution gap" between training and test).
+:class:`CameraNoiseConfig` holds the conventions. The defaults follow CBDNet's noise model and
+exact curve inverses; ``CameraNoiseConfig.reference()`` restores every convention of the
+reference code, its random draws (:class:`ReferenceDraws`) and its 8-bit output, reproducing
+its images exactly. Each convention, the measured noise strength and round-trip error are
+described in ``docs/srgb.md``; speed in ``docs/performance.md``.
 """
 
 from __future__ import annotations
