@@ -55,3 +55,33 @@ def test_fixture_regeneration_script_checks_its_inputs(tmp_path):
         f"regenerate.py: error: {tmp_path}: not a CLIPDenoising checkout (no CLIPDenoising_arch.py)"
     )
     assert not (tmp_path / "out").exists()
+
+
+def _markdown_anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    headings = re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_readme_is_short_and_every_relative_link_resolves():
+    readme = REPO_ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 250
+    pages = [readme, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto: not checked offline
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            if not resolved.exists():
+                broken.append(f"{page.name}: {target}")
+            elif (
+                anchor
+                and resolved.suffix == ".md"
+                and anchor not in _markdown_anchors(resolved.read_text())
+            ):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
