@@ -3,7 +3,7 @@
 
 Skipped, with the reason, only when Chromium, ChromeDriver or Selenium is absent; ``.ci/run``
 installs them, so they run in CI. Set ``CLIPDENOISE_UPDATE_SCREENSHOT=1`` to also refresh
-``docs/screenshot.png`` (the README's picture) from the built-in model's run.
+``docs/screenshot.png`` (the picture in docs/web.md) from the built-in model's run.
 """
 
 from __future__ import annotations
