@@ -24,8 +24,7 @@ import argparse
 from pathlib import Path
 
 from clipdenoise.builtin import BUILTIN_FILE, BUILTIN_MODEL, export_builtin
-from clipdenoise.evaluation import evaluate
-from clipdenoise.results import ResultsTable
+from clipdenoise.evaluation import ResultsTable, evaluate, plot_image_grid, restore_crops
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -104,18 +103,19 @@ GALLERY_NOISES = ("gaussian:25", "poisson:3.5", "spatial_gaussian:55")
 def write_gallery(data_root: str | None) -> list[Path]:
     """Noisy / NLM / built-in / clean crops of two Kodak images under three noises."""
     from clipdenoise.data import resolve_dataset_dir
-    from clipdenoise.plots import plot_image_grid
 
     folder = resolve_dataset_dir("Kodak24", data_root)
     clean = [folder / f"{name}.png" for name in GALLERY_IMAGES]
     return [
         plot_image_grid(
-            ["noisy", "nlm", f"clipdenoise:{BUILTIN_MODEL}"],
-            clean,
-            noise,
+            restore_crops(
+                ["noisy", "nlm", f"clipdenoise:{BUILTIN_MODEL}"],
+                clean,
+                noise,
+                crop=(160, 240, 192, 256),
+                device="cpu",
+            ),
             GALLERY / f"builtin-{noise.replace(':', '-')}.png",
-            crop=(160, 240, 192, 256),
-            device="cpu",
         )
         for noise in GALLERY_NOISES
     ]

@@ -29,8 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from clipdenoise.atomic import atomic_write_text
-from clipdenoise.evaluation import evaluate, list_test_set
-from clipdenoise.results import ResultsTable
+from clipdenoise.evaluation import ResultsTable, evaluate, list_test_set
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT_DIR = RESULTS / "classical_baselines"

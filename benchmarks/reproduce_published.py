@@ -22,8 +22,7 @@ import argparse
 from pathlib import Path
 
 from clipdenoise.atomic import atomic_write_text
-from clipdenoise.evaluation import evaluate
-from clipdenoise.results import ResultsTable, RowKey
+from clipdenoise.evaluation import ResultsTable, RowKey, evaluate, list_test_set
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -175,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-images", type=int, help="first N images per set (smoke test)")
     args = parser.parse_args(argv)
-    from clipdenoise.evaluation import list_test_set
 
     sizes = {name: len(list_test_set(name, data_root=args.data_root).images) for name in DATASETS}
     if args.checkpoint.is_file():

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from clipdenoise.checkpoints import save_checkpoint
 from clipdenoise.model import CLIPDenoiser, tiny_config
 
 # Tests never reach the network: downloads are refused unless a test starts its own server on
@@ -152,6 +154,22 @@ def tiny_gray_model() -> CLIPDenoiser:
     return CLIPDenoiser(tiny_config(in_channels=1)).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny RGB and grey checkpoints (``"rgb"``, ``"grey"``) whose output keeps the input's
+    scale, so that 8/16-bit outputs written from them are not all zero."""
+    folder = tmp_path_factory.mktemp("weights")
+    rgb = CLIPDenoiser(tiny_config()).eval()
+    grey = CLIPDenoiser(tiny_config(in_channels=1)).eval()
+    for model in (rgb, grey):
+        with torch.no_grad():
+            model.decoder.head.weight.mul_(20.0)
+    return {
+        "rgb": save_checkpoint(rgb, folder / "rgb.safetensors"),
+        "grey": save_checkpoint(grey, folder / "grey.safetensors"),
+    }
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
@@ -179,6 +197,17 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
 def make_image():
     """Factory fixture: ``make_image(h, w, c=3, seed=0)`` -> smooth float32 HWC image in [0, 1]."""
     return smooth_image
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A folder ``mini`` of two smooth 30×40 RGB PNGs, ``a.png`` and ``b.png`` (an evaluation set)."""
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        pixels = np.round(smooth_image(30, 40, 3, seed=seed) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+    return folder
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

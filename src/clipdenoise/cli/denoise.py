@@ -1,6 +1,6 @@
 """``clipdenoise denoise``: denoise image files, folders and CT slices.
 
-A thin layer over :mod:`clipdenoise.batch` (planning, reading, writing, reporting) and
+A thin layer over :mod:`clipdenoise.file_denoising` (planning, reading, writing, reporting) and
 :class:`clipdenoise.inference.Denoiser` (device, dtype, tiling).
 """
 
@@ -205,8 +205,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_denoise(args: argparse.Namespace) -> int:
-    from clipdenoise.batch import DenoiseFilesOptions, check_bit_depth, denoise_files, plan_jobs
     from clipdenoise.checkpoints import load_model, resolve_model_name
+    from clipdenoise.file_denoising import (
+        DenoiseFilesOptions,
+        check_bit_depth,
+        denoise_files,
+        plan_jobs,
+    )
     from clipdenoise.inference import Denoiser
 
     if args.batch_size < 1 or args.tile_batch_size < 1:

@@ -182,7 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _protocol_from_args(args: argparse.Namespace):
-    from clipdenoise.protocol import EvalProtocol
+    from clipdenoise.evaluation import EvalProtocol
 
     preset = {
         "synthetic": EvalProtocol.synthetic,
@@ -231,7 +231,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if table is None:  # a non-zero torchrun rank
         return 0
     if args.grid:
-        from clipdenoise.plots import plot_image_grid
+        from clipdenoise.evaluation import plot_image_grid, restore_crops
 
         noise = (args.noise or ["gaussian:25"])[0]
         if ":" not in noise:
@@ -239,15 +239,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
             kind = parse_noise_spec(f"{noise}:1").kind
             noise = f"{kind}:{NOISE_KINDS[kind].paper_levels[-1]}"
-        plot_image_grid(
+        crops = restore_crops(
             args.methods,
             args.grid,
             noise,
-            args.out / "grid.png",
             crop=tuple(args.grid_crop) if args.grid_crop else None,
             protocol=protocol,
             device="cpu" if args.device == "auto" else args.device,
         )
+        plot_image_grid(crops, args.out / "grid.png")
     print(table.to_markdown(), end="")
     print(f"results written to {args.out}/results.md, .csv, .json and per_image.csv")
     failures = table.metadata.get("failures", [])

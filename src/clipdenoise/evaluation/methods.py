@@ -36,6 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipdenoise.baselines import load_baseline
+from clipdenoise.baselines.classical import BM3DDenoiser, NLMDenoiser, NoisyInput
+from clipdenoise.checkpoints import checkpoint_sha256, load_model, models_dir
 from clipdenoise.errors import ConfigError
 
 __all__ = ["ABLATIONS", "CLASSICAL_METHODS", "Method", "resolve_method"]
@@ -112,8 +115,6 @@ def _known_sigma(noise: Any) -> float | None:
 
 
 def _classical(name: str, kind: str) -> Method:
-    from clipdenoise.baselines.classical import BM3DDenoiser, NLMDenoiser, NoisyInput
-
     if kind == "noisy":
         return Method(name, "noisy", is_network=False, module=NoisyInput())
     base, _, variant = kind.partition("-")
@@ -146,8 +147,6 @@ def _checkpoint_file(source: str) -> Path | None:
     path = Path(source).expanduser()
     if path.is_file():
         return path
-    from clipdenoise.checkpoints import models_dir
-
     cached = models_dir() / f"{source}.safetensors"
     return cached if cached.is_file() else None
 
@@ -155,14 +154,10 @@ def _checkpoint_file(source: str) -> Path | None:
 def _sha256(path: Path | None) -> str | None:
     if path is None:
         return None
-    from clipdenoise.checkpoints import checkpoint_sha256
-
     return checkpoint_sha256(path)
 
 
 def _load_ours(name: str, source: str, map_location: str | torch.device) -> Method:
-    from clipdenoise.checkpoints import load_model
-
     model = load_model(source, map_location=map_location).eval()
     return Method(
         name,
@@ -198,8 +193,6 @@ def _load_ablation(name: str, argument: str, map_location: str | torch.device) -
 
 
 def _load_baseline(name: str, kind: str, source: str, map_location: str | torch.device) -> Method:
-    from clipdenoise.baselines import load_baseline
-
     path = Path(source).expanduser()
     model = load_baseline(kind, path, map_location=map_location).eval()
     return Method(name, kind, source=str(path), checkpoint_sha256=_sha256(path), module=model)

@@ -14,10 +14,12 @@ Suites (paper Tables 1–3 and the supplement):
 
 For each image the noisy input is made once and given to every method. Networks see it
 reflect-padded at the bottom/right to a multiple of 32 and cropped back, then clamped to [0, 1]
-(:class:`~clipdenoise.protocol.EvalProtocol`). Results are cached per (method, dataset, noise,
-level) image by image (:class:`~clipdenoise.results.ResultCache`), so an interrupted run resumes
-and a re-run only computes what is missing. Under ``torchrun`` each rank takes a shard of the
-images and rank 0 merges the records and writes the tables.
+(:class:`~clipdenoise.evaluation.protocol.EvalProtocol`). Results are cached per (method,
+dataset, noise, level) image by image (:class:`~clipdenoise.evaluation.results.ResultCache`), so
+an interrupted run resumes and a re-run only computes what is missing. Under ``torchrun`` each
+rank takes a shard of the images and rank 0 merges the records and writes the tables.
+:func:`restore_crops` restores chosen images the same way for a figure
+(:func:`~clipdenoise.evaluation.plots.plot_image_grid` draws it).
 
 Example:
     >>> import clipdenoise
@@ -40,19 +42,32 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from tqdm.auto import tqdm
 
 from clipdenoise import __version__, metrics
-from clipdenoise.atomic import atomic_write_text
-from clipdenoise.errors import ClipDenoiseError, ConfigError
-from clipdenoise.methods import Method, resolve_method
-from clipdenoise.protocol import EvalProtocol
-from clipdenoise.results import (
+from clipdenoise.atomic import atomic_write, atomic_write_text
+from clipdenoise.errors import ClipDenoiseError, ConfigError, MissingExtraError
+from clipdenoise.evaluation.methods import Method, resolve_method
+from clipdenoise.evaluation.plots import plot_psnr_vs_level
+from clipdenoise.evaluation.protocol import EvalProtocol
+from clipdenoise.evaluation.results import (
+    ImageCrops,
     ImageRecord,
     ResultCache,
     ResultsTable,
     RowKey,
     per_image_csv,
+)
+from clipdenoise.image_io import read_image
+from clipdenoise.inference import pad_to_multiple
+from clipdenoise.noise import (
+    NOISE_KINDS,
+    NoiseSpec,
+    add_reference_noise,
+    noise_kind,
+    parse_noise_spec,
 )
 from clipdenoise.testsets import (
     LDCT_TEST_PATIENT,
@@ -83,16 +98,15 @@ __all__ = [
     "list_test_set",
     "make_noisy",
     "restore_batch",
+    "restore_crops",
     "score_pair",
 ]
 
 SYNTHETIC_NOISE_KINDS = ("gaussian", "spatial_gaussian", "poisson", "speckle", "salt_pepper")
 
 
-def default_noises() -> list[Any]:
+def default_noises() -> list[NoiseSpec]:
     """The synthetic suite's noises: every paper level of the five kinds, in paper order."""
-    from clipdenoise.noise import NOISE_KINDS, NoiseSpec
-
     return [
         NoiseSpec(kind, level)
         for kind in SYNTHETIC_NOISE_KINDS
@@ -100,9 +114,7 @@ def default_noises() -> list[Any]:
     ]
 
 
-def _parse_noises(noises: Iterable[Any] | None) -> list[Any]:
-    from clipdenoise.noise import NoiseSpec, noise_kind, parse_noise_spec
-
+def _parse_noises(noises: Iterable[Any] | None) -> list[NoiseSpec]:
     if noises is None:
         return default_noises()
     specs = []
@@ -133,8 +145,6 @@ def make_noisy(
     With ``reseed_per_image`` every image uses ``protocol.seed`` (the reference); otherwise the
     image at position ``image_index`` of the sorted set uses ``seed + image_index``.
     """
-    from clipdenoise.noise import add_reference_noise
-
     seed = protocol.seed if protocol.reseed_per_image else protocol.seed + image_index
     noisy = add_reference_noise(clean, noise, seed=seed)
     if protocol.clip_noisy_input:
@@ -161,8 +171,6 @@ def restore_batch(
     ``device`` (under autocast for ``float16`` / ``bfloat16``) and are cropped back; classical
     methods see the image as is. The output is clamped to [0, 1] when the protocol says so.
     """
-    from clipdenoise.inference import pad_to_multiple
-
     if method.is_network:
         batch = noisy.to(device)
         padded, (height, width) = pad_to_multiple(batch, protocol.pad_multiple)
@@ -211,6 +219,86 @@ def score_pair(
     )
 
 
+def restore_crops(
+    methods: Sequence[str | nn.Module | Method],
+    clean_paths: Sequence[str | Path],
+    noise: str | NoiseSpec,
+    *,
+    crop: tuple[int, int, int, int] | None = None,
+    protocol: EvalProtocol | None = None,
+    device: str | torch.device = "cpu",
+) -> list[ImageCrops]:
+    """Crops of chosen images for a figure: clean, noisy and each method's restoration.
+
+    Every method sees the same noisy input, the protocol's noise for the image (as in
+    :func:`evaluate`); the ``noisy`` method is left out, the noisy input has its own panel.
+    Draw the result with :func:`clipdenoise.evaluation.plots.plot_image_grid`.
+
+    Args:
+        methods: Method specs or modules (as for :func:`evaluate`).
+        clean_paths: Clean images to show.
+        noise: A noise spec (``"gaussian:25"``).
+        crop: ``(top, left, height, width)`` of the shown crop (default: a central square of up
+            to 128 pixels). Scores are of the whole image.
+        protocol: Conventions (default: :meth:`EvalProtocol.synthetic`).
+        device: Where networks run.
+
+    Returns:
+        One :class:`~clipdenoise.evaluation.results.ImageCrops` per path, in order.
+    """
+    protocol = protocol or EvalProtocol.synthetic()
+    noise = parse_noise_spec(noise)
+    torch_device = torch.device(device)
+    resolved = [
+        method
+        for method in (resolve_method(m, map_location=torch_device) for m in methods)
+        if method.kind != "noisy"
+    ]
+    return [
+        _image_crops(path, resolved, noise, crop, protocol, torch_device) for path in clean_paths
+    ]
+
+
+def _image_crops(
+    path: str | Path,
+    methods: list[Method],
+    noise: NoiseSpec,
+    crop: tuple[int, int, int, int] | None,
+    protocol: EvalProtocol,
+    device: torch.device,
+) -> ImageCrops:
+    clean = read_image(path)
+    noisy = make_noisy(clean, noise, protocol)
+    top, left, height, width = crop or _central_crop(clean.shape[:2])
+    window = (slice(top, top + height), slice(left, left + width))
+    noisy_tensor = torch.from_numpy(noisy).permute(2, 0, 1)[None].float()
+    noisy_shown = np.clip(noisy, 0, 1).astype(np.float32)
+    restored, scores = {}, {}
+    for method in methods:
+        module = method.for_noise(noise)
+        if method.is_network:
+            module.to(device).eval()
+        output = restore_batch(method, module, noisy_tensor, protocol, device=device)
+        image = output[0].permute(1, 2, 0).numpy()
+        restored[method.name] = image[window]
+        scores[method.name] = score_pair(clean, image, protocol)
+    return ImageCrops(
+        name=Path(path).stem,
+        noise=str(noise),
+        clean=clean[window],
+        noisy=noisy_shown[window],
+        noisy_scores=score_pair(clean, noisy_shown, protocol),
+        restored=restored,
+        restored_scores=scores,
+    )
+
+
+def _central_crop(shape: tuple[int, int], size: int = 128) -> tuple[int, int, int, int]:
+    height, width = shape
+    side_h, side_w = min(size, height), min(size, width)
+    return (height - side_h) // 2, (width - side_w) // 2, side_h, side_w
+
+
 # --------------------------------------------------------------------------------------------
 # Run metadata
 # --------------------------------------------------------------------------------------------
@@ -246,10 +334,6 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _save_restored(path: Path, restored: np.ndarray) -> None:
-    from PIL import Image
-
-    from clipdenoise.atomic import atomic_write
-
     pixels = np.round(np.clip(restored, 0.0, 1.0) * 255.0).astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
     atomic_write(path, lambda stream: image.save(stream, format="PNG"))
@@ -339,7 +423,7 @@ def evaluate(
 
     Args:
         methods: Method specs (``"bm3d"``, ``"ours=clipdenoise:model.safetensors"``, see
-            :mod:`clipdenoise.methods`), modules following the denoiser contract, or a mapping
+            :mod:`clipdenoise.evaluation.methods`), modules following the denoiser contract, or a mapping
             ``label -> spec | module``.
         suite: ``"synthetic"``, ``"real-srgb"`` or ``"ldct"``.
         datasets: Dataset names (resolved under ``data_root``) or folders. Default: the
@@ -370,7 +454,7 @@ def evaluate(
             cache only, e.g. to compare with results another script owns).
 
     Returns:
-        The :class:`~clipdenoise.results.ResultsTable` (on rank 0; ``None`` on other ranks or
+        The :class:`~clipdenoise.evaluation.results.ResultsTable` (on rank 0; ``None`` on other ranks or
         with ``merge=False``). Images that failed (unreadable files...) are listed in
         ``table.metadata["failures"]``.
 
@@ -579,8 +663,6 @@ def _run_tasks(
     save_images: bool,
     progress: bool,
 ) -> list[dict[str, str]]:
-    from tqdm.auto import tqdm
-
     work = []
     for task in tasks:
         shard = [
@@ -788,9 +870,6 @@ def _merge_and_write(
         )
         atomic_write_text(out_dir / "protocol.json", protocol_text + "\n")
         if plots:
-            from clipdenoise.errors import MissingExtraError
-            from clipdenoise.plots import plot_psnr_vs_level
-
             try:
                 plot_psnr_vs_level(table, out_dir / "plots")
             except MissingExtraError as error:  # the tables above are written and stay

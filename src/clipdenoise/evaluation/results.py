@@ -1,4 +1,5 @@
-"""Evaluation results: per-image records, the resumable cache, and the summary tables.
+"""Evaluation results: per-image records, the resumable cache, the summary tables, and the
+restored crops that figures show.
 
 Layout of an evaluation folder::
 
@@ -20,6 +21,7 @@ rank appends to its own file and rank 0 reads them all.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -28,13 +30,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipdenoise.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "PER_IMAGE_COLUMNS",
     "RESULTS_SCHEMA",
+    "ImageCrops",
     "ImageRecord",
     "ResultCache",
     "ResultsTable",
@@ -195,7 +201,7 @@ class ResultsTable:
         methods: Column order.
         rows: Row order.
         cells: ``(row, method) -> Cell``; missing cells are methods not (yet) run on a row.
-        protocol: The :class:`~clipdenoise.protocol.EvalProtocol` as a dict.
+        protocol: The :class:`~clipdenoise.evaluation.protocol.EvalProtocol` as a dict.
         metadata: Package version, git commit, device, dtype, timestamps...
         method_info: ``describe()`` of each method.
     """
@@ -410,8 +416,6 @@ class ResultsTable:
 
 def protocol_fingerprint(protocol: dict[str, Any]) -> str:
     """The short hash :meth:`EvalProtocol.fingerprint` gives, from the protocol's dict."""
-    import hashlib
-
     text = json.dumps(protocol, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -431,3 +435,29 @@ def per_image_csv(records: Iterable[ImageRecord], protocol: dict[str, Any] | Non
 
 
 __all__ += ["per_image_csv", "protocol_fingerprint"]
+
+
+@dataclass(frozen=True)
+class ImageCrops:
+    """One image's crops for a figure: the clean image, the noisy input, each restoration.
+
+    Every crop is the same ``(h, w, C)`` float32 window of its image; scores are ``(psnr,
+    ssim)`` of the whole image under the evaluation protocol.
+
+    Attributes:
+        name: The image's name (file stem).
+        noise: The noise the noisy input was made with (``"gaussian:25"``).
+        clean: Crop of the clean image, in [0, 1].
+        noisy: Crop of the noisy input as every method saw it, clipped to [0, 1].
+        noisy_scores: Scores of the noisy input itself.
+        restored: Method name -> crop of its restoration, in method order.
+        restored_scores: Method name -> scores of its restoration.
+    """
+
+    name: str
+    noise: str
+    clean: np.ndarray
+    noisy: np.ndarray
+    noisy_scores: tuple[float, float]
+    restored: dict[str, np.ndarray] = field(default_factory=dict)
+    restored_scores: dict[str, tuple[float, float]] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 What ``clipdenoise denoise`` does, callable from Python::
 
-    from clipdenoise.batch import DenoiseFilesOptions, denoise_files, plan_jobs
+    from clipdenoise.file_denoising import DenoiseFilesOptions, denoise_files, plan_jobs
     from clipdenoise.inference import Denoiser
     denoiser = Denoiser(clipdenoise.load_model("rn50.synthetic-gaussian15"))
     jobs, missing = plan_jobs(["photos/"], "restored/", recursive=True)

@@ -1,5 +1,5 @@
 """The evaluation harness end to end: tables against directly computed metrics, resume, sharding,
-file schemas, suites, protocol and CLI."""
+file schemas, suites, the reference's conventions, and the crops it restores for figures."""
 
 from __future__ import annotations
 
@@ -13,14 +13,20 @@ import torch
 from PIL import Image
 
 from clipdenoise import metrics
-from clipdenoise.cli import build_parser, main
 from clipdenoise.errors import ClipDenoiseError, ConfigError
-from clipdenoise.evaluation import EvaluationError, evaluate, list_test_set
+from clipdenoise.evaluation import (
+    PER_IMAGE_COLUMNS,
+    RESULTS_SCHEMA,
+    EvalProtocol,
+    EvaluationError,
+    ResultsTable,
+    evaluate,
+    list_test_set,
+    restore_crops,
+)
+from clipdenoise.evaluation.harness import _parse_noises
 from clipdenoise.inference import pad_to_multiple
-from clipdenoise.methods import resolve_method
 from clipdenoise.noise import add_reference_noise, parse_noise_spec
-from clipdenoise.protocol import EvalProtocol
-from clipdenoise.results import PER_IMAGE_COLUMNS, RESULTS_SCHEMA, ResultsTable
 
 NOISES = ["gaussian:25", "poisson:3"]
 
@@ -28,15 +34,6 @@ NOISES = ["gaussian:25", "poisson:3"]
 def _write_png(path, image01):
     pixels = np.round(np.clip(image01, 0, 1) * 255).astype(np.uint8)
     Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
-
-
-@pytest.fixture
-def image_folder(tmp_path, make_image):
-    folder = tmp_path / "mini"
-    folder.mkdir()
-    _write_png(folder / "a.png", make_image(30, 40, 3, seed=1))
-    _write_png(folder / "b.png", make_image(30, 40, 3, seed=2))
-    return folder
 
 
 class Shrink(torch.nn.Module):
@@ -307,85 +304,6 @@ def test_errors_are_clear(tmp_path, image_folder):
         evaluate(["noisy"], datasets=[empty], progress=False)
 
 
-def test_method_specs_and_ablations(tmp_path, tiny_model):
-    from clipdenoise.checkpoints import save_checkpoint
-
-    assert resolve_method("floor=noisy").name == "floor"
-    assert not resolve_method("bm3d").is_network
-    assert resolve_method("nlm-est").options["sigma"] == "estimated"
-    path = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
-    ours = resolve_method(f"clipdenoise:{path}")
-    assert ours.name == "tiny" and len(ours.checkpoint_sha256) == 64
-    assert resolve_method(f"ablation:frozen:{path}").options == {"ablation": "frozen"}
-    with pytest.raises(ConfigError, match="not the 'with-f5' ablation"):
-        resolve_method(f"ablation:with-f5:{path}")
-
-    from clipdenoise.baselines import build_baseline, save_baseline
-
-    saved = save_baseline(build_baseline("dncnn", depth=3, features=4), tmp_path / "d.safetensors")
-    dncnn_method = resolve_method(f"dncnn:{saved}")
-    assert (dncnn_method.name, dncnn_method.kind) == ("dncnn-d", "dncnn")
-    assert dncnn_method.checkpoint_sha256 and dncnn_method.module.config.depth == 3
-
-
-def test_protocol_round_trip_and_validation():
-    protocol = EvalProtocol.real_srgb(channel="y", crop_border=4)
-    assert EvalProtocol.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
-    assert protocol.fingerprint() != EvalProtocol.real_srgb().fingerprint()
-    assert EvalProtocol.ldct().clamp_output is False
-    with pytest.raises(ConfigError, match="valid fields"):
-        EvalProtocol.from_dict({"sed": 1})
-    with pytest.raises(ConfigError, match="channel"):
-        EvalProtocol(channel="lab")
-
-
-def test_cli_help_documents_every_option(capsys):
-    parser = build_parser()
-    with pytest.raises(SystemExit) as exit_info:
-        parser.parse_args(["evaluate", "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    subparser = parser._subparsers._group_actions[0].choices["evaluate"]
-    for action in subparser._actions:
-        for option in action.option_strings:
-            assert option in text
-        if action.option_strings and action.help is not argparse_suppress():
-            assert action.help, f"{action.option_strings} has no help"
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
-
-
-def test_cli_run_writes_tables_and_plots(image_folder, tmp_path, capsys):
-    out = tmp_path / "cli"
-    code = main(
-        [
-            "evaluate", "noisy", "half=nlm", "--datasets", str(image_folder),
-            "--noise", "gaussian:15", "gaussian:25", "--out", str(out), "--no-progress", "--plots",
-            "--grid", str(image_folder / "a.png"), "--grid-crop", "0", "0", "16", "16",
-            "--save-images",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "| mini | gaussian | 15 |" in printed and "half" in printed
-    for name in ("results.md", "results.csv", "results.json", "per_image.csv", "grid.png"):
-        assert (out / name).stat().st_size > 0
-    assert (out / "plots" / "mini_gaussian_psnr.png").stat().st_size > 0
-    saved = np.asarray(Image.open(out / "images" / "noisy" / "mini" / "gaussian_25" / "a.png"))
-    clean = np.asarray(Image.open(image_folder / "a.png"), dtype=np.float32) / 255.0
-    expected = np.round(
-        np.clip(add_reference_noise(clean, parse_noise_spec("gaussian:25")), 0, 1) * 255
-    )
-    assert np.abs(saved.astype(np.float64) - expected).max() <= 1.0
-    assert (
-        main(["evaluate", "noisy", "--datasets", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    )
-
-
 def test_psnr_of_identity_is_infinite_and_table_handles_it(image_folder):
     class Oracle(torch.nn.Module):
         def forward(self, x):
@@ -439,22 +357,37 @@ def test_images_filter_and_max_images_share_the_cache(image_folder, tmp_path):
     assert [r.image for r in first.records] == ["a"]
 
 
-def test_reference_release_checkpoint_is_a_method(fixtures_dir, image_folder):
-    path = fixtures_dir / "official" / "official_tiny_rgb_checkpoint.pth"
-    method = resolve_method(f"ref=clipdenoise:{path}")
-    assert method.name == "ref" and method.kind == "clipdenoise" and method.checkpoint_sha256
-    table = evaluate([method], datasets=[image_folder], noises=NOISES[:1], progress=False)
-    cell = table.cells[(table.rows[0], "ref")]
-    assert cell.num_images == 2 and math.isfinite(cell.psnr)
-    assert table.method_info[0]["checkpoint_sha256"] == method.checkpoint_sha256
-
-
 def test_channel_mismatch_is_a_clear_error(tmp_path, make_image, tiny_gray_model):
     folder = tmp_path / "rgb"
     folder.mkdir()
     _write_png(folder / "x.png", make_image(32, 32, 3))
     with pytest.raises(ConfigError, match="takes 1-channel images but rgb has 3-channel"):
         evaluate({"gray": tiny_gray_model}, datasets=[folder], noises=NOISES[:1], progress=False)
+
+
+def test_bare_kind_expands_to_paper_levels_including_two_parameter_kinds():
+    specs = _parse_noises(["gauss", "poisson_gaussian"])
+    assert [s.level for s in specs if s.kind == "gaussian"] == [15.0, 25.0, 50.0]
+    assert [s.level for s in specs if s.kind == "poisson_gaussian"] == [(0.04, 0.03)]
+
+
+def test_reading_another_scripts_cache_leaves_its_folder_untouched(image_folder, tmp_path):
+    out = tmp_path / "owned"
+    kwargs = {"datasets": [image_folder], "noises": ["gaussian:25"], "progress": False}
+    computed = evaluate(["noisy"], out_dir=out, **kwargs)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    read = evaluate(
+        ["noisy"], out_dir=out, compute=False, write_tables=False, noises=["gaussian:25", "poisson:2"],
+        datasets=[image_folder], progress=False,
+    )  # fmt: skip
+    after = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert after == before  # no table rewritten, no cache entry made for poisson:2
+    row = computed.rows[0]
+    assert read.cells[(row, "noisy")] == computed.cells[(row, "noisy")]
+    assert all(cell.num_images == 2 for cell in read.cells.values()) and len(read.cells) == 1
+
+
+# ------------------------------------------------------------------------------ reference conventions
 
 
 def test_harness_reproduces_the_reference_protocol_end_to_end(fixtures_dir, tmp_path):
@@ -478,25 +411,73 @@ def test_harness_reproduces_the_reference_protocol_end_to_end(fixtures_dir, tmp_
     assert len(table.records) == 6
 
 
-def test_bare_kind_expands_to_paper_levels_including_two_parameter_kinds():
-    from clipdenoise.evaluation import _parse_noises
+def test_grey_images_are_scored_by_an_rgb_model_as_three_equal_channels(
+    tmp_path, make_image, tiny_model
+):
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    grey = np.round(make_image(32, 32, 1, seed=3) * 255).astype(np.uint8)
+    Image.fromarray(grey[..., 0]).save(folder / "g.png")
+    table = evaluate({"rgb": tiny_model}, datasets=[folder], noises=["gaussian:25"], progress=False)
+    record = table.records[0]
+    assert record.channels == 3
+    # the reference reads the grey file with cv2.imread: three equal channels, noise per channel
+    clean = np.repeat(grey.astype(np.float32) / 255.0, 3, axis=2)
+    noisy = add_reference_noise(clean, parse_noise_spec("gaussian:25"), seed=0)
+    with torch.no_grad():
+        batch = torch.from_numpy(noisy.transpose(2, 0, 1)).float()[None]
+        restored = tiny_model(batch)[0].permute(1, 2, 0).numpy()
+    reference, output = metrics.to_metric_scale(clean), metrics.to_metric_scale(restored)
+    assert record.psnr == pytest.approx(metrics.psnr(reference, output), abs=1e-4)
 
-    specs = _parse_noises(["gauss", "poisson_gaussian"])
-    assert [s.level for s in specs if s.kind == "gaussian"] == [15.0, 25.0, 50.0]
-    assert [s.level for s in specs if s.kind == "poisson_gaussian"] == [(0.04, 0.03)]
+
+def test_pad_multiple_below_the_models_own_changes_nothing(tmp_path, make_image, tiny_model):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    pixels = np.round(make_image(30, 45, 3, seed=4) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(folder / "o.png")
+
+    def psnr(multiple: int) -> float:
+        protocol = EvalProtocol(pad_multiple=multiple)
+        table = evaluate(
+            {"m": tiny_model},
+            datasets=[folder],
+            noises=["gaussian:25"],
+            protocol=protocol,
+            progress=False,
+        )
+        return table.records[0].psnr
+
+    assert psnr(1) == psnr(32)  # the model pads to 32 itself
+    assert psnr(64) != psnr(32)
 
 
-def test_reading_another_scripts_cache_leaves_its_folder_untouched(image_folder, tmp_path):
-    out = tmp_path / "owned"
-    kwargs = {"datasets": [image_folder], "noises": ["gaussian:25"], "progress": False}
-    computed = evaluate(["noisy"], out_dir=out, **kwargs)
-    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
-    read = evaluate(
-        ["noisy"], out_dir=out, compute=False, write_tables=False, noises=["gaussian:25", "poisson:2"],
-        datasets=[image_folder], progress=False,
-    )  # fmt: skip
-    after = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
-    assert after == before  # no table rewritten, no cache entry made for poisson:2
-    row = computed.rows[0]
-    assert read.cells[(row, "noisy")] == computed.cells[(row, "noisy")]
-    assert all(cell.num_images == 2 for cell in read.cells.values()) and len(read.cells) == 1
+# ------------------------------------------------------------------------------ figure crops
+
+
+def test_restore_crops_are_the_harness_restorations_of_the_window(image_folder, tiny_model):
+    """Same noisy input as evaluate (seed 0), padded network run, whole-image scores."""
+    crop = (2, 3, 16, 20)
+    (crops,) = restore_crops(
+        ["noisy", "nlm", tiny_model], [image_folder / "a.png"], "gaussian:25", crop=crop
+    )
+    assert (crops.name, crops.noise) == ("a", "gaussian:25")
+    assert list(crops.restored) == ["nlm", "CLIPDenoiser"]  # the noisy input is its own panel
+    window = (slice(2, 18), slice(3, 23))
+    clean = np.asarray(Image.open(image_folder / "a.png"), dtype=np.float32) / 255.0
+    noisy = add_reference_noise(clean, parse_noise_spec("gaussian:25"), seed=0)
+    noisy_shown = np.clip(noisy, 0, 1).astype(np.float32)
+    assert np.array_equal(crops.clean, clean[window])
+    assert np.array_equal(crops.noisy, noisy_shown[window])
+    restored = _model_fn(tiny_model)(noisy, None)
+    np.testing.assert_allclose(crops.restored["CLIPDenoiser"], restored[window], atol=1e-6)
+    expected = metrics.psnr(metrics.to_metric_scale(clean), metrics.to_metric_scale(restored))
+    assert crops.restored_scores["CLIPDenoiser"][0] == pytest.approx(expected, abs=1e-4)
+    table = evaluate(["noisy"], datasets=[image_folder], noises=["gaussian:25"], progress=False)
+    noisy_record = next(record for record in table.records if record.image == "a")
+    assert crops.noisy_scores == pytest.approx((noisy_record.psnr, noisy_record.ssim))
+
+
+def test_restore_crops_default_window_is_central(image_folder):
+    (crops,) = restore_crops(["noisy"], [image_folder / "b.png"], "poisson:3")
+    assert crops.clean.shape == (30, 40, 3) and crops.restored == {}

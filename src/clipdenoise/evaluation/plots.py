@@ -4,6 +4,9 @@
   (dataset, noise kind): how gracefully each method degrades outside its training noise.
 * :func:`plot_image_grid` — crops of the clean image, the noisy input and each method's
   restoration of chosen images, with PSNR/SSIM of the full image in the titles.
+
+Only drawing happens here: the crops come from the harness
+(:func:`clipdenoise.evaluation.harness.restore_crops`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from clipdenoise.results import ResultsTable
+from clipdenoise.atomic import atomic_output
+from clipdenoise.evaluation.results import ImageCrops, ResultsTable
+from clipdenoise.extras import missing_extra_error
 
 __all__ = ["plot_image_grid", "plot_psnr_vs_level"]
 
@@ -28,15 +32,11 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
-        from clipdenoise.extras import missing_extra_error
-
         raise missing_extra_error("matplotlib", "plots") from error
     return plt
 
 
 def _save(figure: Any, path: Path) -> Path:
-    from clipdenoise.atomic import atomic_output
-
     with atomic_output(path) as temporary:
         figure.savefig(temporary, dpi=120, bbox_inches="tight")
     return path
@@ -85,87 +85,45 @@ def plot_psnr_vs_level(
     return written
 
 
-def plot_image_grid(
-    methods: Sequence[Any],
-    clean_paths: Sequence[str | Path],
-    noise: Any,
-    out_path: str | Path,
-    *,
-    crop: tuple[int, int, int, int] | None = None,
-    protocol: Any = None,
-    device: str = "cpu",
-) -> Path:
-    """Noisy/restored crops per method for chosen images, one row per image.
+def plot_image_grid(images: Sequence[ImageCrops], out_path: str | Path) -> Path:
+    """Draw crops side by side, one row per image: clean, noisy, then each method.
 
-    Every method sees the same noisy input (the evaluation protocol's noise for the image).
+    Panel titles carry the whole-image PSNR/SSIM; the figure title names the noise.
 
     Args:
-        methods: Method specs or modules (as for :func:`clipdenoise.evaluate`).
-        clean_paths: Clean images to show.
-        noise: A noise spec (``"gaussian:25"``).
+        images: Crops of each image (:func:`clipdenoise.evaluation.harness.restore_crops`),
+            all with the same methods.
         out_path: The PNG to write.
-        crop: ``(top, left, height, width)`` of the shown crop (default: a central square of up
-            to 128 pixels). Scores are of the whole image.
-        protocol: :class:`~clipdenoise.protocol.EvalProtocol` (default: synthetic).
-        device: Where networks run.
 
     Returns:
         ``out_path``.
-    """
-    from clipdenoise.evaluation import make_noisy, restore_batch, score_pair
-    from clipdenoise.image_io import read_image
-    from clipdenoise.methods import resolve_method
-    from clipdenoise.noise import parse_noise_spec
-    from clipdenoise.protocol import EvalProtocol
 
+    Raises:
+        ValueError: No image to draw.
+    """
+    if not images:
+        raise ValueError("plot_image_grid needs at least one image's crops")
     plt = _pyplot()
-    protocol = protocol or EvalProtocol.synthetic()
-    noise = parse_noise_spec(noise)
-    torch_device = torch.device(device)
-    # The noisy input has its own column already.
-    resolved = [
-        method
-        for method in (resolve_method(m, map_location=torch_device) for m in methods)
-        if method.kind != "noisy"
-    ]
-    columns = 2 + len(resolved)
+    columns = 2 + len(images[0].restored)
     figure, axes = plt.subplots(
-        len(clean_paths), columns, figsize=(2.2 * columns, 2.4 * len(clean_paths)), squeeze=False
+        len(images), columns, figsize=(2.2 * columns, 2.4 * len(images)), squeeze=False
     )
-    for row_index, path in enumerate(clean_paths):
-        clean = read_image(path)
-        noisy = make_noisy(clean, noise, protocol)
-        top, left, height, width = crop or _central_crop(clean.shape[:2])
-        window = (slice(top, top + height), slice(left, left + width))
-        noisy_tensor = torch.from_numpy(noisy).permute(2, 0, 1)[None].float()
-        noisy_shown = np.clip(noisy, 0, 1).astype(np.float32)
+    for row_index, crops in enumerate(images):
         panels = [
-            (f"{Path(path).stem} (clean)", clean, None),
-            ("noisy", noisy_shown, score_pair(clean, noisy_shown, protocol)),
+            (f"{crops.name} (clean)", crops.clean, None),
+            ("noisy", crops.noisy, crops.noisy_scores),
+            *((name, crop, crops.restored_scores[name]) for name, crop in crops.restored.items()),
         ]
-        for method in resolved:
-            module = method.for_noise(noise)
-            if method.is_network:
-                module.to(torch_device).eval()
-            restored = restore_batch(method, module, noisy_tensor, protocol, device=torch_device)
-            image = restored[0].permute(1, 2, 0).numpy()
-            panels.append((method.name, image, score_pair(clean, image, protocol)))
         for column, (title, image, scores) in enumerate(panels):
             axis = axes[row_index][column]
-            shown = np.clip(image[window], 0, 1)
+            shown = np.clip(image, 0, 1)
             axis.imshow(
                 shown[..., 0] if shown.shape[2] == 1 else shown, cmap="gray", vmin=0, vmax=1
             )
             label = title if scores is None else f"{title}\n{scores[0]:.2f} dB / {scores[1]:.3f}"
             axis.set_title(label, fontsize=8)
             axis.axis("off")
-    figure.suptitle(str(noise), fontsize=10)
+    figure.suptitle(images[0].noise, fontsize=10)
     written = _save(figure, Path(out_path))
     plt.close(figure)
     return written
-
-
-def _central_crop(shape: tuple[int, int], size: int = 128) -> tuple[int, int, int, int]:
-    height, width = shape
-    side_h, side_w = min(size, height), min(size, width)
-    return (height - side_h) // 2, (width - side_w) // 2, side_h, side_w
