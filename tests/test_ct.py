@@ -361,14 +361,17 @@ def test_mayo_splits_hold_out_the_test_patient(tmp_path):
     assert other.patients == ["L096"]
 
 
-def test_mayo_train_split_feeds_patch_dataset_with_ct_noise(tmp_path):
-    from clipdenoise.data import PatchDataset
+def test_ct_training_noise_is_sigma_5_in_model_units(tmp_path):
+    import torch
+
+    from clipdenoise.noise import add_noise, parse_noise_spec
 
     root = _mayo_folder(tmp_path / "mayo", shape=(40, 40))
-    patches = PatchDataset(ct.MayoCTDataset(root, "train"), patch_size=32, noise=ct.CT_TRAIN_NOISE)
-    residual = np.concatenate([(item["noisy"] - item["clean"]).numpy().ravel() for item in patches])
-    assert patches[0]["clean"].shape == (1, 32, 32)
-    assert residual.std() == pytest.approx(5 / 255, rel=0.05)
+    train = ct.MayoCTDataset(root, "train")
+    slices = np.stack([train[index] for index in range(len(train))])  # (B, H, W, 1)
+    clean = torch.from_numpy(slices).permute(0, 3, 1, 2)
+    noisy = add_noise(clean, parse_noise_spec(ct.CT_TRAIN_NOISE), torch.Generator().manual_seed(0))
+    assert (noisy - clean).std().item() == pytest.approx(5 / 255, rel=0.05)
 
 
 def test_mayo_errors(tmp_path):

@@ -10,10 +10,9 @@ import zipfile
 
 import pytest
 
-from clipdenoise import data_store
 from clipdenoise.cli import main
-from clipdenoise.data import BENCHMARKS, BenchmarkInfo
-from clipdenoise.data_store import (
+from clipdenoise.data import BENCHMARKS, BenchmarkInfo, store
+from clipdenoise.data.store import (
     ManifestEntry,
     download_dataset,
     import_dataset,
@@ -39,11 +38,9 @@ def toy(monkeypatch, tmp_path):
     """A registered set ``toy`` (folder ``Toy``) with a three-file manifest."""
     info = BenchmarkInfo("toy", ("Toy", "toy"), "clean", 3, "three files", "a test server")
     monkeypatch.setitem(BENCHMARKS, "toy", info)
-    real_manifest = data_store.manifest
+    real_manifest = store.manifest
     tables = {"toy": _entries()}
-    monkeypatch.setattr(
-        data_store, "manifest", lambda name: tables.get(name) or real_manifest(name)
-    )
+    monkeypatch.setattr(store, "manifest", lambda name: tables.get(name) or real_manifest(name))
     return tables
 
 

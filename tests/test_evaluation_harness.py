@@ -13,12 +13,11 @@ import torch
 from PIL import Image
 
 from clipdenoise import metrics
-from clipdenoise.errors import ClipDenoiseError, ConfigError
+from clipdenoise.errors import ClipDenoiseError, ConfigError, DatasetError, DatasetNotFoundError
 from clipdenoise.evaluation import (
     PER_IMAGE_COLUMNS,
     RESULTS_SCHEMA,
     EvalProtocol,
-    EvaluationError,
     ResultsTable,
     evaluate,
     list_test_set,
@@ -288,7 +287,7 @@ def test_kodak_from_shared_data_first_image(benchmark_data_dir):
 
 
 def test_errors_are_clear(tmp_path, image_folder):
-    with pytest.raises(EvaluationError, match="'NoSuchSet' not found"):
+    with pytest.raises(DatasetNotFoundError, match="'NoSuchSet' not found"):
         evaluate(["noisy"], datasets=["NoSuchSet"], data_root=tmp_path, progress=False)
     with pytest.raises(ClipDenoiseError, match="McMaster"):  # a known set, absent: says where
         evaluate(["noisy"], datasets=["McM"], data_root=tmp_path, progress=False)
@@ -300,7 +299,7 @@ def test_errors_are_clear(tmp_path, image_folder):
         evaluate(["noisy"], suite="nope")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(EvaluationError, match="no image files"):
+    with pytest.raises(DatasetError, match="no image files"):
         evaluate(["noisy"], datasets=[empty], progress=False)
 
 

@@ -215,6 +215,25 @@ def read_ct_slice(
     )
 
 
+def read_ct_model_units(path: str | Path, *, npy_units: NpyUnits = "model") -> np.ndarray:
+    """Read one CT slice as ``(H, W, 1)`` float32 model units (the network's input scale).
+
+    ``.npy`` slices already in model units (the reference's prepared slices) are only cast to
+    float32, as the reference does: no HU round trip, so the values are bit-identical to the
+    reference's inputs. Every other file is read by :func:`read_ct_slice` and scaled by
+    :func:`hu_to_model`.
+
+    Raises:
+        ImageReadError: see :func:`read_ct_slice`.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy" and npy_units == "model":
+        if not path.is_file():
+            raise ImageReadError(f"{path}: file not found")
+        return _read_npy_values(path)[..., None]
+    return hu_to_model(read_ct_slice(path, npy_units=npy_units))[..., None]
+
+
 def _has_dicom_preamble(path: Path) -> bool:
     with path.open("rb") as handle:
         head = handle.read(132)
@@ -615,8 +634,7 @@ class MayoCTDataset:
     Splits (the reference holds out one patient, ``L506``):
 
     - ``"train"``: the full-dose slices of every other patient, ``(H, W, 1)`` float32 model
-      units; the recipe adds Gaussian noise sigma = 5/255 to them (:data:`CT_TRAIN_NOISE`), e.g.
-      ``PatchDataset(MayoCTDataset(root, "train"), noise=CT_TRAIN_NOISE)``.
+      units; the recipe adds Gaussian noise sigma = 5/255 to them (:data:`CT_TRAIN_NOISE`).
     - ``"train_pairs"``: ``(name, quarter, full)`` of the other patients (supervised baselines).
     - ``"test"``: ``(name, quarter, full)`` of the held-out patient, for evaluation.
 
@@ -681,17 +699,8 @@ class MayoCTDataset:
         return len(self.targets)
 
     def read_model_units(self, path: Path) -> np.ndarray:
-        """One slice as ``(H, W, 1)`` float32 model units.
-
-        ``.npy`` slices already in model units are only cast to float32, as the reference does
-        (no HU round trip, so the values are bit-identical to the reference's inputs).
-        """
-        path = Path(path)
-        if path.suffix.lower() == ".npy" and self.npy_units == "model":
-            if not path.is_file():
-                raise ImageReadError(f"{path}: file not found")
-            return _read_npy_values(path)[..., None]
-        return hu_to_model(read_ct_slice(path, npy_units=self.npy_units))[..., None]
+        """One slice as ``(H, W, 1)`` float32 model units (:func:`read_ct_model_units`)."""
+        return read_ct_model_units(path, npy_units=self.npy_units)
 
     def __getitem__(self, index: int) -> np.ndarray | tuple[str, np.ndarray, np.ndarray]:
         if self.split == "train":

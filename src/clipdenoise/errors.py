@@ -41,6 +41,10 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A benchmark set or data root was not found; says where we looked and where to get it."""
 
 
+class EvaluationError(ClipDenoiseError, RuntimeError):
+    """An evaluation cannot run as asked (none of a suite's sets found, mismatched pairs, ...)."""
+
+
 class ImageWriteError(ClipDenoiseError, OSError):
     """An output file could not be written (format cannot hold the image, disk error, ...)."""
 

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     from clipdenoise.data import BENCHMARKS, default_data_root
-    from clipdenoise.data_store import dataset_rows
+    from clipdenoise.data.store import dataset_rows
 
     print(f"data root: {default_data_root(args.data_root)}")
     print(f"{'name':10s} {'state':8s} {'files':9s} {'obtain':9s} {'hashes':24s} folder")
@@ -75,7 +75,7 @@ def _report(report) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from clipdenoise.data_store import download_dataset
+    from clipdenoise.data.store import download_dataset
 
     status = 0
     for name in args.names:
@@ -84,7 +84,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from clipdenoise.data_store import dataset_rows, verify_dataset
+    from clipdenoise.data.store import dataset_rows, verify_dataset
 
     names = args.names or [
         r["name"] for r in dataset_rows(args.data_root) if r["state"] == "present"
@@ -99,6 +99,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from clipdenoise.data_store import import_dataset
+    from clipdenoise.data.store import import_dataset
 
     return _report(import_dataset(args.name, args.source, args.data_root))

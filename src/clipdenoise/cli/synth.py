@@ -17,8 +17,8 @@ the order of the files or on which other files are present: the same seed gives 
 files. All files are written atomically. Unreadable images are reported by name and skipped;
 the command then exits with status 1.
 
-The output folder is a paired training set as it stands:
-``PatchDataset(PairedImageDataset(OUT), patch_size=128)`` (:mod:`clipdenoise.data`).
+The output folder is a paired training set as it stands: ``data.pairs_dir = OUT`` in a training
+config, or ``PairedImageDataset(OUT)`` (:mod:`clipdenoise.data`).
 
 Everything here is callable from Python: :func:`synthesize_srgb_dataset`.
 """

@@ -48,7 +48,26 @@ from tqdm.auto import tqdm
 
 from clipdenoise import __version__, metrics
 from clipdenoise.atomic import atomic_write, atomic_write_text
-from clipdenoise.errors import ClipDenoiseError, ConfigError, MissingExtraError
+from clipdenoise.data.registry import default_data_root
+from clipdenoise.data.testsets import (
+    LDCT_TEST_PATIENT,
+    REAL_SRGB_DATASETS,
+    SUITES,
+    SYNTHETIC_DATASETS,
+    TestImage,
+    TestSet,
+    image_size,
+    list_test_set,
+    read_clean,
+    read_noisy,
+)
+from clipdenoise.errors import (
+    ClipDenoiseError,
+    ConfigError,
+    DatasetError,
+    EvaluationError,
+    MissingExtraError,
+)
 from clipdenoise.evaluation.methods import Method, resolve_method
 from clipdenoise.evaluation.plots import plot_psnr_vs_level
 from clipdenoise.evaluation.protocol import EvalProtocol
@@ -68,20 +87,6 @@ from clipdenoise.noise import (
     add_reference_noise,
     noise_kind,
     parse_noise_spec,
-)
-from clipdenoise.testsets import (
-    LDCT_TEST_PATIENT,
-    REAL_SRGB_DATASETS,
-    SUITES,
-    SYNTHETIC_DATASETS,
-    EvaluationError,
-    TestImage,
-    TestSet,
-    data_roots,
-    image_size,
-    list_test_set,
-    read_clean,
-    read_noisy,
 )
 
 __all__ = [
@@ -432,7 +437,7 @@ def evaluate(
         noises: For ``synthetic``: specs (``"gaussian:25"``) or bare kinds (all paper levels).
             Default: all 17 paper settings (:func:`default_noises`). Ignored by real suites.
         data_root: Folder holding the datasets (else ``$CLIPDENOISE_DATA``, else the default
-            data root, :func:`clipdenoise.data.default_data_root`).
+            data root, :func:`clipdenoise.data.registry.default_data_root`).
         out_dir: Where the cache, tables, per-image CSV, plots and images go. ``None`` keeps
             everything in memory (no resume).
         protocol: Conventions (default: the suite's reference protocol).
@@ -460,7 +465,10 @@ def evaluate(
 
     Raises:
         ConfigError: Bad method, noise, suite or option.
-        EvaluationError: No dataset found.
+        EvaluationError: None of the suite's default datasets found.
+        DatasetNotFoundError: A dataset asked for is missing (the message names its folder and
+            how to get it).
+        DatasetError: A dataset asked for holds no usable images / pairs.
     """
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
@@ -565,13 +573,13 @@ def _collect_test_sets(
                 test_sets.append(
                     list_test_set(name, suite, data_root=data_root, ct_patient=ct_patient)
                 )
-            except EvaluationError:
+            except DatasetError:  # absent or unusable: the default list takes what is there
                 continue
         if not test_sets:
             raise EvaluationError(
                 f"none of the {suite} datasets ({', '.join(defaults)}) was found under "
-                f"{', '.join(map(str, data_roots(data_root))) or 'any data root'}; pass "
-                "--data-root / $CLIPDENOISE_DATA or dataset folders"
+                f"{default_data_root(data_root)}; pass --data-root / $CLIPDENOISE_DATA or "
+                "dataset folders"
             )
     else:
         test_sets = [

@@ -1,7 +1,7 @@
 """Benchmark sets on disk: getting them (download or import), and checking them file by file.
 
-Every set of the registry (:data:`clipdenoise.data.BENCHMARKS`) lives in its canonical folder
-under the data root (``--data-root``, ``$CLIPDENOISE_DATA``, default ``<cache>/data``):
+Every set of the registry (:data:`~clipdenoise.data.registry.BENCHMARKS`) lives in its canonical
+folder under the data root (``--data-root``, ``$CLIPDENOISE_DATA``, default ``<cache>/data``):
 ``Kodak24/``, ``CBSD68/``, ``CC15/``, ``DIV2K/``... Its manifest, shipped as package data
 (``clipdenoise/manifests/<name>.csv``, columns ``file,bytes,sha256,source``), lists every file the
 set must hold with its size and SHA-256 and where it comes from (``source``, a path in the pinned
@@ -26,12 +26,14 @@ from importlib import resources
 from pathlib import Path
 
 from clipdenoise.atomic import atomic_write
-from clipdenoise.data import (
+from clipdenoise.data.folders import list_image_files
+from clipdenoise.data.registry import (
     BENCHMARKS,
     BenchmarkInfo,
     benchmark_info,
     default_data_root,
-    list_image_files,
+    find_benchmark_folder,
+    obtain_hint,
 )
 from clipdenoise.download import download_file, sha256_file
 from clipdenoise.errors import DatasetError, DatasetNotFoundError
@@ -120,10 +122,7 @@ def dataset_folder(name: str, data_root: str | Path | None = None) -> Path:
     accepted folder name that exists there."""
     info = benchmark_info(name)
     root = default_data_root(data_root)
-    for folder in info.folders:
-        if (root / folder).is_dir():
-            return root / folder
-    return root / info.folders[0]
+    return find_benchmark_folder(info, root) or root / info.folders[0]
 
 
 def _files_in(folder: Path) -> list[str]:
@@ -142,7 +141,7 @@ def verify_dataset(
 
     Args:
         name: Set name or alias.
-        data_root: See :func:`clipdenoise.data.default_data_root`.
+        data_root: See :func:`clipdenoise.data.registry.default_data_root`.
         folder: Check this folder instead of the one under the data root.
 
     Raises:
@@ -152,8 +151,6 @@ def verify_dataset(
     info = benchmark_info(name)
     folder = Path(folder) if folder is not None else dataset_folder(name, data_root)
     if not folder.is_dir():
-        from clipdenoise.data import obtain_hint
-
         raise DatasetNotFoundError(f"{info.name}: {folder} does not exist; {obtain_hint(info)}")
     found = _files_in(folder)
     entries = manifest(info.name)
@@ -263,8 +260,6 @@ def download_dataset(
             says from where, and the ``import`` command to run then).
         DownloadError / ChecksumError: a download failed (offline fails in seconds).
     """
-    from clipdenoise.data import obtain_hint
-
     info = benchmark_info(name)
     if info.download == "manual":
         raise DatasetNotFoundError(
