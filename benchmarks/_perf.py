@@ -84,7 +84,7 @@ def _shared_note() -> str | None:
 
 def machine_description() -> dict[str, Any]:
     """CPU, cores, RAM, GPU, software versions and the load at the time of the run."""
-    from clipdenoise.acceleration import cpu_has_fast_bfloat16
+    from clipdenoise.devices import cpu_has_fast_bfloat16
 
     gpu = None
     if torch.cuda.is_available():

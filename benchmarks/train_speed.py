@@ -37,8 +37,8 @@ import _perf  # noqa: E402
 from clipdenoise.acceleration import (  # noqa: E402
     build_reference_equivalent,
     convert_for_training,
-    resolve_compute_dtype,
 )
+from clipdenoise.devices import resolve_dtype  # noqa: E402
 from clipdenoise.distributed import DistInfo  # noqa: E402
 from clipdenoise.model import CLIPDenoiser, ModelConfig  # noqa: E402
 from clipdenoise.noise import add_noise, parse_noise_spec  # noqa: E402
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    compute_dtype = resolve_compute_dtype(device, "auto")
+    compute_dtype = resolve_dtype("auto", device)
     autocast_dtype = None if compute_dtype == torch.float32 else compute_dtype
     machine = _perf.machine_description()
     print(f"device {device}, optimised compute dtype {compute_dtype}", flush=True)

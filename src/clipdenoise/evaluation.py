@@ -44,6 +44,7 @@ from torch import nn
 
 from clipdenoise import __version__, metrics
 from clipdenoise.atomic import atomic_write_text
+from clipdenoise.devices import COMPUTE_DTYPES, resolve_device
 from clipdenoise.errors import ClipDenoiseError, ConfigError
 from clipdenoise.methods import Method, resolve_method
 from clipdenoise.protocol import EvalProtocol
@@ -142,9 +143,6 @@ def make_noisy(
     return noisy
 
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 @torch.no_grad()
 def restore_batch(
     method: Method,
@@ -169,7 +167,7 @@ def restore_batch(
         if dtype == "float32":
             restored = module(padded)
         else:
-            with torch.autocast(device_type=device.type, dtype=_DTYPES[dtype]):
+            with torch.autocast(device_type=device.type, dtype=COMPUTE_DTYPES[dtype]):
                 restored = module(padded)
         restored = restored[..., :height, :width].float()
     else:
@@ -232,17 +230,6 @@ def git_commit() -> str | None:
         return None
     commit = result.stdout.strip()
     return commit if result.returncode == 0 and len(commit) == 40 else None
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return resolved
 
 
 def _save_restored(path: Path, restored: np.ndarray) -> None:
@@ -380,8 +367,8 @@ def evaluate(
     """
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
-    if dtype not in _DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {dtype!r}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     protocol = (
@@ -395,7 +382,7 @@ def evaluate(
     rank, world_size, dist, created_group = _shard_info(shard)
     if world_size > 1 and out_dir is None:
         raise ConfigError("a sharded / torchrun evaluation needs out_dir (ranks merge on disk)")
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     if dist is not None and torch_device.type == "cuda":
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     method_list = _normalise_methods(methods, torch_device)
