@@ -500,3 +500,17 @@ def test_reading_another_scripts_cache_leaves_its_folder_untouched(image_folder,
     row = computed.rows[0]
     assert read.cells[(row, "noisy")] == computed.cells[(row, "noisy")]
     assert all(cell.num_images == 2 for cell in read.cells.values()) and len(read.cells) == 1
+
+
+def test_cache_dir_keeps_the_cache_apart_and_results_read_back(image_folder, tmp_path):
+    from clipdenoise.results import read_results
+
+    out, cache = tmp_path / "committed", tmp_path / "cache"
+    kwargs = {"datasets": [image_folder], "noises": ["gaussian:25"], "progress": False}
+    computed = evaluate(["noisy", "nlm"], out_dir=out, cache_dir=cache, **kwargs)
+    assert not (out / "cache").exists() and any(cache.rglob("records.rank0.jsonl"))
+    again = evaluate(["noisy", "nlm"], out_dir=out, cache_dir=cache, compute=False, **kwargs)
+    assert again.cells == computed.cells
+    read = read_results(out)  # from the committed files alone
+    assert read.cells == computed.cells and read.protocol == computed.protocol
+    assert [r.to_dict() for r in read.records] == [r.to_dict() for r in computed.records]

@@ -307,6 +307,7 @@ def evaluate(
     noises: Sequence[Any] | None = None,
     data_root: str | Path | None = None,
     out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
     protocol: EvalProtocol | None = None,
     device: str | torch.device = "auto",
     dtype: str = "float32",
@@ -338,6 +339,8 @@ def evaluate(
             data root, :func:`clipdenoise.data.default_data_root`).
         out_dir: Where the cache, tables, per-image CSV, plots and images go. ``None`` keeps
             everything in memory (no resume).
+        cache_dir: Where the per-image cache goes instead of ``out_dir/cache`` (e.g. outside a
+            repository that commits ``out_dir``'s tables).
         protocol: Conventions (default: the suite's reference protocol).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (networks only).
         dtype: ``"float32"``, or ``"float16"`` / ``"bfloat16"`` autocast for networks.
@@ -396,7 +399,9 @@ def evaluate(
         for test_set in test_sets:
             test_set.images = [item for item in test_set.images if item.name in wanted]
     noise_list = _parse_noises(noises) if suite == "synthetic" else [None]
-    cache = ResultCache(Path(out_dir) / "cache") if out_dir is not None else None
+    if cache_dir is None and out_dir is not None:
+        cache_dir = Path(out_dir) / "cache"
+    cache = ResultCache(cache_dir) if cache_dir is not None else None
     memory: dict[Path, list[ImageRecord]] = {}
     tasks = _plan_tasks(
         test_sets, noise_list, method_list, protocol, dtype, cache, memory, record_meta=compute
