@@ -228,11 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(x{speedup_cpu:.2f} CPU time)",
         flush=True,
     )
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_save:
-        json_path, _ = _perf.write_results("train_speed", payload, markdown)
-        print(f"wrote {json_path} (.md beside it)")
+    _perf.publish("train_speed", payload, render_markdown(payload), save=not args.no_save)
     return 0
 
 
@@ -267,12 +263,8 @@ def render_markdown(payload: dict) -> str:
         f"(reference) vs {agreement['loss_optimised']:.5f} (optimised); gradient cosine "
         f"similarity {agreement['grad_cosine_similarity']:.5f}, relative error "
         f"{agreement['grad_relative_error']:.4f}.",
-        "",
-        "## Machine",
-        "",
-        _perf.machine_markdown(payload["machine"]),
     ]
-    return "\n".join(lines)
+    return _perf.finish_report(lines, payload)
 
 
 if __name__ == "__main__":
