@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -84,7 +85,7 @@ def _shared_note() -> str | None:
 
 def machine_description() -> dict[str, Any]:
     """CPU, cores, RAM, GPU, software versions and the load at the time of the run."""
-    from clipdenoise.acceleration import cpu_has_fast_bfloat16
+    from clipdenoise.devices import cpu_has_fast_bfloat16
 
     gpu = None
     if torch.cuda.is_available():
@@ -261,3 +262,44 @@ def machine_markdown(machine: dict[str, Any]) -> str:
     if machine.get("shared"):  # older results files always carry a note
         lines.append(f"- Note: {machine['shared']}")
     return "\n".join(lines) + "\n"
+
+
+def finish_report(lines: list[str], payload: dict[str, Any]) -> str:
+    """A report's Markdown: ``lines``, then the run time and load average (when the payload
+    records them) and the machine section."""
+    footer = []
+    if "benchmark_seconds" in payload:
+        footer += [
+            "",
+            f"Benchmark run time: {payload['benchmark_seconds']} s; load average at end "
+            f"{payload['load_average_1m_at_end']}.",
+        ]
+    footer += ["", "## Machine", "", machine_markdown(payload["machine"])]
+    return "\n".join([*lines, *footer])
+
+
+def publish(name: str, payload: dict[str, Any], markdown: str, *, save: bool) -> None:
+    """Print a report and, with ``save``, write it as ``results/<name>.{json,md}``."""
+    print(markdown)
+    if save:
+        json_path, _ = write_results(name, payload, markdown)
+        print(f"wrote {json_path} (.md beside it)")
+
+
+def synthetic_photo(megapixels: float) -> np.ndarray:
+    """A smooth, mildly noisy 3:2 RGB photo of ``megapixels``, ``(H, W, 3)`` uint8 (seeded).
+
+    It is built in strips of 500 rows so that making it keeps the process small.
+    """
+    width = int(round((megapixels * 1e6 * 1.5) ** 0.5))
+    height = int(round(megapixels * 1e6 / width))
+    rng = np.random.default_rng(0)
+    rows = []
+    for top in range(0, height, 500):
+        yy, xx = np.mgrid[top : min(top + 500, height), 0:width].astype(np.float32)
+        planes = [
+            0.5 + 0.3 * np.sin(xx / (40 + 17 * c)) * np.cos(yy / (55 + 11 * c)) for c in range(3)
+        ]
+        strip = np.stack(planes, -1) + rng.normal(0, 0.1, (*yy.shape, 3)).astype(np.float32)
+        rows.append(np.round(np.clip(strip, 0, 1) * 255).astype(np.uint8))
+    return np.concatenate(rows)

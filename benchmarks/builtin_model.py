@@ -6,11 +6,15 @@ command again after a stop) and writes the float16 package file
 alone, it scores the shipped file with the reference protocol:
 
 * Kodak24 and CBSD68 under the whole synthetic suite (17 paper settings) beside the noisy input;
-* non-local means and BM3D at the settings ``benchmarks/classical_baselines.py`` has cached
-  (σ told for Gaussian noise, else estimated), read from that cache: the same noisy inputs;
+* non-local means and BM3D at the settings ``benchmarks/classical_baselines.py`` has scored
+  (σ told for Gaussian noise, else estimated), read from the per-image scores it commits under
+  ``results/classical_baselines/``: the same noisy inputs;
 * CC15 (real camera noise) beside the noisy input, NLM and BM3D with estimated σ.
 
-Results go to ``benchmarks/results/builtin_model_{synthetic,real}.{md,csv,json}``.
+Results go to ``benchmarks/results/builtin_model_{synthetic,real}.{md,csv,json}``. Per-image
+results are cached outside the repository (``--cache-dir``, default
+``$CLIPDENOISE_CACHE/benchmarks/builtin_model``, else
+``~/.cache/clipdenoise/benchmarks/builtin_model``).
 
 Usage::
 
@@ -23,14 +27,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from classical_baselines import OUT_DIR as CLASSICAL
+from classical_baselines import committed_table
 from clipdenoise.builtin import BUILTIN_FILE, BUILTIN_MODEL, export_builtin
 from clipdenoise.evaluation import ResultsTable, evaluate, plot_image_grid, restore_crops
+from clipdenoise.weights import default_cache_dir
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PACKAGE_FILE = HERE.parent / "src" / "clipdenoise" / "resources" / BUILTIN_FILE
-CACHE = RESULTS / "builtin_model"
-CLASSICAL = RESULTS / "classical_baselines"
 CLASSICAL_PARTS = {
     "Kodak24": ("kodak-nlm", "kodak-bm3d"),
     "CBSD68": ("cbsd-nlm", "cbsd-bm3d"),
@@ -49,36 +54,25 @@ def train_builtin(run_dir: Path, data_root: str | None) -> Path:
     return export_builtin(result.latest_checkpoint, PACKAGE_FILE)
 
 
-def score_synthetic(data_root: str | None, max_images: int | None) -> ResultsTable:
+def score_synthetic(data_root: str | None, max_images: int | None, cache: Path) -> ResultsTable:
     tables = [
         evaluate(
             {"builtin": f"clipdenoise:{BUILTIN_MODEL}", "noisy": "noisy"},
             datasets=["Kodak24", "CBSD68"],
             data_root=data_root,
-            out_dir=CACHE / "synthetic",
+            out_dir=cache / "synthetic",
             device="cpu",
             max_images=max_images,
         )
     ]
-    for dataset, parts in CLASSICAL_PARTS.items():
+    for parts in CLASSICAL_PARTS.values():
         for part, method in zip(parts, ("nlm", "bm3d")):
-            if (CLASSICAL / part / "cache").is_dir():
-                tables.append(
-                    evaluate(
-                        [method],
-                        datasets=[dataset],
-                        data_root=data_root,
-                        out_dir=CLASSICAL / part,
-                        max_images=max_images,
-                        progress=False,
-                        compute=False,
-                        write_tables=False,
-                    )
-                )
+            if (CLASSICAL / part / "per_image.csv").is_file():
+                tables.append(committed_table(part, method))
     return ResultsTable.combine(tables)
 
 
-def score_real(data_root: str | None, max_images: int | None) -> ResultsTable:
+def score_real(data_root: str | None, max_images: int | None, cache: Path) -> ResultsTable:
     return evaluate(
         {
             "builtin": f"clipdenoise:{BUILTIN_MODEL}",
@@ -89,7 +83,7 @@ def score_real(data_root: str | None, max_images: int | None) -> ResultsTable:
         suite="real-srgb",
         datasets=["CC15"],
         data_root=data_root,
-        out_dir=CACHE / "real",
+        out_dir=cache / "real",
         device="cpu",
         max_images=max_images,
     )
@@ -129,12 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=Path, metavar="RUN_DIR", help="retrain into RUN_DIR first")
     parser.add_argument("--max-images", type=int, help="first N images per set (smoke test)")
     parser.add_argument("--gallery", action="store_true", help="also write docs/gallery/*.png")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir() / "benchmarks" / "builtin_model",
+        help="resumable per-image cache and full evaluation folders (kept out of the repository)",
+    )
     args = parser.parse_args(argv)
     if args.train is not None:
         print(f"wrote {train_builtin(args.train, args.data_root)}")
     for stem, table in (
-        ("builtin_model_synthetic", score_synthetic(args.data_root, args.max_images)),
-        ("builtin_model_real", score_real(args.data_root, args.max_images)),
+        (
+            "builtin_model_synthetic",
+            score_synthetic(args.data_root, args.max_images, args.cache_dir),
+        ),
+        ("builtin_model_real", score_real(args.data_root, args.max_images, args.cache_dir)),
     ):
         table.write(RESULTS, stem=stem)
         print(table.to_markdown(ssim_digits=3))

@@ -11,14 +11,20 @@ salt & pepper density 0.02. BM3D and NLM are told σ for Gaussian noise and
 estimate it from the noisy image otherwise. BM3D is the ``bm3d`` package's ``bm3d_rgb`` with its
 ``np`` (normal) profile: the published CBM3D configuration, not the slower ``refilter`` one.
 
-Results are cached per image under ``benchmarks/results/classical_baselines/<part>/cache`` (BM3D takes
-~30 s per Kodak image on one core), so the script can be interrupted and resumed; each run
-rewrites ``classical_baselines.{md,csv,json}`` from everything finished so far.
+Per-image results are cached outside the repository, under ``--cache-dir`` (default
+``$CLIPDENOISE_CACHE/benchmarks/classical_baselines``, else
+``~/.cache/clipdenoise/benchmarks/classical_baselines``), one folder per part (BM3D takes ~30 s
+per Kodak image on one core), so the script can be interrupted and resumed. Each run rewrites,
+from everything finished so far, ``results/classical_baselines/<part>/`` (summary tables and
+``per_image.csv``, committed) and ``classical_baselines.{md,csv,json}``. A part whose cache is
+absent (a fresh clone) is read back from its committed files instead, so ``--table-only`` works
+without the cache.
 
 Usage::
 
     nice -n 10 python benchmarks/classical_baselines.py --data-root ../shared/data
     python benchmarks/classical_baselines.py --only kodak-bm3d   # one part
+    python benchmarks/classical_baselines.py --table-only        # tables only, no computation
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from pathlib import Path
 
 from clipdenoise.atomic import atomic_write_text
 from clipdenoise.evaluation import ResultsTable, evaluate, list_test_set
+from clipdenoise.evaluation.results import read_results
+from clipdenoise.weights import default_cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT_DIR = RESULTS / "classical_baselines"
@@ -86,38 +94,34 @@ def main(argv: list[str] | None = None) -> int:
         help="walk the images from the last one (a second process can then work from the other "
         "end of the same set; both share the cache)",
     )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir() / "benchmarks" / "classical_baselines",
+        help="resumable per-image cache, one folder per part (kept out of the repository)",
+    )
     args = parser.parse_args(argv)
 
     parts = args.only or list(PARTS)
     if not args.table_only:
         for part in parts:
             order = image_order(part, args)
+            cache = args.cache_dir / part
             if args.workers > 1:
                 with ProcessPoolExecutor(args.workers, initializer=_one_thread) as pool:
                     jobs = [
-                        pool.submit(run_images, part, order[k :: args.workers], args.data_root)
+                        pool.submit(
+                            run_images, part, order[k :: args.workers], args.data_root, cache
+                        )
                         for k in range(args.workers)
                     ]
                     for job in jobs:
                         job.result()
             else:
-                run_images(part, order, args.data_root)
-    tables = []
-    for part, (dataset, methods, noises) in PARTS.items():
-        # Rebuild from the cache only (no new computation): every finished image counts.
-        tables.append(
-            evaluate(
-                methods,
-                datasets=[dataset],
-                noises=list(noises),
-                data_root=args.data_root,
-                out_dir=OUT_DIR / part,
-                max_images=args.max_images,
-                progress=False,
-                compute=False,
-            )
-        )
-    table = ResultsTable.combine(tables)
+                run_images(part, order, args.data_root, cache)
+    table = ResultsTable.combine(
+        [part_table(part, args.data_root, args.cache_dir, args.max_images) for part in PARTS]
+    )
     table.write(RESULTS, stem="classical_baselines")
     comparison = paper_comparison(table, args.data_root)
     atomic_write_text(RESULTS / "classical_baselines_vs_paper.md", comparison)
@@ -142,9 +146,49 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_images(part: str, names: list[str], data_root: str) -> None:
+def part_table(
+    part: str, data_root: str, cache_dir: Path, max_images: int | None = None
+) -> ResultsTable:
+    """``part``'s table: rebuilt from its cache (no new computation: every finished image counts)
+    and written into ``results/classical_baselines/<part>/``; without a cache, read back from
+    the files committed there."""
+    if not (cache_dir / part).is_dir():
+        return read_results(OUT_DIR / part)
+    dataset, methods, noises = PARTS[part]
+    return evaluate(
+        methods,
+        datasets=[dataset],
+        noises=list(noises),
+        data_root=data_root,
+        out_dir=OUT_DIR / part,
+        cache_dir=cache_dir / part,
+        max_images=max_images,
+        progress=False,
+        compute=False,
+    )
+
+
+def committed_table(part: str, method: str, noises: tuple[str, ...] | None = None) -> ResultsTable:
+    """The committed per-image scores of one method of ``part`` (optionally only ``noises``)."""
+    table = read_results(OUT_DIR / part)
+    records = [
+        r for r in table.records if r.method == method and (noises is None or r.row.label in noises)
+    ]
+    selected = ResultsTable.from_records(
+        records,
+        methods=[method],
+        protocol=table.protocol,
+        metadata=table.metadata,
+        method_info=[i for i in table.method_info if i["name"] == method],
+    )
+    selected.records = records
+    return selected
+
+
+def run_images(part: str, names: list[str], data_root: str, cache_dir: Path) -> None:
     """Score ``part``'s methods on ``names``, image by image across all its noises, so that an
-    unfinished run still has every noise on the same images (the cache skips finished ones)."""
+    unfinished run still has every noise on the same images (the cache in ``cache_dir`` skips
+    finished ones)."""
     dataset, methods, noises = PARTS[part]
     print(f"== {part}: {', '.join(methods)} on {len(names)} images of {dataset}", flush=True)
     for done, name in enumerate(names, start=1):
@@ -153,7 +197,7 @@ def run_images(part: str, names: list[str], data_root: str) -> None:
             datasets=[dataset],
             noises=list(noises),
             data_root=data_root,
-            out_dir=OUT_DIR / part,
+            cache_dir=cache_dir,
             images=[name],
             progress=False,
         )

@@ -33,25 +33,13 @@ import _perf  # noqa: E402
 
 def make_inputs(folder: Path, megapixels: float) -> tuple[Path, Path]:
     """A smooth noisy 3:2 JPEG photo of ``megapixels`` and a random-init RN50 checkpoint."""
-    import numpy as np
     from PIL import Image
 
     from clipdenoise.checkpoints import save_checkpoint
     from clipdenoise.model import CLIPDenoiser, ModelConfig
 
-    width = int(round((megapixels * 1e6 * 1.5) ** 0.5))
-    height = int(round(megapixels * 1e6 / width))
-    rng = np.random.default_rng(0)
-    rows = []
-    for top in range(0, height, 500):  # in strips, to keep this process small
-        yy, xx = np.mgrid[top : min(top + 500, height), 0:width].astype(np.float32)
-        planes = [
-            0.5 + 0.3 * np.sin(xx / (40 + 17 * c)) * np.cos(yy / (55 + 11 * c)) for c in range(3)
-        ]
-        strip = np.stack(planes, -1) + rng.normal(0, 0.1, (*yy.shape, 3)).astype(np.float32)
-        rows.append(np.round(np.clip(strip, 0, 1) * 255).astype(np.uint8))
     image = folder / "photo.jpg"
-    Image.fromarray(np.concatenate(rows)).save(image, quality=92)
+    Image.fromarray(_perf.synthetic_photo(megapixels)).save(image, quality=92)
     model = CLIPDenoiser(ModelConfig(arch="RN50", encoder_weights=None)).eval()
     weights = save_checkpoint(model, folder / "rn50.safetensors", full=True)
     return image, weights
@@ -130,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         **result,
         "megapixels_per_s": round(width * height / 1e6 / result["cli_seconds"], 4),
     }
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_save:
-        json_path, _ = _perf.write_results("denoise_end_to_end", payload, markdown)
-        print(f"wrote {json_path} (.md beside it)")
+    _perf.publish("denoise_end_to_end", payload, render_markdown(payload), save=not args.no_save)
     return 0 if result["exit_code"] == 0 else 1
 
 
@@ -158,12 +142,8 @@ def render_markdown(payload: dict) -> str:
         "Outside the network: JPEG decode and encode, model loading and preparation, tile "
         "extraction, blending. Load average at the end of the run: "
         f"{payload['load_average_1m_at_end']}.",
-        "",
-        "## Machine",
-        "",
-        _perf.machine_markdown(payload["machine"]),
     ]
-    return "\n".join(lines)
+    return _perf.finish_report(lines, payload)
 
 
 if __name__ == "__main__":

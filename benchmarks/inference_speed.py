@@ -290,11 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes,
         "benchmark_seconds": round(time.perf_counter() - started, 1),
     }
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_save:
-        json_path, _ = _perf.write_results(args.name, payload, markdown)
-        print(f"wrote {json_path} (.md beside it)")
+    _perf.publish(args.name, payload, render_markdown(payload), save=not args.no_save)
     return 0
 
 
@@ -435,15 +431,8 @@ def render_markdown(payload: dict) -> str:
         "Import time (median of 3 fresh interpreters): "
         + "; ".join(f"`{k}` {v:.2f} s" for k, v in payload["import_seconds"].items())
         + ".",
-        "",
-        f"Benchmark run time: {payload['benchmark_seconds']} s; load average at end "
-        f"{payload['load_average_1m_at_end']}.",
-        "",
-        "## Machine",
-        "",
-        _perf.machine_markdown(payload["machine"]),
     ]
-    return "\n".join(lines)
+    return _perf.finish_report(lines, payload)
 
 
 if __name__ == "__main__":

@@ -146,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
         "benchmark_seconds": round(time.perf_counter() - started, 1),
     }
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_save:
-        json_path, _ = _perf.write_results("memory", payload, markdown)
-        print(f"wrote {json_path} (.md beside it)")
+    _perf.publish("memory", payload, render_markdown(payload), save=not args.no_save)
     return 0
 
 
@@ -174,16 +170,7 @@ def render_markdown(payload: dict) -> str:
             else f"| {name} | {row['peak_rss_mib']:.0f} | {row['rss_before_forward_mib']:.0f} | "
             f"{row['seconds']:.1f} | — | — |"
         )
-    lines += [
-        "",
-        f"Benchmark run time: {payload['benchmark_seconds']} s; load average at end "
-        f"{payload['load_average_1m_at_end']}.",
-        "",
-        "## Machine",
-        "",
-        _perf.machine_markdown(payload["machine"]),
-    ]
-    return "\n".join(lines)
+    return _perf.finish_report(lines, payload)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,20 @@
    and CBSD68: in distribution (Gaussian σ 15, 25) and at the paper's Table 1 settings (Gaussian
    σ 50, spatial Gaussian σ 55, Poisson α 3.5, salt & pepper d 0.02), beside the paper's DnCNN
    column and the published colour DnCNN at σ 15.
-2. BM3D (``bm3d`` package, CBM3D ``np`` profile, true σ) from the classical-baselines cache
-   (``benchmarks/classical_baselines.py`` computes it) beside CBM3D's published numbers.
+2. BM3D (``bm3d`` package, CBM3D ``np`` profile, true σ) from the per-image scores
+   ``benchmarks/classical_baselines.py`` commits under ``results/classical_baselines/*-bm3d/``,
+   beside CBM3D's published numbers.
 
-Everything is re-scored from the committed checkpoint and the cache; per-image results are cached
-under ``benchmarks/results/reproduce_published/cache`` (not committed) so a rerun is instant.
+The DnCNN is re-scored from the committed checkpoint; its tables and per-image scores are
+committed under ``results/reproduce_published/``, and its per-image cache is kept outside the
+repository (``--cache-dir``, default ``$CLIPDENOISE_CACHE/benchmarks/reproduce_published``, else
+``~/.cache/clipdenoise/benchmarks/reproduce_published``) so a rerun is instant.
+``--from-results`` compares the committed scores alone (no data, checkpoint or cache needed).
 
 Usage::
 
     python benchmarks/reproduce_published.py --data-root DATA   # Kodak24 and CBSD68 under DATA
+    python benchmarks/reproduce_published.py --from-results     # from the committed files
 """
 
 from __future__ import annotations
@@ -21,14 +26,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from classical_baselines import committed_table
+from classical_baselines import part_table as classical_part_table
 from clipdenoise.atomic import atomic_write_text
-from clipdenoise.evaluation import ResultsTable, RowKey, evaluate, list_test_set
+from clipdenoise.evaluation import ResultsTable, RowKey, evaluate
+from clipdenoise.evaluation.results import read_results
+from clipdenoise.weights import default_cache_dir
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+OUT_DIR = RESULTS / "reproduce_published"
 DNCNN_CHECKPOINT = HERE / "models" / "dncnn-gaussian15.safetensors"
-CLASSICAL = RESULTS / "classical_baselines"
 DATASETS = ("Kodak24", "CBSD68")
+#: Images per test set (the ``n=`` of a partial cell counts against these).
+SET_SIZES = {"Kodak24": 24, "CBSD68": 68}
+BM3D_PARTS = {"Kodak24": "kodak-bm3d", "CBSD68": "cbsd-bm3d"}
 DNCNN_NOISES = (
     "gaussian:15",
     "gaussian:25",
@@ -71,36 +83,44 @@ def row_key(dataset: str, noise: str) -> RowKey:
     return RowKey(dataset, kind, level)
 
 
-def score_dncnn(data_root: str | None, checkpoint: Path, max_images: int | None) -> ResultsTable:
+def score_dncnn(
+    data_root: str | None, checkpoint: Path, max_images: int | None, cache_dir: Path
+) -> ResultsTable:
+    """Score the DnCNN (resuming from ``cache_dir``); tables and per-image scores go to
+    ``results/reproduce_published/``."""
     return evaluate(
         {"dncnn": f"dncnn:{checkpoint}"},
         datasets=list(DATASETS),
         noises=list(DNCNN_NOISES),
         data_root=data_root,
-        out_dir=RESULTS / "reproduce_published",
+        out_dir=OUT_DIR,
+        cache_dir=cache_dir,
         device="cpu",
         max_images=max_images,
         progress=True,
     )
 
 
-def score_bm3d(data_root: str | None, compute: bool) -> ResultsTable:
-    """BM3D from the classical-baselines cache (``compute=False``: nothing new is run)."""
-    parts = {"Kodak24": "kodak-bm3d", "CBSD68": "cbsd-bm3d"}
-    return ResultsTable.combine(
-        [
-            evaluate(
-                ["bm3d"],
-                datasets=[dataset],
-                noises=list(BM3D_NOISES),
-                data_root=data_root,
-                out_dir=CLASSICAL / part,
-                progress=compute,
-                compute=compute,
-                write_tables=compute,  # reading only: the classical script owns these tables
-            )
-            for dataset, part in parts.items()
-        ]
+def score_bm3d(data_root: str | None, compute: bool, classical_cache: Path) -> ResultsTable:
+    """BM3D's committed per-image scores; with ``compute``, first run the images missing from
+    the classical-baselines cache and rewrite that part's committed files."""
+    tables = []
+    for part in BM3D_PARTS.values():
+        if compute:
+            _run_bm3d(part, data_root, classical_cache)
+            classical_part_table(part, data_root, classical_cache)  # rewrites the part's files
+        tables.append(committed_table(part, "bm3d", BM3D_NOISES))
+    return ResultsTable.combine(tables)
+
+
+def _run_bm3d(part: str, data_root: str | None, classical_cache: Path) -> None:
+    dataset = next(name for name, known in BM3D_PARTS.items() if known == part)
+    evaluate(
+        ["bm3d"],
+        datasets=[dataset],
+        noises=list(BM3D_NOISES),
+        data_root=data_root,
+        cache_dir=classical_cache / part,
     )
 
 
@@ -173,15 +193,39 @@ def main(argv: list[str] | None = None) -> int:
         help="also run BM3D on images missing from the cache (slow: ~35 s per Kodak image)",
     )
     parser.add_argument("--max-images", type=int, help="first N images per set (smoke test)")
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="compare the committed per-image scores only (no data, checkpoint or cache)",
+    )
+    benchmarks_cache = default_cache_dir() / "benchmarks"
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=benchmarks_cache / "reproduce_published",
+        help="resumable per-image cache of the DnCNN scores (kept out of the repository)",
+    )
+    parser.add_argument(
+        "--classical-cache-dir",
+        type=Path,
+        default=benchmarks_cache / "classical_baselines",
+        help="classical_baselines.py's --cache-dir (used by --compute-bm3d)",
+    )
     args = parser.parse_args(argv)
 
-    sizes = {name: len(list_test_set(name, data_root=args.data_root).images) for name in DATASETS}
-    if args.checkpoint.is_file():
-        dncnn = score_dncnn(args.data_root, args.checkpoint, args.max_images)
+    sizes = SET_SIZES
+    if args.from_results and not (OUT_DIR / "results.json").is_file():
+        folder = OUT_DIR.relative_to(HERE.parent)
+        dncnn_text = f"No committed DnCNN scores in {folder}: run without --from-results.\n"
+    elif args.from_results:
+        dncnn_text = dncnn_markdown(read_results(OUT_DIR), sizes)
+    elif args.checkpoint.is_file():
+        dncnn = score_dncnn(args.data_root, args.checkpoint, args.max_images, args.cache_dir)
         dncnn_text = dncnn_markdown(dncnn, sizes)
     else:
         dncnn_text = f"No checkpoint at {args.checkpoint}: train it first (see the module doc).\n"
-    bm3d = score_bm3d(args.data_root, args.compute_bm3d)
+    compute_bm3d = args.compute_bm3d and not args.from_results
+    bm3d = score_bm3d(args.data_root, compute_bm3d, args.classical_cache_dir)
     text = (
         "## DnCNN trained here vs. published\n\n"
         + dncnn_text

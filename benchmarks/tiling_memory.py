@@ -32,25 +32,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def make_inputs(folder: Path, megapixels: float, arch: str) -> tuple[Path, Path]:
     """A smooth noisy 3:2 photo of ``megapixels`` and a random-init checkpoint of ``arch``
     (``RN50``, or ``tiny`` to check the image-size-dependent part cheaply)."""
-    import numpy as np
     from PIL import Image
 
+    import _perf
     from clipdenoise.checkpoints import save_checkpoint
     from clipdenoise.model import CLIPDenoiser, ModelConfig, tiny_config
 
-    width = int(round((megapixels * 1e6 * 1.5) ** 0.5))
-    height = int(round(megapixels * 1e6 / width))
-    rng = np.random.default_rng(0)
-    rows = []
-    for top in range(0, height, 500):  # build in strips to keep the parent process small
-        yy, xx = np.mgrid[top : min(top + 500, height), 0:width].astype(np.float32)
-        planes = [
-            0.5 + 0.3 * np.sin(xx / (40 + 17 * c)) * np.cos(yy / (55 + 11 * c)) for c in range(3)
-        ]
-        strip = np.stack(planes, -1) + rng.normal(0, 0.1, (*yy.shape, 3)).astype(np.float32)
-        rows.append(np.round(np.clip(strip, 0, 1) * 255).astype(np.uint8))
     image = folder / "photo.png"
-    Image.fromarray(np.concatenate(rows)).save(image, compress_level=1)
+    Image.fromarray(_perf.synthetic_photo(megapixels)).save(image, compress_level=1)
     config = tiny_config() if arch == "tiny" else ModelConfig(arch=arch, encoder_weights=None)
     weights = save_checkpoint(CLIPDenoiser(config).eval(), folder / "model.safetensors", full=True)
     return image, weights

@@ -37,8 +37,8 @@ import _perf  # noqa: E402
 from clipdenoise.acceleration import (  # noqa: E402
     build_reference_equivalent,
     convert_for_training,
-    resolve_compute_dtype,
 )
+from clipdenoise.devices import resolve_dtype  # noqa: E402
 from clipdenoise.distributed import DistInfo  # noqa: E402
 from clipdenoise.model import CLIPDenoiser, ModelConfig  # noqa: E402
 from clipdenoise.noise import add_noise, parse_noise_spec  # noqa: E402
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    compute_dtype = resolve_compute_dtype(device, "auto")
+    compute_dtype = resolve_dtype("auto", device)
     autocast_dtype = None if compute_dtype == torch.float32 else compute_dtype
     machine = _perf.machine_description()
     print(f"device {device}, optimised compute dtype {compute_dtype}", flush=True)
@@ -228,11 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(x{speedup_cpu:.2f} CPU time)",
         flush=True,
     )
-    markdown = render_markdown(payload)
-    print(markdown)
-    if not args.no_save:
-        json_path, _ = _perf.write_results("train_speed", payload, markdown)
-        print(f"wrote {json_path} (.md beside it)")
+    _perf.publish("train_speed", payload, render_markdown(payload), save=not args.no_save)
     return 0
 
 
@@ -267,12 +263,8 @@ def render_markdown(payload: dict) -> str:
         f"(reference) vs {agreement['loss_optimised']:.5f} (optimised); gradient cosine "
         f"similarity {agreement['grad_cosine_similarity']:.5f}, relative error "
         f"{agreement['grad_relative_error']:.4f}.",
-        "",
-        "## Machine",
-        "",
-        _perf.machine_markdown(payload["machine"]),
     ]
-    return "\n".join(lines)
+    return _perf.finish_report(lines, payload)
 
 
 if __name__ == "__main__":

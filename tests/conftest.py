@@ -210,4 +210,22 @@ def image_folder(tmp_path) -> Path:
     return folder
 
 
+def save_8bit_image(path: Path, image: np.ndarray, **options) -> Path:
+    """Write a float image in [0, 1] as an 8-bit file with Pillow (``options``: e.g. quality)."""
+    pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels.squeeze()).save(path, **options)
+    return path
+
+
+@pytest.fixture
+def clean_dir(tmp_path) -> Path:
+    """A folder of clean images: ``a.png`` 24x32 RGB, ``b.jpg`` 20x20 RGB, ``grey.png`` 16x18."""
+    folder = tmp_path / "clean_in"
+    folder.mkdir()
+    save_8bit_image(folder / "a.png", smooth_image(24, 32, seed=1))
+    save_8bit_image(folder / "b.jpg", smooth_image(20, 20, seed=2), quality=95)
+    save_8bit_image(folder / "grey.png", smooth_image(16, 18, channels=1, seed=3))
+    return folder
+
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

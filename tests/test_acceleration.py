@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from clipdenoise import acceleration
 from clipdenoise.acceleration import (
     InferenceModel,
     build_reference_equivalent,
@@ -19,7 +18,6 @@ from clipdenoise.acceleration import (
     fold_batchnorm,
     fold_encoder_batchnorm,
     prepare_for_inference,
-    resolve_compute_dtype,
 )
 from clipdenoise.encoder import CLIPResNetEncoder
 from clipdenoise.model import CLIPDenoiser, tiny_config
@@ -195,22 +193,7 @@ def test_float16_overflow_falls_back_to_float32(noisy):
     assert torch.equal(restored, noisy)
 
 
-# ------------------------------------------------------------------------------ policy, guards
-def test_compute_dtype_policy(monkeypatch):
-    assert resolve_compute_dtype("cuda", "auto") == torch.float16
-    assert resolve_compute_dtype("cpu", "float32") == torch.float32
-    assert resolve_compute_dtype("cpu", torch.bfloat16) == torch.bfloat16
-    assert resolve_compute_dtype("mps", "auto") == torch.float32
-    monkeypatch.setattr(acceleration, "cpu_has_fast_bfloat16", lambda: True)
-    assert resolve_compute_dtype("cpu") == torch.bfloat16
-    monkeypatch.setattr(acceleration, "cpu_has_fast_bfloat16", lambda: False)
-    assert resolve_compute_dtype("cpu") == torch.float32
-    with pytest.raises(ValueError, match="float16 is not supported on CPU"):
-        resolve_compute_dtype("cpu", "float16")
-    with pytest.raises(ValueError, match="valid values are: auto"):
-        resolve_compute_dtype("cpu", "half-ish")
-
-
+# ------------------------------------------------------------------------------ guards
 def test_cuda_only_options_are_guarded(model):
     with pytest.raises(ValueError, match="needs a CUDA device"):
         prepare_for_inference(model, device="cpu", cuda_graphs=True)

@@ -206,12 +206,3 @@ def test_noisy_input_is_the_identity():
     out = NoisyInput()(x)
     torch.testing.assert_close(out, x)
     assert out.data_ptr() != x.data_ptr()
-
-
-def test_safetensors_checkpoint_of_another_kind_is_refused(tmp_path):
-    path = dncnn.save(
-        dncnn.DnCNN(dncnn.DnCNNConfig(depth=3, features=4)), tmp_path / "d.safetensors"
-    )
-    assert isinstance(dncnn.load(path), dncnn.DnCNN)
-    with pytest.raises(WeightsMismatchError, match=r"d\.safetensors: not a Restormer checkpoint"):
-        restormer.load(path)

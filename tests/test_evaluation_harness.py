@@ -480,3 +480,17 @@ def test_restore_crops_are_the_harness_restorations_of_the_window(image_folder, 
 def test_restore_crops_default_window_is_central(image_folder):
     (crops,) = restore_crops(["noisy"], [image_folder / "b.png"], "poisson:3")
     assert crops.clean.shape == (30, 40, 3) and crops.restored == {}
+
+
+def test_cache_dir_keeps_the_cache_apart_and_results_read_back(image_folder, tmp_path):
+    from clipdenoise.evaluation.results import read_results
+
+    out, cache = tmp_path / "committed", tmp_path / "cache"
+    kwargs = {"datasets": [image_folder], "noises": ["gaussian:25"], "progress": False}
+    computed = evaluate(["noisy", "nlm"], out_dir=out, cache_dir=cache, **kwargs)
+    assert not (out / "cache").exists() and any(cache.rglob("records.rank0.jsonl"))
+    again = evaluate(["noisy", "nlm"], out_dir=out, cache_dir=cache, compute=False, **kwargs)
+    assert again.cells == computed.cells
+    read = read_results(out)  # from the committed files alone
+    assert read.cells == computed.cells and read.protocol == computed.protocol
+    assert [r.to_dict() for r in read.records] == [r.to_dict() for r in computed.records]

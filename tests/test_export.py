@@ -9,7 +9,13 @@ import torch
 from clipdenoise.checkpoints import save_checkpoint
 from clipdenoise.cli import main
 from clipdenoise.errors import OutputExistsError
-from clipdenoise.export import export_onnx, export_torchscript, onnx_session, run_onnx
+from clipdenoise.export import (
+    check_onnx_parity,
+    export_onnx,
+    export_torchscript,
+    onnx_session,
+    run_onnx,
+)
 from clipdenoise.model import CLIPDenoiser, tiny_config
 
 pytest.importorskip("onnxruntime")
@@ -63,6 +69,15 @@ def test_fp16_onnx_export(tmp_path):
         expected = model(noisy).numpy()
     got = run_onnx(session, noisy.numpy()).astype(np.float32)
     assert np.abs(got - expected).max() < 5e-2
+
+
+def test_onnx_parity_check(tmp_path):
+    model = _model(3)
+    path = export_onnx(model, tmp_path / "m.onnx")
+    assert check_onnx_parity(model, path) <= 1e-4
+    with torch.no_grad():
+        model.decoder.head.weight.mul_(3.0)  # the graph no longer matches the model
+    assert check_onnx_parity(model, path) > 0.1
 
 
 def test_torchscript_export_runs_any_multiple_of_32(tmp_path):

@@ -9,7 +9,9 @@ from PIL import Image, ImageCms
 
 from clipdenoise.errors import ImageReadError, ImageWriteError, OutputExistsError
 from clipdenoise.image_io import (
+    PNG_SIGNATURE,
     LoadedImage,
+    encode_png16,
     load_image,
     read_image,
     save_image,
@@ -64,6 +66,34 @@ def test_16bit_png_is_really_16bit(tmp_path, rng):
     import imagecodecs
 
     assert np.array_equal(imagecodecs.png_decode(data), samples)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_encode_png16_round_trips_every_colour_type(tmp_path, rng, icc, channels):
+    samples = _levels(rng, (7, 11, channels), np.uint16)
+    data = encode_png16(samples, icc_profile=icc, dpi=(300.0, 300.0), exif=_exif())
+    assert data.startswith(PNG_SIGNATURE) and data[24] == 16
+    assert data[25] == {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    assert encode_png16(samples, icc_profile=icc, dpi=(300.0, 300.0), exif=_exif()) == data
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    loaded = load_image(path)
+    colour = 1 if channels <= 2 else 3
+    assert loaded.bit_depth == 16 and loaded.icc_profile == icc
+    np.testing.assert_array_equal(np.round(loaded.pixels * 65535), samples[..., :colour])
+    if channels in (2, 4):
+        np.testing.assert_array_equal(loaded.alpha, samples[..., -1])
+    assert b"TestCam" in loaded.exif
+    assert Image.open(path).info["dpi"] == pytest.approx((300.0, 300.0), abs=0.01)
+
+
+def test_encode_png16_grey_plane_and_bad_shapes(rng):
+    plane = _levels(rng, (5, 6), np.uint16)
+    assert encode_png16(plane) == encode_png16(plane[..., None])
+    assert len(encode_png16(plane, compress_level=0)) > len(encode_png16(plane * 0))
+    for shape in [(5, 6, 5), (5,), (0, 6, 3)]:
+        with pytest.raises(ImageWriteError, match="cannot write samples of shape"):
+            encode_png16(np.zeros(shape, np.uint16))
 
 
 def test_grey_16bit_png_and_tiff(tmp_path, rng):

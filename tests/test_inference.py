@@ -24,8 +24,6 @@ from clipdenoise.inference import (
     iter_tiles,
     parse_memory_size,
     plan_tiles,
-    resolve_device,
-    resolve_dtype,
     tile_layout,
     tile_starts,
     tiled_forward,
@@ -300,21 +298,7 @@ def test_max_memory_makes_the_denoiser_tile():
         assert float((out - model(image)).abs().max()) < 1e-5
 
 
-# ------------------------------------------------------------------------------ devices, dtypes
-def test_resolve_device_and_dtype():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    with pytest.raises(ConfigError, match="unknown device"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA is not available"):
-            resolve_device("cuda:0")
-    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(ConfigError, match="float16"):
-        resolve_dtype("float16", torch.device("cpu"))
-
-
+# ------------------------------------------------------------------------------ precision
 def test_bfloat16_inference_is_close_to_float32():
     model = calibrated(CLIPDenoiser(tiny_config()))
     image = torch.rand(1, 3, 64, 64, generator=_gen(7))

@@ -794,8 +794,8 @@ def test_training_reads_noisy_clean_pairs_cropping_the_same_window(data_root, tm
 
 
 def test_training_on_the_reference_srgb_pairs_that_synth_writes(data_root, tmp_path):
-    from clipdenoise.cli.synth import SynthConfig, synthesize_srgb_dataset
     from clipdenoise.isp import CameraNoiseConfig
+    from clipdenoise.srgb_synthesis import SynthConfig, synthesize_srgb_dataset
 
     pairs = tmp_path / "pairs"
     synthesize_srgb_dataset(

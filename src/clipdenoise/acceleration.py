@@ -11,10 +11,10 @@ definition, and ``CLIPDenoiser.forward`` is the only forward: this module *conve
   encoder swapped in, weights cast once to the compute dtype (the output head stays float32) and
   laid out channels-last. :func:`prepare_for_inference` wraps it in an :class:`InferenceModel`
   that runs it under ``torch.inference_mode`` (and refuses ``train()``).
-* **Reduced precision** (:func:`resolve_compute_dtype`): bfloat16 on CPUs with native bf16
-  instructions (AVX-512-BF16 or AMX), float16 on CUDA, float32 elsewhere. The output head (one
-  3×3 conv) stays in float32 because rounding the restored image to bf16 alone would cost
-  ~65 dB PSNR against the float32 output; it is <1 % of the FLOPs.
+* **Reduced precision** (:func:`~clipdenoise.devices.resolve_dtype`): bfloat16 on CPUs with
+  native bf16 instructions (AVX-512-BF16 or AMX), float16 on CUDA, float32 elsewhere. The output
+  head (one 3×3 conv) stays in float32 because rounding the restored image to bf16 alone would
+  cost ~65 dB PSNR against the float32 output; it is <1 % of the FLOPs.
 * **Optional** ``torch.compile`` and CUDA-graph replay for fixed input shapes (tiles) on GPU.
 * **Training conversion** (:func:`convert_for_training`): a model that *shares* the trained
   model's learnable modules (decoder, input adapter: the optimizer, checkpoints and
@@ -29,88 +29,19 @@ definition, and ``CLIPDenoiser.forward`` is the only forward: this module *conve
 from __future__ import annotations
 
 import copy
-import functools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
 from clipdenoise.decoder import Window
+from clipdenoise.devices import DTypeSpec, resolve_dtype
 from clipdenoise.encoder import FEATURE_NAMES, CLIPResNetEncoder, FeatureInfo
 from clipdenoise.model import CLIPDenoiser
 
-DTypeSpec = torch.dtype | Literal["auto", "float32", "bfloat16", "float16"]
-
-_DTYPE_NAMES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
 #: Most input shapes whose CUDA graphs are kept (tiles have one or a few shapes).
 MAX_CUDA_GRAPHS = 8
-
-
-# ---------------------------------------------------------------------------------------------
-# Precision policy
-# ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 convolutions natively (AVX-512-BF16 or AMX).
-
-    Without those instructions oneDNN emulates bf16 and is slower than float32.
-    """
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        check = getattr(torch.cpu, probe, None)
-        if check is not None:
-            try:
-                if check():
-                    return True
-            except RuntimeError:
-                pass
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def resolve_compute_dtype(device: torch.device | str, dtype: DTypeSpec = "auto") -> torch.dtype:
-    """The dtype the network computes in on ``device``.
-
-    Args:
-        device: Where the model runs.
-        dtype: ``"auto"`` (bfloat16 on CPUs with native bf16, float16 on CUDA, float32
-            otherwise), a name (``"float32"``, ``"bfloat16"``, ``"float16"``) or a dtype.
-
-    Raises:
-        ValueError: Unknown dtype name, or float16 asked for on a CPU (its CPU kernels are slow
-            and less accurate than bfloat16's).
-    """
-    device = torch.device(device)
-    if isinstance(dtype, str):
-        if dtype == "auto":
-            if device.type == "cuda":
-                return torch.float16
-            if device.type == "cpu" and cpu_has_fast_bfloat16():
-                return torch.bfloat16
-            return torch.float32
-        try:
-            dtype = _DTYPE_NAMES[dtype]
-        except KeyError:
-            valid = ", ".join(["auto", *_DTYPE_NAMES])
-            raise ValueError(f"unknown dtype {dtype!r}; valid values are: {valid}") from None
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"compute dtype must be float32, bfloat16 or float16, got {dtype}")
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("float16 is not supported on CPU; use bfloat16 or float32")
-    return dtype
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,8 +393,8 @@ def prepare_for_inference(
         model: A :class:`CLIPDenoiser` (any other ``nn.Module`` gets the generic steps only, in
             float32 unless ``dtype`` says otherwise).
         device: Where to run; default: the model's device.
-        dtype: Compute dtype policy, see :func:`resolve_compute_dtype`. ``"float32"`` matches the
-            source model to ~1e-5.
+        dtype: Compute dtype policy, see :func:`~clipdenoise.devices.resolve_dtype`.
+            ``"float32"`` matches the source model to ~1e-5.
         channels_last: Use the channels-last (NHWC) layout oneDNN and cuDNN prefer.
         compile: Wrap the network in ``torch.compile`` (first call per shape compiles, which takes
             minutes on a small CPU; pays off for long runs with fixed tile sizes).
@@ -489,7 +420,7 @@ def prepare_for_inference(
             device = torch.device("cuda", torch.cuda.current_device())
     if dtype == "auto" and not isinstance(model, CLIPDenoiser):
         dtype = "float32"  # reduced precision is validated for CLIPDenoiser only
-    compute_dtype = resolve_compute_dtype(device, dtype)
+    compute_dtype = resolve_dtype(dtype, device)
     network = convert_for_inference(
         model, device=device, dtype=compute_dtype, channels_last=channels_last
     )
@@ -544,7 +475,7 @@ def convert_for_training(model: CLIPDenoiser, *, dtype: DTypeSpec = "auto") -> C
 
     Args:
         model: The model being trained.
-        dtype: Compute dtype of the folded encoder (:func:`resolve_compute_dtype`);
+        dtype: Compute dtype of the folded encoder (:func:`~clipdenoise.devices.resolve_dtype`);
             ``"float32"`` keeps exact float32 numerics (folding only).
 
     Example:
@@ -561,7 +492,7 @@ def convert_for_training(model: CLIPDenoiser, *, dtype: DTypeSpec = "auto") -> C
     if not folding_applies(model):
         return model
     device = _module_device(model)
-    compute_dtype = resolve_compute_dtype(device, dtype)
+    compute_dtype = resolve_dtype(dtype, device)
     encoder = fold_encoder_batchnorm(model.encoder).to(device=device, dtype=compute_dtype)
     if model.encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last):
         encoder = encoder.to(memory_format=torch.channels_last)
@@ -598,10 +529,8 @@ __all__ = [
     "convert_for_inference",
     "convert_for_training",
     "count_flops",
-    "cpu_has_fast_bfloat16",
     "fold_batchnorm",
     "fold_encoder_batchnorm",
     "folding_applies",
     "prepare_for_inference",
-    "resolve_compute_dtype",
 ]

@@ -590,11 +590,11 @@ def _pixel_bytes(stored: np.ndarray) -> bytes:
 def write_ct_png16(hu: np.ndarray, out_path: str | Path, *, offset: float = 1024.0) -> Path:
     """Write HU as a 16-bit grey PNG holding ``HU + offset`` (rounded, clipped to 0..65535),
     the format :func:`read_ct_slice` reads back; atomic."""
-    from PIL import Image
+    from clipdenoise.image_io import encode_png16
 
     values = np.clip(np.rint(np.asarray(hu, dtype=np.float64) + offset), 0, 65535)
-    image = Image.fromarray(values.astype(np.uint16))
-    return atomic_write(out_path, lambda stream: image.save(stream, format="PNG"))
+    data = encode_png16(values.astype(np.uint16))
+    return atomic_write(out_path, lambda stream: stream.write(data))
 
 
 # --------------------------------------------------------------------------- Mayo / AAPM dataset

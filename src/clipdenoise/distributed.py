@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from clipdenoise.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -45,20 +47,6 @@ class DistInfo:
 def launched_by_torchrun() -> bool:
     """True when the environment describes a multi-process job (``WORLD_SIZE`` > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:<local_rank>`` when CUDA is available, else CPU; or the named device."""
-    if name == "auto":
-        return (
-            torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-        )
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def init_distributed(device_name: str = "auto") -> DistInfo:
@@ -148,6 +136,5 @@ __all__ = [
     "launched_by_torchrun",
     "mean_over_ranks",
     "parameters_in_sync",
-    "resolve_device",
     "shutdown_distributed",
 ]

@@ -200,8 +200,37 @@ def run_onnx(session, noisy: np.ndarray) -> np.ndarray:
     return restored[..., :height, :width]
 
 
+def check_onnx_parity(model: nn.Module, path: str | Path) -> float:
+    """How closely an exported ONNX graph follows the PyTorch model it was exported from.
+
+    Both denoise the same two random images (sizes that are and are not multiples of 32) on the
+    CPU.
+
+    Args:
+        model: The source model (a :class:`~clipdenoise.model.CLIPDenoiser`, on the CPU).
+        path: The graph :func:`export_onnx` wrote.
+
+    Returns:
+        The largest absolute difference between onnxruntime's and PyTorch's outputs.
+
+    Raises:
+        ConfigError: onnxruntime is not installed.
+    """
+    session = onnx_session(path)
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for height, width in ((64, 96), (77, 50)):
+        noisy = torch.rand(1, model.config.in_channels, height, width, generator=generator)
+        with torch.inference_mode():
+            expected = model.eval()(noisy).numpy()
+        restored = run_onnx(session, noisy.numpy()).astype(np.float32)
+        worst = max(worst, float(np.abs(restored - expected).max()))
+    return worst
+
+
 __all__ = [
     "ExportableDenoiser",
+    "check_onnx_parity",
     "export_onnx",
     "export_torchscript",
     "onnx_session",

@@ -8,8 +8,8 @@ for greyscale and 3 for colour. :func:`read_image` returns just that; :func:`loa
 
 Formats: PNG (8 and 16 bit, grey/RGB, with or without alpha), TIFF (8, 16 bit and float32;
 deflate, LZW, ... through ``tifffile`` + ``imagecodecs``), JPEG, BMP, WebP. Pillow alone reads a
-16-bit colour PNG as 8 bit, so 16-bit PNGs go through ``imagecodecs`` (libpng) and the metadata
-chunks are written by this module. Errors name the file and the problem.
+16-bit colour PNG as 8 bit, so 16-bit PNGs are read through ``imagecodecs`` (libpng) and written
+by :func:`encode_png16`. Errors name the file and the problem.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ FORMAT_BIT_DEPTHS: dict[str, tuple[int, ...]] = {
     "webp": (8,),
 }
 _ALPHA_FORMATS = ("png", "tiff", "webp")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Channels -> PNG colour type (grey, grey + alpha, RGB, RGBA).
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 _ORIENTATION_TAG = 0x0112
 _TIFF_ICC_TAG = 34675
 # EXIF base-IFD text tags that a TIFF file stores in its own IFD.
@@ -645,8 +648,58 @@ def _write_pillow(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> N
     image.save(handle, format=fmt.upper(), **options)
 
 
+def encode_png16(
+    samples: np.ndarray,
+    *,
+    icc_profile: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+    exif: bytes | None = None,
+    compress_level: int = 6,
+) -> bytes:
+    """Encode 16-bit samples as a PNG file (Pillow cannot write 16-bit colour PNGs).
+
+    The rows are stored unfiltered in one zlib-compressed ``IDAT`` chunk, so the bytes depend
+    only on the samples, the metadata and zlib: the same image always gives the same file.
+
+    Args:
+        samples: ``(H, W)`` or ``(H, W, C)`` uint16 samples, C = 1 (grey), 2 (grey + alpha),
+            3 (RGB) or 4 (RGBA).
+        icc_profile: ICC profile to embed (``iCCP`` chunk).
+        dpi: Resolution to record (``pHYs`` chunk, in pixels per metre).
+        exif: EXIF block to embed (``eXIf`` chunk, without the ``Exif\0\0`` prefix).
+        compress_level: zlib level, 0 (none, fastest) to 9 (smallest).
+
+    Returns:
+        The PNG file's bytes.
+
+    Raises:
+        ImageWriteError: the samples are not ``(H, W[, 1..4])``.
+    """
+    samples = np.asarray(samples)
+    if samples.ndim == 2:
+        samples = samples[..., None]
+    if samples.ndim != 3 or samples.shape[2] not in _PNG_COLOUR_TYPES or 0 in samples.shape:
+        raise ImageWriteError(f"cannot write samples of shape {samples.shape} as a PNG")
+    height, width, channels = samples.shape
+    big_endian = samples.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), big_endian], axis=1)  # filter 0
+    header = struct.pack(">IIBBBBB", width, height, 16, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    chunks = [_png_chunk(b"IHDR", header)]
+    if icc_profile:
+        chunks.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    if dpi:
+        per_metre = [round(v / 0.0254) for v in dpi]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1)))
+    if exif:
+        chunks.append(_png_chunk(b"eXIf", exif))
+    chunks.append(_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)))
+    chunks.append(_png_chunk(b"IEND", b""))
+    return PNG_SIGNATURE + b"".join(chunks)
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def _write_png(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> None:
@@ -660,21 +713,7 @@ def _write_png(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> None
             options["dpi"] = dpi
         _pillow_image(samples).save(handle, format="PNG", **options)
         return
-    import imagecodecs
-
-    encoded = imagecodecs.png_encode(
-        np.ascontiguousarray(samples if samples.shape[-1] > 1 else samples[..., 0])
-    )
-    # Insert the metadata chunks right after IHDR (8-byte signature + 25-byte IHDR chunk).
-    extra = b""
-    if icc:
-        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
-    if dpi:
-        per_metre = [round(v / 0.0254) for v in dpi]
-        extra += _png_chunk(b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1))
-    if exif:
-        extra += _png_chunk(b"eXIf", exif)
-    handle.write(encoded[:33] + extra + encoded[33:])
+    handle.write(encode_png16(samples, icc_profile=icc, dpi=dpi, exif=exif))
 
 
 def _write_tiff(handle, samples, fmt, bit_depth, quality, icc, exif, dpi) -> None:
@@ -730,8 +769,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "JpegArtefactWarning",
     "LoadedImage",
+    "PNG_SIGNATURE",
     "atomic_write",
     "convert_alpha",
+    "encode_png16",
     "ImageHeader",
     "format_of",
     "load_image",

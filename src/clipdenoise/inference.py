@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from clipdenoise.decoder import CLIPDecoder, Window
+from clipdenoise.devices import resolve_device, resolve_dtype
 from clipdenoise.errors import (
     ChannelMismatchError,
     ConfigError,
@@ -60,72 +61,6 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 ChannelConversion = Literal["auto", "strict", "per-channel", "luma"]
 CHANNEL_CONVERSIONS: tuple[str, ...] = ("auto", "strict", "per-channel", "luma")
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-
-
-# ============================================================================ devices, dtypes
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """Turn ``auto | cpu | cuda | cuda:N | mps`` into a usable :class:`torch.device`.
-
-    ``auto`` picks CUDA when available, then Apple's MPS, else the CPU.
-
-    Raises:
-        ConfigError: the device does not exist on this machine (the message says what does).
-    """
-    if isinstance(spec, torch.device):
-        spec = str(spec)
-    text = str(spec).strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", text):
-        raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
-    device = torch.device(text)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {spec!r}: CUDA is not available on this machine")
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present"
-            )
-        return torch.device("cuda", index)
-    if device.type == "mps" and not _mps_available():
-        raise ConfigError(f"device {spec!r}: Apple MPS is not available on this machine")
-    return device
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def resolve_dtype(spec: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """Turn ``float32 | bfloat16 | float16 | auto`` into the compute dtype used on ``device``.
-
-    ``auto`` follows :func:`clipdenoise.acceleration.resolve_compute_dtype`: bfloat16 on CPUs
-    with native bf16 instructions, float16 on CUDA (with a float32 recomputation if it ever
-    overflows), float32 elsewhere.
-
-    Raises:
-        ConfigError: an unknown name, or float16 on a CPU.
-    """
-    from clipdenoise.acceleration import resolve_compute_dtype
-
-    if isinstance(spec, str):
-        aliases = {"half": "float16"}
-        spec = aliases.get(spec.strip().lower(), spec.strip().lower())
-    try:
-        return resolve_compute_dtype(device, spec)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
 
 
 # ============================================================================ memory
@@ -765,9 +700,11 @@ class Denoiser:
         model: A denoiser (``model(noisy) -> restored`` on ``(B, C, H, W)`` in [0, 1]), e.g.
             :func:`clipdenoise.checkpoints.load_model`'s result. The caller's module is never
             modified: it is copied when moving it or changing its dtype.
-        device: ``auto | cpu | cuda | cuda:N | mps`` (see :func:`resolve_device`).
-        dtype: ``float32 | bfloat16 | float16 | auto`` compute dtype (see :func:`resolve_dtype`);
-            inputs and outputs keep their own dtypes.
+        device: ``auto | cpu | cuda | cuda:N | mps``
+            (see :func:`~clipdenoise.devices.resolve_device`).
+        dtype: ``float32 | bfloat16 | float16 | auto`` compute dtype
+            (see :func:`~clipdenoise.devices.resolve_dtype`); inputs and outputs keep their own
+            dtypes.
         tile_size: Tile side in pixels (multiple of 32); ``None`` chooses from ``max_memory``.
         tile_overlap: Pixels shared by neighbouring tiles; ``None`` (default) means 128, or
             half of a smaller ``tile_size``.
@@ -1036,8 +973,6 @@ __all__ = [
     "parse_memory_size",
     "plan_tiles",
     "reflect_indices",
-    "resolve_device",
-    "resolve_dtype",
     "tile_layout",
     "tile_starts",
     "tiled_forward",

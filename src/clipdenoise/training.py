@@ -382,7 +382,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":  # auto
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    from clipdenoise.acceleration import cpu_has_fast_bfloat16
+    from clipdenoise.devices import cpu_has_fast_bfloat16
 
     # without native bf16 instructions oneDNN emulates it, slower than fp32
     return torch.bfloat16 if cpu_has_fast_bfloat16() else None

@@ -50,6 +50,7 @@ from clipdenoise.analysis.outputs import (
 )
 from clipdenoise.analysis.tsne import TSNEResult, analyze_tsne
 from clipdenoise.atomic import atomic_write_text
+from clipdenoise.devices import resolve_device
 from clipdenoise.encoder import FEATURE_NAMES
 from clipdenoise.errors import ClipDenoiseError, ConfigError
 
@@ -189,16 +190,6 @@ class AnalysisReport:
 
     def add_file(self, role: str, path: Path) -> None:
         self.files.setdefault(role, []).append(path)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA if available, else CPU; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but CUDA is not available")
-    return device
 
 
 def check_encoder_available(spec: EncoderSpec) -> None:
@@ -529,6 +520,5 @@ __all__ = [
     "AnalysisConfig",
     "AnalysisReport",
     "check_encoder_available",
-    "resolve_device",
     "run_analysis",
 ]

@@ -13,19 +13,18 @@ our ``.safetensors``; the configuration is inferred from the tensor shapes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from clipdenoise.baselines._io import load_safetensors
-from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.baselines.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
+from clipdenoise.errors import WeightsMismatchError
 
-__all__ = ["DnCNN", "DnCNNConfig", "build", "load", "save"]
+__all__ = ["CHECKPOINT_FORMAT", "DnCNN", "DnCNNConfig", "build", "load", "save"]
 
 
 @dataclass(frozen=True)
@@ -94,18 +93,6 @@ def build(**config: object) -> DnCNN:
     return DnCNN(DnCNNConfig(**config))  # type: ignore[arg-type]
 
 
-def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict):
-        for key in ("params", "params_ema", "state_dict", "model_state_dict"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsMismatchError(f"{path}: not a DnCNN state dict")
-    state = {re.sub(r"^module\.", "", k): v for k, v in obj.items()}
-    return {re.sub(r"^dncnn\.", "model.", k): v for k, v in state.items()}
-
-
 def infer_config(state: dict[str, torch.Tensor]) -> DnCNNConfig:
     """The :class:`DnCNNConfig` that a KAIR-layout state dict was saved from."""
     conv_keys = sorted(
@@ -125,39 +112,25 @@ def infer_config(state: dict[str, torch.Tensor]) -> DnCNNConfig:
     )
 
 
+#: How DnCNN checkpoints are stored (DnCNN-PyTorch names its modules ``dncnn.*``).
+CHECKPOINT_FORMAT = CheckpointFormat(
+    kind="dncnn",
+    label="DnCNN",
+    model_class=DnCNN,
+    config_class=DnCNNConfig,
+    infer_config=infer_config,
+    key_renames=((r"^module\.", ""), (r"^dncnn\.", "model.")),
+)
+
+
 def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> DnCNN:
     """Load a DnCNN checkpoint (ours, KAIR or DnCNN-PyTorch layout), strictly, in eval mode.
 
-    Raises:
-        WeightsNotFoundError: The file does not exist.
-        WeightsMismatchError: The tensors do not form a DnCNN (the message names the keys).
+    See :func:`~clipdenoise.baselines.checkpoint.load_checkpoint` (and its errors).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: DnCNN checkpoint not found")
-    if path.suffix == ".safetensors":
-        config_data, state = load_safetensors(path, "dncnn", map_location=map_location)
-        config = DnCNNConfig(**config_data)
-    else:
-        state = _unwrap_state_dict(
-            torch.load(path, map_location=map_location, weights_only=True), path
-        )
-        config = infer_config(state)
-    model = DnCNN(config)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise WeightsMismatchError(
-            f"{path}: DnCNN weights do not match the inferred architecture {config}: missing "
-            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
-    return model.to(map_location).eval()
+    return load_checkpoint(path, CHECKPOINT_FORMAT, map_location=map_location)
 
 
 def save(model: DnCNN, path: str | Path, *, metadata: Mapping[str, str] | None = None) -> Path:
     """Save as ``.safetensors`` with the config (and ``metadata``) in the metadata (atomic)."""
-    from clipdenoise.baselines._io import save_safetensors
-
-    config = json.dumps(asdict(model.config))
-    return save_safetensors(
-        model, Path(path), {**(metadata or {}), "kind": "dncnn", "config": config}
-    )
+    return save_checkpoint(model, path, CHECKPOINT_FORMAT, metadata=metadata)

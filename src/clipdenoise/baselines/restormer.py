@@ -16,20 +16,19 @@ input by reflection to a multiple of 8 (three 2× downsamplings) and crops back,
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipdenoise.baselines._io import load_safetensors
-from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.baselines.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
+from clipdenoise.errors import WeightsMismatchError
 
-__all__ = ["Restormer", "RestormerConfig", "build", "load", "save"]
+__all__ = ["CHECKPOINT_FORMAT", "Restormer", "RestormerConfig", "build", "load", "save"]
 
 
 @dataclass(frozen=True)
@@ -280,48 +279,24 @@ def infer_config(state: dict[str, torch.Tensor]) -> RestormerConfig:
     )
 
 
+#: How Restormer checkpoints are stored (the official files nest the tensors under ``params``).
+CHECKPOINT_FORMAT = CheckpointFormat(
+    kind="restormer",
+    label="Restormer",
+    model_class=Restormer,
+    config_class=RestormerConfig,
+    infer_config=infer_config,
+)
+
+
 def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> Restormer:
     """Load a Restormer checkpoint (ours or the official ``{'params': ...}``), strictly.
 
-    Raises:
-        WeightsNotFoundError: The file does not exist.
-        WeightsMismatchError: The tensors do not form a Restormer (the message names the keys).
+    See :func:`~clipdenoise.baselines.checkpoint.load_checkpoint` (and its errors).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: Restormer checkpoint not found")
-    if path.suffix == ".safetensors":
-        config_data, state = load_safetensors(path, "restormer", map_location=map_location)
-        config = RestormerConfig(**config_data)
-    else:
-        raw = torch.load(path, map_location=map_location, weights_only=True)
-        if isinstance(raw, dict):
-            for key in ("params", "params_ema", "state_dict"):
-                if isinstance(raw.get(key), dict):
-                    raw = raw[key]
-                    break
-        if not isinstance(raw, dict):
-            raise WeightsMismatchError(f"{path}: not a Restormer state dict")
-        state = {re.sub(r"^module\.", "", k): v for k, v in raw.items()}
-        try:
-            config = infer_config(state)
-        except (KeyError, WeightsMismatchError) as error:
-            raise WeightsMismatchError(f"{path}: {error}") from error
-    model = Restormer(config)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise WeightsMismatchError(
-            f"{path}: Restormer weights do not match {config}: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
-    return model.to(map_location).eval()
+    return load_checkpoint(path, CHECKPOINT_FORMAT, map_location=map_location)
 
 
 def save(model: Restormer, path: str | Path, *, metadata: Mapping[str, str] | None = None) -> Path:
     """Save as ``.safetensors`` with the config (and ``metadata``) in the metadata (atomic)."""
-    from clipdenoise.baselines._io import save_safetensors
-
-    config = json.dumps(asdict(model.config))
-    return save_safetensors(
-        model, Path(path), {**(metadata or {}), "kind": "restormer", "config": config}
-    )
+    return save_checkpoint(model, path, CHECKPOINT_FORMAT, metadata=metadata)

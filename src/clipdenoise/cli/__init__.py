@@ -1,39 +1,50 @@
 """Command-line interface: ``clipdenoise <subcommand> ...``.
 
-Each subcommand lives in its own module of this package and exposes
-``register(subparsers) -> None``; the parser it adds sets ``func`` (``args -> int`` exit code).
-Modules are discovered, so adding a subcommand never edits this file. The CLI is a thin layer:
-everything a subcommand does is callable from the library.
+Each subcommand lives in its own module of this package, listed in :data:`SUBCOMMANDS`, and
+exposes ``register(subparsers) -> None``; the parser it adds sets ``func`` (``args -> int`` exit
+code). The CLI is a thin layer: everything a subcommand does is callable from the library.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
 from clipdenoise import __version__
 from clipdenoise.errors import ClipDenoiseError
 
+#: The subcommand modules of this package, in the order ``clipdenoise --help`` lists them: using
+#: a model, making one, measuring it, then the tools around it.
+SUBCOMMANDS: tuple[str, ...] = (
+    "denoise",
+    "serve",
+    "train",
+    "synth",
+    "data",
+    "evaluate",
+    "analyze",
+    "weights",
+    "export",
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``clipdenoise`` parser with every subcommand of :data:`SUBCOMMANDS` registered."""
     parser = argparse.ArgumentParser(
         prog="clipdenoise",
         description="Generalizable image denoising with frozen CLIP ResNet features (CVPR 2024).",
     )
     parser.add_argument("--version", action="version", version=f"clipdenoise {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        module.register(subparsers)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``clipdenoise`` with ``argv``; returns the exit status (2: usage or user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from clipdenoise.checkpoints import load_model
-    from clipdenoise.export import export_onnx, export_torchscript
+    from clipdenoise.export import check_onnx_parity, export_onnx, export_torchscript
 
     if args.onnx is None and args.torchscript is None:
         raise ConfigError("nothing to do: give --onnx FILE and/or --torchscript FILE")
@@ -79,28 +79,9 @@ def run_export(args: argparse.Namespace) -> int:
         )
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
         if args.check:
-            difference = check_onnx(model, path)
+            difference = check_onnx_parity(model, path)
             print(f"onnxruntime vs PyTorch: max abs difference {difference:.2e}", file=sys.stderr)
     if args.torchscript is not None:
         path = export_torchscript(model, args.torchscript, overwrite=args.overwrite)
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
     return 0
-
-
-def check_onnx(model, path: Path) -> float:
-    """Largest absolute difference between onnxruntime and PyTorch on two random images."""
-    import numpy as np
-    import torch
-
-    from clipdenoise.export import onnx_session, run_onnx
-
-    session = onnx_session(path)
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for height, width in ((64, 96), (77, 50)):
-        noisy = torch.rand(1, model.config.in_channels, height, width, generator=generator)
-        with torch.inference_mode():
-            expected = model.eval()(noisy).numpy()
-        got = run_onnx(session, noisy.numpy()).astype(np.float32)
-        worst = max(worst, float(np.abs(got - expected).max()))
-    return worst

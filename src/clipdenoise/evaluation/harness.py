@@ -61,6 +61,7 @@ from clipdenoise.data.testsets import (
     read_clean,
     read_noisy,
 )
+from clipdenoise.devices import COMPUTE_DTYPES, resolve_device
 from clipdenoise.errors import (
     ClipDenoiseError,
     ConfigError,
@@ -157,9 +158,6 @@ def make_noisy(
     return noisy
 
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 @torch.no_grad()
 def restore_batch(
     method: Method,
@@ -182,7 +180,7 @@ def restore_batch(
         if dtype == "float32":
             restored = module(padded)
         else:
-            with torch.autocast(device_type=device.type, dtype=_DTYPES[dtype]):
+            with torch.autocast(device_type=device.type, dtype=COMPUTE_DTYPES[dtype]):
                 restored = module(padded)
         restored = restored[..., :height, :width].float()
     else:
@@ -327,17 +325,6 @@ def git_commit() -> str | None:
     return commit if result.returncode == 0 and len(commit) == 40 else None
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
 def _save_restored(path: Path, restored: np.ndarray) -> None:
     pixels = np.round(np.clip(restored, 0.0, 1.0) * 255.0).astype(np.uint8)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
@@ -409,6 +396,7 @@ def evaluate(
     noises: Sequence[Any] | None = None,
     data_root: str | Path | None = None,
     out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
     protocol: EvalProtocol | None = None,
     device: str | torch.device = "auto",
     dtype: str = "float32",
@@ -440,6 +428,8 @@ def evaluate(
             data root, :func:`clipdenoise.data.registry.default_data_root`).
         out_dir: Where the cache, tables, per-image CSV, plots and images go. ``None`` keeps
             everything in memory (no resume).
+        cache_dir: Where the per-image cache goes instead of ``out_dir/cache`` (e.g. outside a
+            repository that commits ``out_dir``'s tables).
         protocol: Conventions (default: the suite's reference protocol).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (networks only).
         dtype: ``"float32"``, or ``"float16"`` / ``"bfloat16"`` autocast for networks.
@@ -472,8 +462,8 @@ def evaluate(
     """
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
-    if dtype not in _DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {dtype!r}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     protocol = (
@@ -487,7 +477,7 @@ def evaluate(
     rank, world_size, dist, created_group = _shard_info(shard)
     if world_size > 1 and out_dir is None:
         raise ConfigError("a sharded / torchrun evaluation needs out_dir (ranks merge on disk)")
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     if dist is not None and torch_device.type == "cuda":
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     method_list = _normalise_methods(methods, torch_device)
@@ -501,7 +491,9 @@ def evaluate(
         for test_set in test_sets:
             test_set.images = [item for item in test_set.images if item.name in wanted]
     noise_list = _parse_noises(noises) if suite == "synthetic" else [None]
-    cache = ResultCache(Path(out_dir) / "cache") if out_dir is not None else None
+    if cache_dir is None and out_dir is not None:
+        cache_dir = Path(out_dir) / "cache"
+    cache = ResultCache(cache_dir) if cache_dir is not None else None
     memory: dict[Path, list[ImageRecord]] = {}
     tasks = _plan_tasks(
         test_sets, noise_list, method_list, protocol, dtype, cache, memory, record_meta=compute

@@ -7,7 +7,8 @@ Layout of an evaluation folder::
       results.md  results.csv  results.json      summary: rows dataset × noise × level, columns
                                                  methods, PSNR/SSIM, best per row marked
       per_image.csv                              one row per (method, dataset, noise, image)
-      cache/<method>/<dataset>/<noise>/<key>/
+                                                 (read back by :func:`read_results`)
+      cache/<method>/<dataset>/<noise>/<key>/    (or under the evaluation's ``cache_dir``)
         meta.json                                method, protocol, dataset identity
         records.rank<R>.jsonl                    one JSON line per scored image, appended
                                                  (flushed + fsynced) as images finish
@@ -461,3 +462,47 @@ class ImageCrops:
     noisy_scores: tuple[float, float]
     restored: dict[str, np.ndarray] = field(default_factory=dict)
     restored_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+#: Types of the numeric per-image columns (the others are text).
+_COLUMN_TYPES: dict[str, type] = {
+    "height": int,
+    "width": int,
+    "channels": int,
+    "psnr": float,
+    "ssim": float,
+    "seconds": float,
+    "sigma_used_255": float,
+    "seed": int,
+}
+#: Columns whose empty cell means ``None`` (written as empty by :func:`per_image_csv`).
+_OPTIONAL_COLUMNS = ("sigma_used_255", "seed", "checkpoint_sha256", "git_commit")
+
+
+def read_per_image_csv(path: str | Path) -> list[ImageRecord]:
+    """The records of a ``per_image.csv`` that :func:`per_image_csv` wrote, in file order."""
+    records = []
+    with open(path, newline="", encoding="utf-8") as stream:
+        for row in csv.DictReader(stream):
+            values: dict[str, Any] = {}
+            for column in PER_IMAGE_COLUMNS:
+                text = row[column]
+                if text == "" and column in _OPTIONAL_COLUMNS:
+                    values[column] = None
+                else:
+                    values[column] = _COLUMN_TYPES.get(column, str)(text)
+            records.append(ImageRecord(**values))
+    return records
+
+
+def read_results(out_dir: str | Path, stem: str = "results") -> ResultsTable:
+    """The table an evaluation wrote into ``out_dir`` (``<stem>.json``), with its per-image
+    records (``per_image.csv``, when present) in :attr:`ResultsTable.records`; no cache needed."""
+    out_dir = Path(out_dir)
+    table = ResultsTable.from_dict(json.loads((out_dir / f"{stem}.json").read_text("utf-8")))
+    if (out_dir / "per_image.csv").is_file():
+        table.records = read_per_image_csv(out_dir / "per_image.csv")
+    return table
+
+
+__all__ += ["read_per_image_csv", "read_results"]

@@ -120,7 +120,7 @@ class DemoService:
     def __init__(
         self, catalogue: ModelCatalogue, config: ServeConfig, settings: InferenceSettings
     ) -> None:
-        from clipdenoise.inference import resolve_device
+        from clipdenoise.devices import resolve_device
 
         self.catalogue = catalogue
         self.config = config

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipdenoise.errors import ClipDenoiseError, one_line
+from clipdenoise.image_io import PNG_SIGNATURE, encode_png16
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 MEDIA_TYPES = {
@@ -33,7 +34,6 @@ SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp"}
 SAMPLE_MAXIMA = {"uint8": 255.0, "uint16": 65535.0}
 JPEG_QUALITY = 95
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -94,7 +94,7 @@ class DecodedImage:
 
 def sniff_format(data: bytes) -> str | None:
     """The image format of ``data`` from its first bytes, or ``None`` if not supported."""
-    if data.startswith(_PNG_MAGIC):
+    if data.startswith(PNG_SIGNATURE):
         return "PNG"
     if data.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -261,7 +261,7 @@ def _from_samples(samples: np.ndarray, image_format: str, icc_profile) -> Decode
 
 
 def _png_chunks(data: bytes):
-    position = len(_PNG_MAGIC)
+    position = len(PNG_SIGNATURE)
     while position + 8 <= len(data):
         (length,) = struct.unpack(">I", data[position : position + 4])
         kind = data[position + 4 : position + 8]
@@ -328,25 +328,6 @@ def _bounded_inflate(compressed: bytes, limit: int) -> bytes:
     return raw
 
 
-def _encode_png16(samples: np.ndarray, icc_profile: bytes | None) -> bytes:
-    """Write ``(H, W, C)`` uint16 samples (C = 1, 2, 3, 4) as a 16-bit PNG (no row filters)."""
-    height, width, channels = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    big_endian = samples.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), big_endian], axis=1)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    parts = [_PNG_MAGIC, chunk(b"IHDR", header)]
-    if icc_profile:
-        parts.append(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
-    parts += [chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), chunk(b"IEND", b"")]
-    return b"".join(parts)
-
-
 # --- encoding ------------------------------------------------------------------------------------
 
 
@@ -380,7 +361,7 @@ def encode_like(pixels: np.ndarray, source: DecodedImage) -> bytes:
     if source.format == "TIFF":
         return _encode_tiff(samples, source.icc_profile)
     if source.sample_dtype == "uint16":
-        return _encode_png16(samples, source.icc_profile)
+        return encode_png16(samples, icc_profile=source.icc_profile)
     return _encode_with_pillow(samples, source)
 
 
