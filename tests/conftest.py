@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipdenoise.analysis.images import AnalysisImage
 from clipdenoise.checkpoints import save_checkpoint
 from clipdenoise.model import CLIPDenoiser, tiny_config
 from clipdenoise.training.recipe import ExperimentConfig, load_experiment_config
@@ -211,6 +212,12 @@ def image_folder(tmp_path) -> Path:
         pixels = np.round(smooth_image(30, 40, 3, seed=seed) * 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture
+def analysis_images() -> list[AnalysisImage]:
+    """Three smooth 64×64 RGB images for the feature analysis, named ``img0``..``img2``."""
+    return [AnalysisImage(f"img{i}", smooth_image(64, 64, seed=i)) for i in range(3)]
 
 
 # ------------------------------------------------------------------ training runs
