@@ -3,7 +3,7 @@
 The RN50 synthetic recipe step (paper / reference YAML): batch 16 of 128² patches, Gaussian
 σ=15 noise synthesised on the device in one batched call, progressive feature augmentation on
 (γ=0.025), L1 loss, AdamW (lr 3e-4, weight decay 1e-4), gradient clipping at 0.01. Both steps
-go through :func:`clipdenoise.training.loop.train_step`; they differ only in the forward:
+go through :func:`clipdenoise.training.train_step`; they differ only in the forward:
 
 * **reference-equivalent**: float32, contiguous NCHW, encoder stage 4 computed and discarded,
   BatchNorm as separate ops (eval statistics, the project's frozen-encoder semantics; the
@@ -41,8 +41,7 @@ from clipdenoise.acceleration import (  # noqa: E402
 )
 from clipdenoise.model import CLIPDenoiser, ModelConfig  # noqa: E402
 from clipdenoise.noise import add_noise, parse_noise_spec  # noqa: E402
-from clipdenoise.training.distributed import DistInfo  # noqa: E402
-from clipdenoise.training.loop import StepContext, make_loss, train_step  # noqa: E402
+from clipdenoise.training import DistInfo, StepContext, make_loss, train_step  # noqa: E402
 
 BATCH = 16
 PATCH = 128

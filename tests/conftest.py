@@ -18,7 +18,7 @@ from PIL import Image
 from clipdenoise.analysis.images import AnalysisImage
 from clipdenoise.checkpoints import save_checkpoint
 from clipdenoise.model import CLIPDenoiser, tiny_config
-from clipdenoise.training.recipe import ExperimentConfig, load_experiment_config
+from clipdenoise.training import ExperimentConfig, load_experiment_config
 
 # Tests never reach the network: downloads are refused unless a test starts its own server on
 # 127.0.0.1 (``file_server``) and unsets the variable.

@@ -10,17 +10,17 @@ import sys
 import torch
 
 from clipdenoise.checkpoints import load_checkpoint
-from clipdenoise.training.distributed import (
+from clipdenoise.training import (
     DistInfo,
     any_rank,
     barrier,
     broadcast_int,
     init_distributed,
+    load_training_state,
     mean_over_ranks,
     parameters_in_sync,
     shutdown_distributed,
 )
-from clipdenoise.training.state import load_training_state
 from conftest import fast_cli_args, read_run_log
 
 

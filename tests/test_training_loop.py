@@ -36,22 +36,25 @@ from clipdenoise.cli.synth import SynthConfig, synthesize_srgb_dataset
 from clipdenoise.errors import ConfigError, DatasetError, DatasetNotFoundError, WeightsNotFoundError
 from clipdenoise.isp import CameraNoiseConfig
 from clipdenoise.model import CLIPDenoiser
-from clipdenoise.training import loop
-from clipdenoise.training.distributed import DistInfo
-from clipdenoise.training.loop import (
+from clipdenoise.training import (
+    DistInfo,
+    ExperimentConfig,
     StepContext,
+    TrainConfig,
     Trainer,
     TrainingError,
     check_step_memory,
     iteration_seed,
+    list_states,
+    load_experiment_config,
+    load_training_state,
+    loop,
     make_loss,
     mix_batch,
     reference_log_psnr,
     train,
     train_step,
 )
-from clipdenoise.training.recipe import ExperimentConfig, TrainConfig, load_experiment_config
-from clipdenoise.training.state import list_states, load_training_state
 from conftest import (
     FAST_TRAINING,
     fast_cli_args,
@@ -614,9 +617,9 @@ def test_step_memory_check_works_for_every_network():
 
 # ------------------------------------------------------------------------------ the package
 def test_training_modules_import_each_other_without_a_cycle():
-    """Each module imports its siblings by their own path (never the package, whose names are
-    lazy), and those imports, also the ones inside functions, form no cycle; nothing imports
-    the loop."""
+    """Each module imports its siblings by their own path (never the package, whose
+    ``__init__`` imports them all), and those imports, also the ones inside functions, form no
+    cycle; nothing imports the loop."""
     names = ("loop", "recipe", "patches", "state", "schedule", "distributed")
 
     def imported(name: str) -> set[str]:

@@ -13,13 +13,13 @@ from clipdenoise.errors import ConfigError
 from clipdenoise.image_io import read_image
 from clipdenoise.isp import CameraNoiseConfig
 from clipdenoise.noise import parse_noise_spec
-from clipdenoise.training.patches import (
+from clipdenoise.training import (
     ImageStore,
     RunSampler,
     TrainPatchDataset,
     build_train_store,
+    load_experiment_config,
 )
-from clipdenoise.training.recipe import load_experiment_config
 from conftest import fast_config
 
 

@@ -8,7 +8,7 @@ from clipdenoise import checkpoints
 from clipdenoise import config as config_io
 from clipdenoise.checkpoints import PRETRAINED, import_checkpoint, load_checkpoint
 from clipdenoise.errors import ConfigError
-from clipdenoise.training.recipe import ExperimentConfig, list_presets, load_experiment_config
+from clipdenoise.training import ExperimentConfig, list_presets, load_experiment_config
 from conftest import fast_config
 
 

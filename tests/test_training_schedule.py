@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from clipdenoise.training.recipe import load_experiment_config
-from clipdenoise.training.schedule import LRSchedule
+from clipdenoise.training import LRSchedule, load_experiment_config
 
 
 def test_cosine_schedule_matches_the_paper():

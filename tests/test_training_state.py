@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clipdenoise.errors import ConfigError
-from clipdenoise.training.state import (
+from clipdenoise.training import (
     capture_rng_states,
     latest_state,
     list_states,

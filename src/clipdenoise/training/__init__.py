@@ -2,11 +2,12 @@
 
 * :mod:`~clipdenoise.training.recipe` — :class:`ExperimentConfig` and the presets shipped as TOML.
 * :mod:`~clipdenoise.training.patches` — training patches addressed by their position in the
-  run, and the validation set.
-* :mod:`~clipdenoise.training.loop` — :func:`train` and the :class:`Trainer` behind it.
+  run, paired stores, online noise, the validation set.
+* :mod:`~clipdenoise.training.loop` — :func:`train`, :func:`train_step` and the :class:`Trainer`
+  behind them.
 * :mod:`~clipdenoise.training.state` — resumable training-state files.
 * :mod:`~clipdenoise.training.schedule` — learning rates as pure functions of the iteration.
-* :mod:`~clipdenoise.training.distributed` — torchrun process groups.
+* :mod:`~clipdenoise.training.distributed` — torchrun process groups and collectives.
 
 Python::
 
@@ -14,53 +15,136 @@ Python::
     config = load_experiment_config("tiny-cpu", ["train.num_iters=100"])
     result = train(config, "runs/tiny", data_root="/data")
 
-The public names below are imported lazily, so that reading a recipe does not load the loop.
+The modules import each other by their own paths, never through this package.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clipdenoise.training.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    broadcast_int,
+    init_distributed,
+    launched_by_torchrun,
+    mean_over_ranks,
+    parameters_in_sync,
+    shutdown_distributed,
+)
+from clipdenoise.training.loop import (
+    CHECKPOINTS_DIRNAME,
+    LOG_NAME,
+    RUN_CONFIG_NAME,
+    SUMMARY_NAME,
+    StepContext,
+    Trainer,
+    TrainingError,
+    TrainResult,
+    check_step_memory,
+    iteration_seed,
+    make_loss,
+    mix_batch,
+    prepare_run_dir,
+    reference_log_psnr,
+    train,
+    train_step,
+    validate,
+)
+from clipdenoise.training.patches import (
+    ImageStore,
+    PairedImageStore,
+    RunSampler,
+    TrainImages,
+    TrainPatchDataset,
+    ValidationSet,
+    add_training_noise,
+    build_train_store,
+    build_validation_set,
+    resolve_data_path,
+    seed_worker,
+)
+from clipdenoise.training.recipe import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    NoiseConfig,
+    TrainConfig,
+    describe_config,
+    list_presets,
+    load_experiment_config,
+    preset_text,
+)
+from clipdenoise.training.schedule import LRSchedule, ScheduleKind, cosine_between, schedule_values
+from clipdenoise.training.state import (
+    STATES_DIRNAME,
+    capture_rng_states,
+    latest_state,
+    list_states,
+    load_training_state,
+    prune_states,
+    restore_rng_states,
+    save_training_state,
+    state_path,
+)
 
-# public name -> module that defines it
-_EXPORTS: dict[str, str] = {
-    "DataConfig": "clipdenoise.training.recipe",
-    "EvalConfig": "clipdenoise.training.recipe",
-    "ExperimentConfig": "clipdenoise.training.recipe",
-    "NoiseConfig": "clipdenoise.training.recipe",
-    "TrainConfig": "clipdenoise.training.recipe",
-    "describe_config": "clipdenoise.training.recipe",
-    "list_presets": "clipdenoise.training.recipe",
-    "load_experiment_config": "clipdenoise.training.recipe",
-    "preset_text": "clipdenoise.training.recipe",
-    "ValidationSet": "clipdenoise.training.patches",
-    "build_train_store": "clipdenoise.training.patches",
-    "build_validation_set": "clipdenoise.training.patches",
-    "resolve_data_path": "clipdenoise.training.patches",
-    "RUN_CONFIG_NAME": "clipdenoise.training.loop",
-    "StepContext": "clipdenoise.training.loop",
-    "TrainResult": "clipdenoise.training.loop",
-    "Trainer": "clipdenoise.training.loop",
-    "TrainingError": "clipdenoise.training.loop",
-    "mix_batch": "clipdenoise.training.loop",
-    "prepare_run_dir": "clipdenoise.training.loop",
-    "train": "clipdenoise.training.loop",
-    "train_step": "clipdenoise.training.loop",
-    "validate": "clipdenoise.training.loop",
-    "LRSchedule": "clipdenoise.training.schedule",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'clipdenoise.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__ = [
+    "CHECKPOINTS_DIRNAME",
+    "LOG_NAME",
+    "RUN_CONFIG_NAME",
+    "STATES_DIRNAME",
+    "SUMMARY_NAME",
+    "DataConfig",
+    "DistInfo",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ImageStore",
+    "LRSchedule",
+    "NoiseConfig",
+    "PairedImageStore",
+    "RunSampler",
+    "ScheduleKind",
+    "StepContext",
+    "TrainConfig",
+    "TrainImages",
+    "TrainPatchDataset",
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "ValidationSet",
+    "add_training_noise",
+    "any_rank",
+    "barrier",
+    "broadcast_int",
+    "build_train_store",
+    "build_validation_set",
+    "capture_rng_states",
+    "check_step_memory",
+    "cosine_between",
+    "describe_config",
+    "init_distributed",
+    "iteration_seed",
+    "latest_state",
+    "launched_by_torchrun",
+    "list_presets",
+    "list_states",
+    "load_experiment_config",
+    "load_training_state",
+    "make_loss",
+    "mean_over_ranks",
+    "mix_batch",
+    "parameters_in_sync",
+    "prepare_run_dir",
+    "preset_text",
+    "prune_states",
+    "reference_log_psnr",
+    "resolve_data_path",
+    "restore_rng_states",
+    "save_training_state",
+    "schedule_values",
+    "seed_worker",
+    "shutdown_distributed",
+    "state_path",
+    "train",
+    "train_step",
+    "validate",
+]
