@@ -39,10 +39,9 @@ from clipdenoise.acceleration import (  # noqa: E402
     convert_for_training,
 )
 from clipdenoise.devices import resolve_dtype  # noqa: E402
-from clipdenoise.distributed import DistInfo  # noqa: E402
 from clipdenoise.model import CLIPDenoiser, ModelConfig  # noqa: E402
 from clipdenoise.noise import add_noise, parse_noise_spec  # noqa: E402
-from clipdenoise.training import StepContext, make_loss, train_step  # noqa: E402
+from clipdenoise.training import DistInfo, StepContext, make_loss, train_step  # noqa: E402
 
 BATCH = 16
 PATCH = 128

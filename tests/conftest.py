@@ -1,8 +1,10 @@
-"""Shared test fixtures: tiny random models, generated images, the parity fixtures of
-``tests/fixtures`` and large benchmark data from ``../shared/data`` (skipped cleanly when absent)."""
+"""Shared test fixtures: tiny random models, generated images, a tiny training recipe and data
+root, the parity fixtures of ``tests/fixtures`` and large benchmark data from ``../shared/data``
+(skipped cleanly when absent)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
+from clipdenoise.analysis.images import AnalysisImage
 from clipdenoise.checkpoints import save_checkpoint
 from clipdenoise.model import CLIPDenoiser, tiny_config
+from clipdenoise.training import ExperimentConfig, load_experiment_config
 
 # Tests never reach the network: downloads are refused unless a test starts its own server on
 # 127.0.0.1 (``file_server``) and unsets the variable.
@@ -226,6 +230,64 @@ def clean_dir(tmp_path) -> Path:
     save_8bit_image(folder / "b.jpg", smooth_image(20, 20, seed=2), quality=95)
     save_8bit_image(folder / "grey.png", smooth_image(16, 18, channels=1, seed=3))
     return folder
+
+
+@pytest.fixture
+def analysis_images() -> list[AnalysisImage]:
+    """Three smooth 64×64 RGB images for the feature analysis, named ``img0``..``img2``."""
+    return [AnalysisImage(f"img{i}", smooth_image(64, 64, seed=i)) for i in range(3)]
+
+
+# ------------------------------------------------------------------ training runs
+#: Overrides making ``tiny-cpu`` tinier and faster for the tests (8-px-wide encoder, 32-px
+#: patches, every iteration logged); the folders are those of the ``data_root`` fixture.
+FAST_TRAINING = [
+    "data.train_dir=train",
+    "eval.val_dir=val",
+    "data.patch_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.width=8",
+    "train.lr=2e-3",
+    "train.log_every=1",
+    "train.checkpoint_every=4",
+    "train.progress=false",
+    "train.cpu_threads=1",
+    "train.amp=none",
+    "eval.every=1000",
+    "eval.max_images=2",
+]
+
+
+def fast_config(*extra: str) -> ExperimentConfig:
+    """The ``tiny-cpu`` recipe with :data:`FAST_TRAINING` and then ``extra`` applied."""
+    return load_experiment_config("tiny-cpu", [*FAST_TRAINING, *extra])
+
+
+def fast_cli_args(run: Path, data_root: Path, *extra: str) -> list[str]:
+    """``clipdenoise train`` arguments for :func:`fast_config` with ``extra``, into ``run``."""
+    args = ["-c", "tiny-cpu", "-o", str(run), "--data-root", str(data_root)]
+    for item in (*FAST_TRAINING, *extra):
+        args += ["--set", item]
+    return args
+
+
+def read_run_log(run_dir: Path) -> list[dict]:
+    """The records of a run folder's ``log.jsonl``."""
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """A training data root: six 80×96 images in ``train/`` and two 64×64 in ``val/`` (smooth,
+    8-bit PNG)."""
+    root = tmp_path_factory.mktemp("data")
+    for folder, count, size, offset in (("train", 6, (80, 96), 0), ("val", 2, (64, 64), 50)):
+        (root / folder).mkdir()
+        for index in range(count):
+            pixels = smooth_image(*size, 3, seed=index + offset) * 255
+            Image.fromarray(pixels.round().astype(np.uint8)).save(root / folder / f"{index}.png")
+    return root
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -17,12 +17,9 @@ from hypothesis import strategies as st
 
 from clipdenoise.analysis import (
     AnalysisConfig,
-    AnalysisImage,
-    AvgPoolPyramid,
     CLIPFeatureExtractor,
     HookFeatureExtractor,
     ImageNetResNet,
-    analyze_similarity,
     analyze_tsne,
     cosine_similarity,
     embed_tsne,
@@ -35,26 +32,13 @@ from clipdenoise.analysis import (
     run_analysis,
     separation_score,
 )
-from clipdenoise.analysis.corruption import draw_generator, noise_id, noise_label
+from clipdenoise.analysis.corruption import noise_id, noise_label
 from clipdenoise.analysis.tsne import reduce_feature
 from clipdenoise.encoder import CLIPResNetEncoder
 from clipdenoise.errors import ConfigError, WeightsMismatchError, WeightsNotFoundError
 from clipdenoise.noise import NoiseSpec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def tiny_extractor() -> CLIPFeatureExtractor:
-    """A width-8 CLIP ResNet trunk, one block per stage, random weights, F1..F5."""
-    torch.manual_seed(0)
-    encoder = CLIPResNetEncoder((1, 1, 1, 1), 8, features=("F1", "F2", "F3", "F4", "F5"))
-    return CLIPFeatureExtractor(encoder, label="tiny random", control=True)
-
-
-@pytest.fixture
-def images(make_image) -> list[AnalysisImage]:
-    return [AnalysisImage(f"img{i}", make_image(64, 64, seed=i)) for i in range(3)]
 
 
 # ------------------------------------------------------------------ similarity measures
@@ -141,86 +125,11 @@ def test_feature_cka_subsampling_uses_same_positions():
     assert sampled == pytest.approx(full, abs=0.05)
 
 
-# ------------------------------------------------------------------ the similarity experiment
-def test_zero_noise_gives_similarity_one_at_every_scale(images, tiny_extractor):
-    result = analyze_similarity(
-        images, [tiny_extractor, AvgPoolPyramid()], [NoiseSpec("gaussian", 0.0)], draws=2
-    )
-    summaries = result.summarize()
-    assert len(result.records) == 2 * 3 * 2 * 5 * 2  # encoders, images, draws, scales, metrics
-    assert {s.scale for s in summaries} == {"F1", "F2", "F3", "F4", "F5"}
-    for summary in summaries:
-        assert summary.mean == pytest.approx(1.0, abs=1e-9), summary
-        assert summary.min == pytest.approx(1.0, abs=1e-9)
-
-
-def test_similarity_decreases_monotonically_with_noise(images):
-    stds = (0.05, 0.1, 0.2, 0.4)
-    result = analyze_similarity(
-        images, [AvgPoolPyramid()], [gaussian_std_spec(s) for s in stds], draws=4, seed=7
-    )
-    means = {(s.noise, s.scale, s.metric): s.mean for s in result.summarize()}
-    for metric in ("cosine", "cka"):
-        for scale in ("F1", "F2", "F3"):
-            curve = [means[(noise_id(gaussian_std_spec(s)), scale, metric)] for s in stds]
-            assert all(a > b for a, b in zip(curve, curve[1:])), (metric, scale, curve)
-    # deeper pooling averages more noise away: similarity rises with the scale
-    cosine = [means[("gaussian:51", f"F{i}", "cosine")] for i in range(1, 6)]
-    assert all(a < b for a, b in zip(cosine, cosine[1:])), cosine
-
-
-def test_noise_draws_are_reproducible_and_shared_across_encoders(images, tiny_extractor):
-    noise = gaussian_std_spec(0.2)
-    first = analyze_similarity(images[:1], [tiny_extractor], [noise], draws=2, seed=3)
-    again = analyze_similarity(images[:1], [tiny_extractor], [noise], draws=2, seed=3)
-    other = analyze_similarity(images[:1], [tiny_extractor], [noise], draws=2, seed=4)
-    values = [r.value for r in first.records]
-    assert values == [r.value for r in again.records]
-    assert values != [r.value for r in other.records]
-    a = torch.randn(3, generator=draw_generator(0, 1, 2))
-    assert torch.equal(a, torch.randn(3, generator=draw_generator(0, 1, 2)))
-    assert not torch.equal(a, torch.randn(3, generator=draw_generator(0, 2, 1)))
-
-
-def test_batched_draws_give_the_same_numbers(images, tiny_extractor):
-    noise = gaussian_std_spec(0.3)
-    single = analyze_similarity(images[:2], [tiny_extractor], [noise], draws=5, seed=2)
-    batched = analyze_similarity(
-        images[:2], [tiny_extractor], [noise], draws=5, seed=2, batch_size=3
-    )
-    assert [(r.image, r.draw, r.scale, r.metric) for r in single.records] == [
-        (r.image, r.draw, r.scale, r.metric) for r in batched.records
-    ]
-    np.testing.assert_allclose(
-        [r.value for r in batched.records], [r.value for r in single.records], atol=1e-6
-    )
-    options = {"draws": 3, "max_dim": 256, "max_iter": 250, "seed": 1}
-    one = analyze_tsne(images, AvgPoolPyramid(("F2",)), noise, **options)
-    two = analyze_tsne(images, AvgPoolPyramid(("F2",)), noise, batch_size=2, **options)
-    np.testing.assert_array_equal(one.draw, two.draw)
-    np.testing.assert_allclose(one.scales[0].embedding, two.scales[0].embedding, atol=1e-4)
-
-
 def test_paper_gaussian_units():
     assert gaussian_std_spec(0.1) == NoiseSpec("gaussian", 25.5)
     assert gaussian_std_spec(0.5) == NoiseSpec("gaussian", 127.5)
     assert noise_label(gaussian_std_spec(0.1)) == "Gaussian std 0.1 (σ₂₅₅=25.5)"
     assert noise_id(NoiseSpec("poisson", 3.5)) == "poisson:3.5"
-
-
-def test_poisson_noise_and_callables_are_accepted(images):
-    def halve(clean, generator):
-        return clean * 0.5
-
-    result = analyze_similarity(
-        images[:1],
-        [AvgPoolPyramid(("F1",))],
-        [NoiseSpec("poisson", 3.5), halve],
-        metrics=["cosine"],
-    )
-    by_noise = {r.noise: r.value for r in result.records}
-    assert by_noise["halve"] == pytest.approx(1.0, abs=1e-9)  # cosine ignores scaling
-    assert 0.5 < by_noise["poisson:3.5"] < 1.0
 
 
 # ------------------------------------------------------------------ encoders
@@ -244,12 +153,12 @@ def test_parse_encoder_spec_forms():
         parse_encoder_spec("imagenet:")
 
 
-def test_missing_clip_weights_file_is_a_clear_error(images, tmp_path):
+def test_missing_clip_weights_file_is_a_clear_error(analysis_images, tmp_path):
     with pytest.raises(WeightsNotFoundError, match="nope.pt"):
         load_feature_extractor(f"RN50:{tmp_path / 'nope.pt'}", features=("F1",))
     config = AnalysisConfig(inputs=("x.png",), encoders=(f"RN50:{tmp_path / 'nope.pt'}",))
     with pytest.raises(WeightsNotFoundError, match="--encoder RN50:random analyses"):
-        run_analysis(config, tmp_path / "out", images=images)
+        run_analysis(config, tmp_path / "out", images=analysis_images)
     assert not (tmp_path / "out" / "similarity_records.csv").exists()
 
 
@@ -413,13 +322,13 @@ def test_checkpoint_encoder_matches_the_trained_model(tmp_path, tiny_model):
 
 
 # ------------------------------------------------------------------ t-SNE
-def test_tsne_shape_reproducibility_and_separation(images):
+def test_tsne_shape_reproducibility_and_separation(analysis_images):
     torch.manual_seed(0)
     encoder = CLIPResNetEncoder((1, 1, 1, 1), 8, features=("F1", "F3"))
     extractor = CLIPFeatureExtractor(encoder, label="tiny random", control=True)
     noise = gaussian_std_spec(0.1)
     options = {"draws": 3, "max_dim": 512, "max_iter": 250}
-    result = analyze_tsne(images, extractor, noise, seed=5, **options)
+    result = analyze_tsne(analysis_images, extractor, noise, seed=5, **options)
     assert result.images == ["img0", "img1", "img2"]
     assert len(result.draw) == 3 * 4 and (result.draw == -1).sum() == 3
     assert [s.scale for s in result.scales] == ["F1", "F3"]
@@ -427,8 +336,8 @@ def test_tsne_shape_reproducibility_and_separation(images):
         assert scale.embedding.shape == (12, 2) and np.isfinite(scale.embedding).all()
         assert scale.dim <= 512
         assert -1.0 <= scale.silhouette_embedding <= 1.0
-    again = analyze_tsne(images, extractor, noise, seed=5, **options)
-    other = analyze_tsne(images, extractor, noise, seed=6, **options)
+    again = analyze_tsne(analysis_images, extractor, noise, seed=5, **options)
+    other = analyze_tsne(analysis_images, extractor, noise, seed=6, **options)
     for a, b, c in zip(result.scales, again.scales, other.scales):
         np.testing.assert_array_equal(a.embedding, b.embedding)
         assert not np.allclose(a.embedding, c.embedding)
@@ -459,7 +368,7 @@ def test_reduce_feature_bounds_the_vector_length():
 
 
 # ------------------------------------------------------------------ outputs and CLI
-def test_run_analysis_writes_tables_json_and_figures(tmp_path, images):
+def test_run_analysis_writes_tables_json_and_figures(tmp_path, analysis_images):
     config = AnalysisConfig(
         inputs=("generated",),
         encoders=("avgpool", "avgpool@pooling twin"),
@@ -472,7 +381,7 @@ def test_run_analysis_writes_tables_json_and_figures(tmp_path, images):
         tsne_max_dim=256,
         tsne_max_iter=250,
     )
-    report = run_analysis(config, tmp_path, images=images)
+    report = run_analysis(config, tmp_path, images=analysis_images)
     with open(tmp_path / "similarity_records.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 2 * 2 * 3 * 2 * 2 * 2  # encoders, noises, images, draws, scales, metrics

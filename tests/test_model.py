@@ -173,3 +173,17 @@ def test_config_validation():
         ModelConfig(arch="RN18")
     with pytest.raises(ValueError, match="layers"):
         ModelConfig(arch="custom", width=8)
+
+
+def test_supplied_feature_noise_must_match_the_features():
+    model = CLIPDenoiser(tiny_config(aug_gamma=0.5)).train()
+    image = torch.rand(1, 3, 32, 32)
+    features = model.encoder(image)
+    model.feature_noise = [torch.zeros_like(f) for f in features]
+    with torch.no_grad():
+        eval_output = model.eval()(image)
+        zero_noise_output = model.train()(image)
+    torch.testing.assert_close(zero_noise_output, eval_output)  # z = 0 -> alpha = 1
+    model.feature_noise = [torch.zeros(1)]
+    with pytest.raises(ValueError, match="one tensor per feature"):
+        model(image)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from torch import nn
 
 if TYPE_CHECKING:
-    from clipdenoise.experiment import ExperimentConfig
+    from clipdenoise.training.recipe import ExperimentConfig
 
 NetworkKind = Literal["clipdenoiser", "dncnn", "restormer"]
 NETWORK_KINDS: tuple[str, ...] = ("clipdenoiser", "dncnn", "restormer")

@@ -39,13 +39,6 @@ from clipdenoise.analysis.corruption import (
     noise_id,
     noise_label,
 )
-from clipdenoise.analysis.experiment import (
-    METRICS,
-    SimilarityRecord,
-    SimilarityResult,
-    SimilaritySummary,
-    analyze_similarity,
-)
 from clipdenoise.analysis.extractors import (
     AvgPoolPyramid,
     CLIPFeatureExtractor,
@@ -62,6 +55,13 @@ from clipdenoise.analysis.extractors import (
 )
 from clipdenoise.analysis.imagenet_resnet import ImageNetResNet, load_imagenet_resnet
 from clipdenoise.analysis.images import AnalysisImage, load_analysis_images
+from clipdenoise.analysis.invariance import (
+    METRICS,
+    SimilarityRecord,
+    SimilarityResult,
+    SimilaritySummary,
+    analyze_similarity,
+)
 from clipdenoise.analysis.runner import AnalysisConfig, AnalysisReport, run_analysis
 from clipdenoise.analysis.similarity import cosine_similarity, feature_cka, linear_cka
 from clipdenoise.analysis.tsne import (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipdenoise.analysis.experiment import SimilaritySummary
+from clipdenoise.analysis.invariance import SimilaritySummary
 from clipdenoise.analysis.tsne import TSNEResult
 from clipdenoise.atomic import atomic_write
 from clipdenoise.encoder import FEATURE_NAMES

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from clipdenoise.analysis.experiment import SimilarityResult, SimilaritySummary
+from clipdenoise.analysis.invariance import SimilarityResult, SimilaritySummary
 from clipdenoise.analysis.tsne import TSNEResult
 from clipdenoise.atomic import atomic_write_text
 

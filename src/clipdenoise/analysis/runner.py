@@ -24,18 +24,18 @@ from clipdenoise.analysis.corruption import (
     noise_label,
     parse_corruption,
 )
-from clipdenoise.analysis.experiment import (
-    METRICS,
-    SimilarityResult,
-    SimilaritySummary,
-    analyze_similarity,
-)
 from clipdenoise.analysis.extractors import (
     EncoderSpec,
     load_feature_extractor,
     parse_encoder_spec,
 )
 from clipdenoise.analysis.images import AnalysisImage, load_analysis_images, to_tensor
+from clipdenoise.analysis.invariance import (
+    METRICS,
+    SimilarityResult,
+    SimilaritySummary,
+    analyze_similarity,
+)
 from clipdenoise.analysis.outputs import (
     TSNE_POINT_COLUMNS,
     TSNE_SCORE_COLUMNS,

@@ -31,14 +31,14 @@ from clipdenoise.analysis.corruption import (
     noise_id,
     noise_label,
 )
-from clipdenoise.analysis.experiment import (
+from clipdenoise.analysis.extractors import FeatureExtractor
+from clipdenoise.analysis.images import AnalysisImage, common_size
+from clipdenoise.analysis.invariance import (
     extract_batch_features,
     extract_features,
     noisy_batch,
     prepare_clean,
 )
-from clipdenoise.analysis.extractors import FeatureExtractor
-from clipdenoise.analysis.images import AnalysisImage, common_size
 
 Reduction = Literal["subsample", "pool"]
 

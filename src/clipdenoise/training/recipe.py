@@ -22,9 +22,10 @@ from clipdenoise import config as config_io
 from clipdenoise.baselines.dncnn import DnCNNConfig
 from clipdenoise.baselines.restormer import RestormerConfig
 from clipdenoise.errors import ConfigError
+from clipdenoise.isp import CameraNoiseConfig
 from clipdenoise.model import ModelConfig
 from clipdenoise.networks import NetworkKind, network_channels
-from clipdenoise.schedule import LRSchedule
+from clipdenoise.training.schedule import LRSchedule
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,11 @@ class NoiseConfig:
                 f"noise.camera must be 'clipdenoise' or 'reference', got {self.camera!r}"
             )
 
-    def camera_config(self):
+    def camera_config(self) -> CameraNoiseConfig | None:
         """The :class:`~clipdenoise.isp.CameraNoiseConfig` of ``srgb_camera`` noise, or ``None``
         for the default pipeline of :func:`clipdenoise.noise.add_noise`."""
         if self.camera == "clipdenoise":
             return None
-        from clipdenoise.isp import CameraNoiseConfig
-
         return CameraNoiseConfig.reference()
 
 
@@ -206,7 +205,7 @@ class TrainConfig:
             raise ValueError("train.lr and train.mixup_beta must be > 0, grad_clip_norm >= 0")
 
     def lr_schedule(self) -> LRSchedule:
-        """The :class:`~clipdenoise.schedule.LRSchedule` these settings describe."""
+        """The :class:`~clipdenoise.training.schedule.LRSchedule` these settings describe."""
         restart = self.schedule == "cosine_restart"
         return LRSchedule(
             kind=self.schedule,

@@ -22,12 +22,15 @@ padding, the crop window and the flip/rotation are the same for both, as the ref
 ``paired_random_crop`` / ``random_augmentation`` do.
 
 :func:`build_train_store` and :func:`build_validation_set` build the data an
-:class:`~clipdenoise.experiment.ExperimentConfig` names, failing before training starts on
+:class:`~clipdenoise.training.recipe.ExperimentConfig` names, failing before training starts on
 missing or empty folders and unreadable images.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +40,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from clipdenoise.ct import MayoCTDataset
 from clipdenoise.data import (
     ImageFolderDataset,
+    PairedImageDataset,
     augment_geometry,
     compact_image,
     convert_channels,
@@ -47,12 +52,11 @@ from clipdenoise.data import (
     require_image_files,
 )
 from clipdenoise.errors import ConfigError, ImageReadError
-from clipdenoise.noise import NoiseMixture, NoiseSpec
+from clipdenoise.isp import CameraNoiseConfig, simulate_camera_noise
+from clipdenoise.noise import NoiseMixture, NoiseSpec, add_reference_noise, parse_noise_spec
 
 if TYPE_CHECKING:
-    from clipdenoise.data import PairedImageDataset
-    from clipdenoise.experiment import ExperimentConfig
-    from clipdenoise.isp import CameraNoiseConfig
+    from clipdenoise.training.recipe import ExperimentConfig
 
 ImageLoader = Callable[[Path], np.ndarray]
 
@@ -179,10 +183,6 @@ def add_training_noise(
     """
     if camera is None or not isinstance(spec, NoiseSpec) or spec.kind != "srgb_camera":
         return spec.apply(clean, generator)
-    import dataclasses
-
-    from clipdenoise.isp import simulate_camera_noise
-
     if spec.is_random_level:
         raise ConfigError(
             f"noise {spec}: a camera pipeline config takes fixed levels (set sigma ranges on "
@@ -305,8 +305,6 @@ def seed_worker(worker_id: int) -> None:
     Patches do not depend on it (they are seeded by index), but any user-supplied loader that
     uses the global generators gets distinct, reproducible streams per worker.
     """
-    import random
-
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
@@ -316,8 +314,6 @@ def seed_worker(worker_id: int) -> None:
 def resolve_data_path(value: str, data_root: str | Path | None) -> Path:
     """A config path: absolute as is, else relative to ``data_root`` (or ``$CLIPDENOISE_DATA``,
     or the current folder)."""
-    import os
-
     path = Path(value).expanduser()
     if path.is_absolute():
         return path
@@ -335,8 +331,6 @@ def build_train_store(config: ExperimentConfig, data_root: str | Path | None) ->
     """
     data = config.data
     if data.pairs_dir:
-        from clipdenoise.data import PairedImageDataset
-
         if data.format != "images":
             raise ConfigError("data.pairs_dir needs data.format = 'images'")
         pairs = PairedImageDataset(
@@ -354,8 +348,6 @@ def build_train_store(config: ExperimentConfig, data_root: str | Path | None) ->
         return store
     folder = resolve_data_path(data.train_dir, data_root)
     if data.format == "mayo":
-        from clipdenoise.ct import MayoCTDataset
-
         slices = MayoCTDataset(folder, "train", test_patient=data.test_patient)
         files = _first(list(slices.targets), data.max_images)
         store = ImageStore(
@@ -393,15 +385,11 @@ def build_validation_set(
     config: ExperimentConfig, data_root: str | Path | None
 ) -> ValidationSet | None:
     """The validation pairs of ``config`` (``None`` when ``eval.val_dir`` is empty)."""
-    from clipdenoise.noise import add_reference_noise, parse_noise_spec
-
     settings = config.eval
     if not settings.val_dir:
         return None
     folder = resolve_data_path(settings.val_dir, data_root)
     if settings.format == "mayo":
-        from clipdenoise.ct import MayoCTDataset
-
         pairs = MayoCTDataset(folder, "test", test_patient=config.data.test_patient)
         count = min(len(pairs), settings.max_images or len(pairs))
         items = [pairs[index] for index in range(count)]
@@ -412,8 +400,6 @@ def build_validation_set(
             kind="mayo",
         )
     if settings.format == "paired":
-        from clipdenoise.data import PairedImageDataset
-
         pairs = PairedImageDataset(folder, channels=config.data.channels)
         items = [
             pairs[index] for index in range(min(len(pairs), settings.max_images or len(pairs)))

@@ -8,12 +8,13 @@ exact resume and DDP.
 Paper Sec. 4.1: a frozen CLIP RN50 encoder, a learnable decoder trained with L1 on 128×128
 patches (batch 16) of clean images with online noise (Gaussian σ = 15 for the synthetic
 recipe), AdamW (lr 3e-4, weight decay 1e-4) and cosine decay to 1e-6 over 300k iterations.
-Recipes are :class:`~clipdenoise.experiment.ExperimentConfig` objects; the presets shipped in
-``clipdenoise/configs/*.toml`` (:func:`list_presets`) reproduce the reference's three recipes
-and add ``tiny-cpu``, a few-minute CPU demo. Related modules: :mod:`clipdenoise.experiment`
-(configs), :mod:`clipdenoise.training_data` (patches), :mod:`clipdenoise.training_state`
-(resumable states), :mod:`clipdenoise.schedule` (learning rates), :mod:`clipdenoise.distributed`
-(DDP).
+Recipes are :class:`~clipdenoise.training.recipe.ExperimentConfig` objects; the presets shipped
+in ``clipdenoise/configs/*.toml`` (:func:`~clipdenoise.training.recipe.list_presets`) reproduce
+the reference's three recipes and add ``tiny-cpu``, a few-minute CPU demo. The other modules of
+:mod:`clipdenoise.training`: :mod:`~clipdenoise.training.recipe` (configs),
+:mod:`~clipdenoise.training.patches` (patches), :mod:`~clipdenoise.training.state` (resumable
+states), :mod:`~clipdenoise.training.schedule` (learning rates) and
+:mod:`~clipdenoise.training.distributed` (DDP).
 
 Python::
 
@@ -30,10 +31,10 @@ A run folder holds ``config.toml`` (the resolved config), ``log.jsonl`` (one JSO
 log step / validation / event), ``checkpoints/latest.safetensors`` and ``best.safetensors``
 (weights, in :mod:`clipdenoise.checkpoints` format, with the config in their metadata),
 ``states/state_<iteration>.pt`` (the last few resumable training states, see
-:mod:`clipdenoise.training_state`) and ``summary.json`` at the end.
+:mod:`clipdenoise.training.state`) and ``summary.json`` at the end.
 
 Reproducibility: patches are addressed by their position in the run
-(:mod:`clipdenoise.training_data`), and noise, mixup and feature augmentation draw from
+(:mod:`clipdenoise.training.patches`), and noise, mixup and feature augmentation draw from
 generators re-seeded from ``(seed, rank, iteration)`` at every iteration; so a run stopped at
 iteration ``k`` and resumed produces exactly the losses of an uninterrupted run (on CPU, or on
 GPU with ``train.deterministic = true``).
@@ -43,8 +44,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
+import os
+import random
 import shutil
 import signal
 import sys
@@ -57,10 +61,18 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from clipdenoise import config as config_io
+from clipdenoise import metrics
+from clipdenoise.acceleration import convert_for_training
 from clipdenoise.atomic import atomic_write_text
-from clipdenoise.distributed import (
+from clipdenoise.devices import cpu_has_fast_bfloat16
+from clipdenoise.errors import ClipDenoiseError, ConfigError
+from clipdenoise.inference import activation_bytes_per_pixel, available_memory
+from clipdenoise.networks import build_network, is_clip_denoiser, save_network
+from clipdenoise.noise import parse_noise, parse_noise_spec
+from clipdenoise.training.distributed import (
     DistInfo,
     any_rank,
     barrier,
@@ -69,26 +81,17 @@ from clipdenoise.distributed import (
     parameters_in_sync,
     shutdown_distributed,
 )
-from clipdenoise.errors import ClipDenoiseError, ConfigError
-from clipdenoise.experiment import (
-    DataConfig,
-    EvalConfig,
-    ExperimentConfig,
-    NoiseConfig,
-    TrainConfig,
-    describe_config,
-    list_presets,
-    load_experiment_config,
-    preset_text,
-)
-from clipdenoise.networks import build_network, is_clip_denoiser, save_network
-from clipdenoise.training_data import (
+from clipdenoise.training.patches import (
+    RunSampler,
+    TrainPatchDataset,
     ValidationSet,
+    add_training_noise,
     build_train_store,
     build_validation_set,
-    resolve_data_path,
+    seed_worker,
 )
-from clipdenoise.training_state import (
+from clipdenoise.training.recipe import ExperimentConfig, TrainConfig, load_experiment_config
+from clipdenoise.training.state import (
     latest_state,
     load_training_state,
     restore_rng_states,
@@ -115,8 +118,6 @@ def validate(model: nn.Module, dataset: ValidationSet, device: torch.device) -> 
     is at most 1, else 255), so runs can be compared with its logs. Mayo CT:
     :func:`clipdenoise.metrics.ct_psnr`/``ct_ssim`` (HU window of the reference).
     """
-    from clipdenoise import metrics
-
     was_training = model.training
     model.eval()
     psnrs, ssims, reference_psnrs = [], [], []
@@ -265,8 +266,6 @@ class RunLog:
 
 def require_tensorboard() -> None:
     """Raise a :class:`ConfigError` naming the extra to install when TensorBoard is missing."""
-    import importlib.util
-
     if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "train.tensorboard = true needs TensorBoard: pip install 'clipdenoise[tensorboard]'"
@@ -382,8 +381,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if device.type == "cuda":  # auto
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    from clipdenoise.devices import cpu_has_fast_bfloat16
-
     # without native bf16 instructions oneDNN emulates it, slower than fp32
     return torch.bfloat16 if cpu_has_fast_bfloat16() else None
 
@@ -515,8 +512,6 @@ def check_step_memory(config: ExperimentConfig, model: nn.Module, device: torch.
         ConfigError: naming ``data.patch_size`` and ``data.batch_size``, the estimate and what
             is available.
     """
-    from clipdenoise.inference import activation_bytes_per_pixel, available_memory
-
     data = config.data
     pixels = data.batch_size * data.patch_size**2
     was_training = model.training
@@ -565,9 +560,6 @@ def _find_resume_state(run_dir: Path, resume: str | Path | None) -> Path | None:
 
 
 def _configure_determinism(config: TrainConfig) -> None:
-    import os
-    import random
-
     random.seed(config.seed)
     np.random.seed(config.seed % 2**32)
     torch.manual_seed(config.seed)
@@ -637,8 +629,6 @@ class Trainer:
         resume: str | Path | None,
         overwrite: bool,
     ) -> None:
-        from clipdenoise.noise import parse_noise, parse_noise_spec
-
         self.config, self.run_dir, self.info = config, run_dir, info
         self.settings = settings = config.train
         state_file = _find_resume_state(run_dir, resume)
@@ -735,14 +725,10 @@ class Trainer:
             # The step runs the model's own forward with the frozen encoder swapped for a
             # BatchNorm-folded copy in the AMP dtype (no autograd through it), the decoder
             # under autocast; exact in fp32. The decoder's parameters are the model's own.
-            from clipdenoise.acceleration import convert_for_training
-
             forward = convert_for_training(self.model, dtype=self.amp_dtype or torch.float32)
         if settings.compile:
             compile_networks(forward)
         if info.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
             device_ids = [info.device.index] if info.device.type == "cuda" else None
             forward = DistributedDataParallel(forward, device_ids=device_ids)
         amp_dtype = self.amp_dtype
@@ -766,8 +752,6 @@ class Trainer:
 
     def _build_loader(self) -> torch.utils.data.DataLoader:
         """Batches from ``start_iter`` on; local sample s of a rank is global s × world + rank."""
-        from clipdenoise.training_data import RunSampler, TrainPatchDataset, seed_worker
-
         data, settings = self.config.data, self.settings
         per_iter = data.batch_size * settings.grad_accum_steps
         dataset = TrainPatchDataset(
@@ -800,8 +784,6 @@ class Trainer:
         self, batches, iteration: int
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``(noisy, clean)`` micro-batches of ``iteration`` on the device (noise, mixup)."""
-        from clipdenoise.training_data import add_training_noise
-
         settings, device, rank = self.settings, self.info.device, self.info.rank
         camera = self.config.noise.camera_config()
         micro_batches = []
@@ -1050,25 +1032,20 @@ def _progress_bar(settings: TrainConfig, info: DistInfo, start: int):
 
 
 __all__ = [
-    "preset_text",
-    "DataConfig",
-    "EvalConfig",
-    "ExperimentConfig",
-    "NoiseConfig",
+    "CHECKPOINTS_DIRNAME",
+    "LOG_NAME",
+    "RUN_CONFIG_NAME",
+    "SUMMARY_NAME",
     "StepContext",
-    "TrainConfig",
     "TrainResult",
     "Trainer",
     "TrainingError",
-    "ValidationSet",
-    "build_train_store",
-    "build_validation_set",
-    "describe_config",
-    "list_presets",
-    "load_experiment_config",
+    "check_step_memory",
+    "iteration_seed",
+    "make_loss",
     "mix_batch",
     "prepare_run_dir",
-    "resolve_data_path",
+    "reference_log_psnr",
     "train",
     "train_step",
     "validate",
