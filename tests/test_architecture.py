@@ -120,7 +120,9 @@ class _ImportCollector(ast.NodeVisitor):
         self._add([f"{base}.{alias.name}" for alias in node.names], node)
 
     def _add(self, names: list[str], node: ast.stmt) -> None:
-        targets = dict.fromkeys(_known_prefix(name, self.known) or name.split(".")[0] for name in names)
+        targets = dict.fromkeys(
+            _known_prefix(name, self.known) or name.split(".")[0] for name in names
+        )
         for target in targets:
             if target != self.module:
                 self.found.append(Import(self.module, target, self.depth == 0, node.lineno))

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipdenoise.errors import ConfigError
+
 _EXPORTS = {
     "DnCNN": "clipdenoise.baselines.dncnn",
     "DnCNNConfig": "clipdenoise.baselines.dncnn",
@@ -50,8 +52,6 @@ def __getattr__(name: str) -> Any:
 def _module_for(kind: str):
     kind = kind.lower()
     if kind not in LEARNED_BASELINES:
-        from clipdenoise.errors import ConfigError
-
         raise ConfigError(
             f"unknown learned baseline {kind!r}; valid: {', '.join(LEARNED_BASELINES)}"
         )

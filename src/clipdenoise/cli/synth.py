@@ -11,6 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from clipdenoise.ct import patient_id_of, prepare_mayo_dataset
+from clipdenoise.isp import CameraNoiseConfig
+from clipdenoise.srgb_synthesis import MANIFEST_NAME, SynthConfig, synthesize_srgb_dataset
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``synth`` (subcommands ``srgb`` and ``mayo``) to the ``clipdenoise`` parser."""
@@ -147,9 +151,6 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def run_srgb(args: argparse.Namespace) -> int:
     """Entry point of ``clipdenoise synth srgb``; returns the exit status."""
-    from clipdenoise.isp import CameraNoiseConfig
-    from clipdenoise.srgb_synthesis import MANIFEST_NAME, SynthConfig, synthesize_srgb_dataset
-
     levels = {
         "sigma_s": args.sigma_s,
         "sigma_c": args.sigma_c,
@@ -199,8 +200,6 @@ def run_srgb(args: argparse.Namespace) -> int:
 
 def run_mayo(args: argparse.Namespace) -> int:
     """Entry point of ``clipdenoise synth mayo``; returns the exit status."""
-    from clipdenoise.ct import patient_id_of, prepare_mayo_dataset
-
     written = prepare_mayo_dataset(
         args.input,
         args.output,
