@@ -238,6 +238,20 @@ def analysis_images() -> list[AnalysisImage]:
     return [AnalysisImage(f"img{i}", smooth_image(64, 64, seed=i)) for i in range(3)]
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A FastAPI test client of the web demo (tiny demo network and baselines, 2 MB uploads,
+    2 megapixels), one per test module; the test is skipped without the ``serve`` extra."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from _web_helpers import make_app
+
+    with TestClient(make_app(max_upload_bytes=2_000_000, max_pixels=2_000_000)) as test_client:
+        yield test_client
+
+
 # ------------------------------------------------------------------ training runs
 #: Overrides making ``tiny-cpu`` tinier and faster for the tests (8-px-wide encoder, 32-px
 #: patches, every iteration logged); the folders are those of the ``data_root`` fixture.
