@@ -193,7 +193,10 @@ def test_named_models(tmp_path, monkeypatch, fixtures_dir):
     monkeypatch.setenv("CLIPDENOISE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(WeightsNotFoundError, match="clipdenoise weights import net_g_latest.pth"):
         load_model("rn50.synthetic-gaussian15")
-    with pytest.raises(WeightsNotFoundError, match="known names: auto, builtin.blind-unet, rn50.synthetic-gaussian15"):
+    with pytest.raises(
+        WeightsNotFoundError,
+        match="known names: auto, builtin.blind-unet, rn50.synthetic-gaussian15",
+    ):
         load_model("no-such-model")
     with pytest.raises(WeightsNotFoundError, match="missing.pth: checkpoint file not found"):
         load_model(tmp_path / "missing.pth")
