@@ -158,6 +158,17 @@ def tiny_gray_model() -> CLIPDenoiser:
     return CLIPDenoiser(tiny_config(in_channels=1)).eval()
 
 
+def randomise_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill every float tensor of ``model``'s state (weights and BatchNorm statistics) with
+    seeded values in [0.9, 1.1], so that a loader that drops or mixes up tensors shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.2 + 0.9)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Tiny RGB and grey checkpoints (``"rgb"``, ``"grey"``) whose output keeps the input's

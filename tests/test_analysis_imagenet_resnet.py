@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipdenoise.analysis import (
-    ImageNetResNet,
-    load_feature_extractor,
-    load_imagenet_resnet,
-)
+from clipdenoise.analysis import ImageNetResNet, load_feature_extractor, load_imagenet_resnet
 from clipdenoise.errors import WeightsMismatchError
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from clipdenoise.analysis import (
-    AnalysisConfig,
-    run_analysis,
-)
+from clipdenoise.analysis import AnalysisConfig, run_analysis
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,11 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipdenoise.analysis import (
-    cosine_similarity,
-    feature_cka,
-    linear_cka,
-)
+from clipdenoise.analysis import cosine_similarity, feature_cka, linear_cka
 
 
 def _naive_cka(x: np.ndarray, y: np.ndarray) -> float:

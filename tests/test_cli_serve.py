@@ -11,11 +11,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    TINY,
-    submit,
-    wait_done,
-)
+from _web_helpers import TINY, submit, wait_done  # noqa: E402
 
 
 def test_serve_cli_builds_the_app_with_tiny_demo_and_reports_missing_weights(tmp_path):

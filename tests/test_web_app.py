@@ -1,4 +1,5 @@
-"""The demo's web application: page and static files, security headers, request size limits,\nHTTP status of busy and failing servers, the synchronous endpoint for scripts."""
+"""The demo's web application: page and static files, security headers, request size limits,
+HTTP status of busy and failing servers, the synchronous endpoint for scripts."""
 
 from __future__ import annotations
 
@@ -13,12 +14,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    image_bytes,
-    make_app,
-    smooth_uint8,
-    submit,
-)
+from _web_helpers import image_bytes, make_app, smooth_uint8, submit  # noqa: E402
 
 
 def test_page_static_files_and_security_headers(client):

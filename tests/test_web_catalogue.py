@@ -1,4 +1,5 @@
-"""The models a demo server offers: trained networks, imported ones, the tiny demo network,\nbaselines, and guidance when no trained network is installed."""
+"""The models a demo server offers: trained networks, imported ones, the tiny demo network,
+baselines, and guidance when no trained network is installed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    submit,
-    wait_done,
-)
+from _web_helpers import submit, wait_done  # noqa: E402
 from clipdenoise.web import build_catalogue, create_app  # noqa: E402
 
 

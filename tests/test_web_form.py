@@ -10,12 +10,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    TINY,
-    image_bytes,
-    make_app,
-    submit,
-)
+from _web_helpers import TINY, image_bytes, make_app, submit  # noqa: E402
 
 
 def test_no_temporary_files_left(tmp_path, monkeypatch):

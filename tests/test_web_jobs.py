@@ -1,4 +1,5 @@
-"""The demo's job queue: concurrency limit, full queue, time limits, cancellation, expiry,\nfailures that hide their details."""
+"""The demo's job queue: concurrency limit, full queue, time limits, cancellation, expiry,
+failures that hide their details."""
 
 from __future__ import annotations
 
@@ -14,13 +15,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    SlowNet,
-    png_bytes,
-    smooth_uint8,
-    submit,
-    wait_done,
-)
+from _web_helpers import SlowNet, png_bytes, smooth_uint8, submit, wait_done  # noqa: E402
 from clipdenoise.web import ServeConfig, build_catalogue, create_app  # noqa: E402
 from clipdenoise.web.jobs import JobManager, JobState, QueueFullError  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""What one demo job does: seeded synthetic noise, denoising (network or baseline), metrics\nof the files a visitor downloads, channel checks."""
+"""What one demo job does: seeded synthetic noise, denoising (network or baseline), metrics
+of the files a visitor downloads, channel checks."""
 
 from __future__ import annotations
 
@@ -13,12 +14,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    png_bytes,
-    smooth_uint8,
-    submit,
-    wait_done,
-)
+from _web_helpers import png_bytes, smooth_uint8, submit, wait_done  # noqa: E402
 from clipdenoise.web import build_catalogue, create_app  # noqa: E402
 from clipdenoise.web.samples import sample_png  # noqa: E402
 

@@ -9,9 +9,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from _web_helpers import (  # noqa: E402
-    make_app,
-)
+from _web_helpers import make_app  # noqa: E402
 
 
 def _raw_exchange(server, payload: bytes, *, wait_s: float = 5.0) -> tuple[bytes, float]:

@@ -1,4 +1,5 @@
-"""The demo service behind the HTTP layer: info, validation of models, noise and seeds,\nnames of downloads."""
+"""The demo service behind the HTTP layer: info, validation of models, noise and seeds,
+names of downloads."""
 
 from __future__ import annotations
 
@@ -7,14 +8,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from _web_helpers import (  # noqa: E402
-    TINY,
-    make_app,
-    png_bytes,
-    smooth_uint8,
-    submit,
-    wait_done,
-)
+from _web_helpers import TINY, make_app, png_bytes, smooth_uint8, submit, wait_done  # noqa: E402
 from clipdenoise.web.samples import SAMPLES  # noqa: E402
 
 

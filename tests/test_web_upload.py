@@ -1,4 +1,5 @@
-"""Uploaded images: format sniffing, decoding limits (size, bombs, truncation), bit depths,\nand results written back in the upload's format."""
+"""Uploaded images: format sniffing, decoding limits (size, bombs, truncation), bit depths,
+and results written back in the upload's format."""
 
 from __future__ import annotations
 
@@ -15,13 +16,7 @@ pytest.importorskip("httpx")
 
 from PIL import Image  # noqa: E402
 
-from _web_helpers import (  # noqa: E402
-    image_bytes,
-    png_bytes,
-    smooth_uint8,
-    submit,
-    wait_done,
-)
+from _web_helpers import image_bytes, png_bytes, smooth_uint8, submit, wait_done  # noqa: E402
 from clipdenoise.web.upload import (  # noqa: E402
     UploadRejectedError,
     decode_image,
