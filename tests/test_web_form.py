@@ -11,6 +11,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from _web_helpers import TINY, image_bytes, make_app, submit  # noqa: E402
+from clipdenoise.web.upload import UploadRejectedError  # noqa: E402
 
 
 def test_no_temporary_files_left(tmp_path, monkeypatch):
@@ -85,3 +86,86 @@ def test_urlencoded_sample_requests_work(client):
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 202
+
+
+def _multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
+    """A multipart body with boundary ``b``: parts are ``(name, filename or None, data)``."""
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        body += f"--b\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return body + b"--b--\r\n"
+
+
+def test_multipart_fields_and_one_file_are_kept_in_memory():
+    from clipdenoise.web.form import parse_form
+
+    payload = bytes(range(256)) * 8  # binary, with CR/LF bytes inside
+    body = _multipart(
+        ("model", None, b"nlm"),
+        ("seed", None, b"7"),
+        ("seed", None, b"8"),
+        ("file", "a.png", payload),
+    )
+    form = parse_form("multipart/form-data; boundary=b", body)
+    assert form.fields == {"model": "nlm", "seed": "7"}  # the first of repeated names
+    assert form.files["file"].filename == "a.png" and form.files["file"].data == payload
+
+
+def test_urlencoded_fields_are_decoded():
+    from clipdenoise.web.form import parse_form
+
+    form = parse_form("application/x-www-form-urlencoded", b"sample=scene&noise=gaussian&level=")
+    assert form.fields == {"sample": "scene", "noise": "gaussian", "level": ""}
+    assert form.files == {}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (
+            "multipart/form-data; boundary=b",
+            _multipart(("a", "1.png", b"1"), ("b", "2.png", b"2")),
+            "send at most 1 file per request",
+        ),
+        (
+            "multipart/form-data; boundary=b",
+            _multipart(*[(f"f{i}", None, b"x") for i in range(17)]),
+            "more than 16 fields",
+        ),
+        (
+            "multipart/form-data; boundary=b",
+            _multipart(("note", None, b"x" * (64 * 1024 + 1))),
+            "the form field 'note' is too long",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"note=" + b"x" * (64 * 1024 + 1),
+            "the form field 'note' is too long",
+        ),
+        ("multipart/form-data; boundary=" + "b" * 201, b"", "no valid boundary"),
+    ],
+)
+def test_limits_of_a_form(content_type, body, message):
+    from clipdenoise.web.form import parse_form
+
+    with pytest.raises(UploadRejectedError, match=message) as caught:
+        parse_form(content_type, body)
+    assert caught.value.status_code == 400
+
+
+def test_a_file_may_be_larger_than_a_field():
+    from clipdenoise.web.form import parse_form
+
+    body = _multipart(("file", "big.png", b"x" * (64 * 1024 + 1)))
+    assert len(parse_form("multipart/form-data; boundary=b", body).files["file"].data) == 65537
+
+
+def test_other_content_types_are_415():
+    from clipdenoise.web.form import parse_form
+
+    with pytest.raises(UploadRejectedError, match="not a valid multipart form upload") as caught:
+        parse_form(None, b"")
+    assert caught.value.status_code == 415

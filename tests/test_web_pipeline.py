@@ -95,3 +95,39 @@ def test_model_channel_mismatch_reported_on_the_page():
         assert "single-channel" in job["message"]
         job = wait_done(client, submit(client, sample="phantom", model="ct").json()["id"])
         assert job["state"] == "done" and job["result"]["channels"] == 1
+
+
+def test_synthetic_noise_is_seeded_clipped_and_float32():
+    from clipdenoise.noise import NoiseSpec
+    from clipdenoise.web.pipeline import add_synthetic_noise
+
+    clean = np.full((64, 64, 3), 0.5, dtype=np.float32)
+    spec = NoiseSpec("gaussian", 50.0)
+    noisy = add_synthetic_noise(clean, spec, seed=3)
+    assert noisy.dtype == np.float32 and noisy.shape == clean.shape
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0
+    assert float((noisy - clean).std()) == pytest.approx(50 / 255, rel=0.1)
+    np.testing.assert_array_equal(noisy, add_synthetic_noise(clean, spec, seed=3))
+    assert not np.array_equal(noisy, add_synthetic_noise(clean, spec, seed=4))
+
+
+def test_camera_noise_needs_colour():
+    from clipdenoise.errors import ClipDenoiseError
+    from clipdenoise.noise import parse_noise_spec
+    from clipdenoise.web.pipeline import add_synthetic_noise
+
+    with pytest.raises(ClipDenoiseError, match="needs a colour image; this one is grey"):
+        add_synthetic_noise(np.zeros((8, 8, 1), np.float32), parse_noise_spec("srgb_camera"), 0)
+
+
+def test_scores_on_the_255_scale():
+    from clipdenoise.metrics import psnr
+    from clipdenoise.web.pipeline import score
+
+    clean = np.zeros((32, 32, 3), np.float32)
+    assert score(clean, clean) == {"psnr": None, "ssim": 1.0}  # identical: PSNR is infinite
+    shifted = clean + 10 / 255
+    assert score(clean, shifted)["psnr"] == pytest.approx(20 * np.log10(255 / 10), abs=1e-3)
+    assert score(clean, shifted)["psnr"] == round(psnr(clean * 255, shifted * 255), 3)
+    tiny = np.zeros((8, 8, 1), np.float32)
+    assert score(tiny, tiny + 0.1)["ssim"] is None  # smaller than SSIM's 11×11 window
