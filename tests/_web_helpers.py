@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import io
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
 
 from clipdenoise.web import ServeConfig, build_catalogue, create_app
 from clipdenoise.web.catalogue import TINY_DEMO_KEY
 from conftest import smooth_image
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 TINY = TINY_DEMO_KEY
 

@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from _web_helpers import TINY, submit, wait_done  # noqa: E402
 
@@ -77,6 +76,8 @@ def test_clipdenoise_serve_command_serves_on_loopback(tmp_path):
 
 
 def test_serve_loads_a_checkpoint_given_with_weights(tmp_path):
+    from fastapi.testclient import TestClient
+
     from clipdenoise.checkpoints import save_checkpoint
     from clipdenoise.cli import build_parser
     from clipdenoise.cli.serve import build_app_from_args
