@@ -158,6 +158,17 @@ def tiny_gray_model() -> CLIPDenoiser:
     return CLIPDenoiser(tiny_config(in_channels=1)).eval()
 
 
+def randomise_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill every float tensor of ``model``'s state (weights and BatchNorm statistics) with
+    seeded values in [0.9, 1.1], so that a loader that drops or mixes up tensors shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.2 + 0.9)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Tiny RGB and grey checkpoints (``"rgb"``, ``"grey"``) whose output keeps the input's
@@ -236,6 +247,20 @@ def clean_dir(tmp_path) -> Path:
 def analysis_images() -> list[AnalysisImage]:
     """Three smooth 64×64 RGB images for the feature analysis, named ``img0``..``img2``."""
     return [AnalysisImage(f"img{i}", smooth_image(64, 64, seed=i)) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A FastAPI test client of the web demo (tiny demo network and baselines, 2 MB uploads,
+    2 megapixels), one per test module; the test is skipped without the ``serve`` extra."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from _web_helpers import make_app
+
+    with TestClient(make_app(max_upload_bytes=2_000_000, max_pixels=2_000_000)) as test_client:
+        yield test_client
 
 
 # ------------------------------------------------------------------ training runs

@@ -188,13 +188,3 @@ def test_unverified_and_count_only_sets(tmp_path, make_image):
     assert report.missing == ["ValidationNoisyBlocksSrgb.mat"]
     assert report.unverified == ["ValidationGtBlocksSrgb.mat"] and sidd.is_dir()
     assert "1 present but unverified (no recorded hash)" in report.summary()
-
-
-def test_data_list(tmp_path, capsys):
-    _write_set(tmp_path / "CC15", {"x_real.png": b"1"})
-    assert main(["data", "--data-root", str(tmp_path), "list"]) == 0
-    out = capsys.readouterr().out
-    assert f"data root: {tmp_path}" in out
-    assert re.search(r"^cc\s+present\s+1/31\s+files\s+sha256\s+", out, re.M)
-    assert re.search(r"^div2k\s+absent\s+0/800\s+archive\s+unverified \(names only\)", out, re.M)
-    assert re.search(r"^urban100\s+absent\s+0/100\s+manual\s+none \(count only\)", out, re.M)

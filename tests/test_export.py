@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from clipdenoise.checkpoints import save_checkpoint
-from clipdenoise.cli import main
 from clipdenoise.errors import OutputExistsError
 from clipdenoise.export import (
     check_onnx_parity,
@@ -91,16 +89,3 @@ def test_torchscript_export_runs_any_multiple_of_32(tmp_path):
             assert float((loaded(noisy) - model(noisy)).abs().max()) <= 1e-5
     with pytest.raises(OutputExistsError):
         export_torchscript(model, path)
-
-
-def test_export_cli(tmp_path, capsys):
-    weights = save_checkpoint(_model(3), tmp_path / "w.safetensors")
-    code = main(
-        ["export", "--weights", str(weights), "--onnx", str(tmp_path / "m.onnx"),
-         "--check", "--torchscript", str(tmp_path / "m.pt")]
-    )  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 0 and (tmp_path / "m.onnx").is_file() and (tmp_path / "m.pt").is_file()
-    difference = float(err.split("max abs difference ")[1].split()[0])
-    assert difference <= 1e-4
-    assert main(["export", "--weights", str(weights)]) == 2
