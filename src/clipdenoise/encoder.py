@@ -113,8 +113,9 @@ class CLIPResNetEncoder(nn.Module):
             images without it (the default here).
 
     Input: ``(B, in_channels, H, W)`` float, values in [0, 1]; H and W multiples of the deepest
-    stride avoid border effects (the denoiser pads for you). Output: a list of tensors in the
-    order of ``features``; ``feature_info`` describes them.
+    stride avoid border effects (the denoiser pads for you). Output: a list of tensors, one per
+    distinct name of ``features``, shallow to deep (F1 before F4); ``feature_info`` describes
+    them.
     """
 
     def __init__(
