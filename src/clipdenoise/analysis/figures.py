@@ -7,7 +7,7 @@ notebook are left alone. Files are written atomically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,25 +65,16 @@ def plot_similarity_by_noise(
     rows = [row for row in summaries if row.encoder == encoder and row.metric == metric]
     if not rows:
         raise ValueError(f"no {metric} results for encoder {encoder!r}")
-    scales = [name for name in FEATURE_NAMES if any(row.scale == name for row in rows)]
-    figure = _new_figure(6.4, 4.4)
-    axes = figure.add_subplot()
-    noises = list(dict.fromkeys(row.noise for row in rows))
-    for noise in noises:
-        line = {row.scale: row for row in rows if row.noise == noise}
-        x = [i for i, name in enumerate(scales) if name in line]
-        means = [line[scales[i]].mean for i in x]
-        spreads = [line[scales[i]].spread for i in x]
-        axes.errorbar(
-            x, means, yerr=spreads, marker="o", capsize=3, label=line[scales[x[0]]].noise_label
-        )
-    _scale_axis(axes, scales, metric)
-    axes.legend(title="noise", fontsize="small")
-    axes.set_title(
-        f"{METRIC_TITLES[metric]} of clean vs noisy features\n{encoder} — {_spread_note(rows)}",
-        fontsize="medium",
+    title = f"{METRIC_TITLES[metric]} of clean vs noisy features\n{encoder} — {_spread_note(rows)}"
+    return _plot_similarity_lines(
+        rows,
+        metric,
+        line_of=lambda row: row.noise,
+        label_of=lambda row: row.noise_label,
+        legend_title="noise",
+        title=title,
+        path=path,
     )
-    return _save(figure, path)
 
 
 def plot_similarity_by_encoder(
@@ -93,11 +84,38 @@ def plot_similarity_by_encoder(
     rows = [row for row in summaries if row.noise == noise and row.metric == metric]
     if not rows:
         raise ValueError(f"no {metric} results for noise {noise!r}")
+    title = (
+        f"{METRIC_TITLES[metric]} of clean vs noisy features per encoder\n"
+        f"{rows[0].noise_label} — {_spread_note(rows)}"
+    )
+    return _plot_similarity_lines(
+        rows,
+        metric,
+        line_of=lambda row: row.encoder,
+        label_of=lambda row: row.encoder,
+        legend_title="encoder",
+        title=title,
+        path=path,
+    )
+
+
+def _plot_similarity_lines(
+    rows: Sequence[SimilaritySummary],
+    metric: str,
+    *,
+    line_of: Callable[[SimilaritySummary], str],
+    label_of: Callable[[SimilaritySummary], str],
+    legend_title: str,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Mean ± spread vs feature scale, one line per distinct ``line_of(row)``, in first-seen
+    order, labelled ``label_of`` of its first row."""
     scales = [name for name in FEATURE_NAMES if any(row.scale == name for row in rows)]
     figure = _new_figure(6.4, 4.4)
     axes = figure.add_subplot()
-    for encoder in dict.fromkeys(row.encoder for row in rows):
-        line = {row.scale: row for row in rows if row.encoder == encoder}
+    for key in dict.fromkeys(line_of(row) for row in rows):
+        line = {row.scale: row for row in rows if line_of(row) == key}
         x = [i for i, name in enumerate(scales) if name in line]
         axes.errorbar(
             x,
@@ -105,15 +123,11 @@ def plot_similarity_by_encoder(
             yerr=[line[scales[i]].spread for i in x],
             marker="o",
             capsize=3,
-            label=encoder,
+            label=label_of(line[scales[x[0]]]),
         )
     _scale_axis(axes, scales, metric)
-    axes.legend(title="encoder", fontsize="small")
-    axes.set_title(
-        f"{METRIC_TITLES[metric]} of clean vs noisy features per encoder\n"
-        f"{rows[0].noise_label} — {_spread_note(rows)}",
-        fontsize="medium",
-    )
+    axes.legend(title=legend_title, fontsize="small")
+    axes.set_title(title, fontsize="medium")
     return _save(figure, path)
 
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from clipdenoise.cli import print_failures
 from clipdenoise.errors import ConfigError
 
 DESCRIPTION = textwrap.dedent(
@@ -244,8 +245,9 @@ def run_denoise(args: argparse.Namespace) -> int:
         args.inputs, args.output, recursive=args.recursive, format=args.format, suffix=args.suffix
     )
     if not jobs and failures:
-        _print_failures(failures)
-        return 1
+        return print_failures(
+            ((failure.source, failure.error) for failure in failures), "input(s) failed"
+        )
     check_bit_depth(jobs, options)
     model_name = resolve_model_name(args.weights)
     model = load_model(model_name)
@@ -338,9 +340,3 @@ def _print_result(result, progress) -> None:
         if result.input_psnr is not None:
             line += f" (input {result.input_psnr:.2f} dB, {result.input_ssim:.4f})"
     write(line)
-
-
-def _print_failures(failures) -> None:
-    print(f"{len(failures)} input(s) failed:", file=sys.stderr)
-    for failure in failures:
-        print(f"  {failure.source}: {failure.error}", file=sys.stderr)
