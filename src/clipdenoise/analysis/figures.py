@@ -7,7 +7,7 @@ notebook are left alone. Files are written atomically.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,15 +66,7 @@ def plot_similarity_by_noise(
     if not rows:
         raise ValueError(f"no {metric} results for encoder {encoder!r}")
     title = f"{METRIC_TITLES[metric]} of clean vs noisy features\n{encoder} — {_spread_note(rows)}"
-    return _plot_similarity_lines(
-        rows,
-        metric,
-        line_of=lambda row: row.noise,
-        label_of=lambda row: row.noise_label,
-        legend_title="noise",
-        title=title,
-        path=path,
-    )
+    return _plot_similarity_lines(rows, metric, "noise", "noise_label", title=title, path=path)
 
 
 def plot_similarity_by_encoder(
@@ -88,34 +80,26 @@ def plot_similarity_by_encoder(
         f"{METRIC_TITLES[metric]} of clean vs noisy features per encoder\n"
         f"{rows[0].noise_label} — {_spread_note(rows)}"
     )
-    return _plot_similarity_lines(
-        rows,
-        metric,
-        line_of=lambda row: row.encoder,
-        label_of=lambda row: row.encoder,
-        legend_title="encoder",
-        title=title,
-        path=path,
-    )
+    return _plot_similarity_lines(rows, metric, "encoder", "encoder", title=title, path=path)
 
 
 def _plot_similarity_lines(
     rows: Sequence[SimilaritySummary],
     metric: str,
+    group: str,
+    label: str,
     *,
-    line_of: Callable[[SimilaritySummary], str],
-    label_of: Callable[[SimilaritySummary], str],
-    legend_title: str,
     title: str,
     path: str | Path,
 ) -> Path:
-    """Mean ± spread vs feature scale, one line per distinct ``line_of(row)``, in first-seen
-    order, labelled ``label_of`` of its first row."""
+    """Mean ± spread vs feature scale, one line per distinct value of the rows' ``group`` field
+    (``"noise"`` or ``"encoder"``, also the legend's title) in first-seen order, labelled with
+    the ``label`` field of its rows."""
     scales = [name for name in FEATURE_NAMES if any(row.scale == name for row in rows)]
     figure = _new_figure(6.4, 4.4)
     axes = figure.add_subplot()
-    for key in dict.fromkeys(line_of(row) for row in rows):
-        line = {row.scale: row for row in rows if line_of(row) == key}
+    for key in dict.fromkeys(getattr(row, group) for row in rows):
+        line = {row.scale: row for row in rows if getattr(row, group) == key}
         x = [i for i, name in enumerate(scales) if name in line]
         axes.errorbar(
             x,
@@ -123,10 +107,10 @@ def _plot_similarity_lines(
             yerr=[line[scales[i]].spread for i in x],
             marker="o",
             capsize=3,
-            label=label_of(line[scales[x[0]]]),
+            label=getattr(line[scales[x[0]]], label),
         )
     _scale_axis(axes, scales, metric)
-    axes.legend(title=legend_title, fontsize="small")
+    axes.legend(title=group, fontsize="small")
     axes.set_title(title, fontsize="medium")
     return _save(figure, path)
 
