@@ -62,9 +62,7 @@ def plot_similarity_by_noise(
     summaries: Sequence[SimilaritySummary], *, encoder: str, metric: str, path: str | Path
 ) -> Path:
     """Similarity vs scale, one line per noise, for one encoder (paper Fig. 1, left)."""
-    rows = [row for row in summaries if row.encoder == encoder and row.metric == metric]
-    if not rows:
-        raise ValueError(f"no {metric} results for encoder {encoder!r}")
+    rows = _rows_of(summaries, metric, "encoder", encoder)
     title = f"{METRIC_TITLES[metric]} of clean vs noisy features\n{encoder} — {_spread_note(rows)}"
     return _plot_similarity_lines(rows, metric, "noise", "noise_label", title=title, path=path)
 
@@ -73,14 +71,26 @@ def plot_similarity_by_encoder(
     summaries: Sequence[SimilaritySummary], *, noise: str, metric: str, path: str | Path
 ) -> Path:
     """Similarity vs scale, one line per encoder, for one noise (paper Fig. 1, right)."""
-    rows = [row for row in summaries if row.noise == noise and row.metric == metric]
-    if not rows:
-        raise ValueError(f"no {metric} results for noise {noise!r}")
+    rows = _rows_of(summaries, metric, "noise", noise)
     title = (
         f"{METRIC_TITLES[metric]} of clean vs noisy features per encoder\n"
         f"{rows[0].noise_label} — {_spread_note(rows)}"
     )
     return _plot_similarity_lines(rows, metric, "encoder", "encoder", title=title, path=path)
+
+
+def _rows_of(
+    summaries: Sequence[SimilaritySummary], metric: str, field: str, value: str
+) -> list[SimilaritySummary]:
+    """The ``metric`` rows whose ``field`` (``"encoder"`` or ``"noise"``) is ``value``.
+
+    Raises:
+        ValueError: there are none.
+    """
+    rows = [row for row in summaries if getattr(row, field) == value and row.metric == metric]
+    if not rows:
+        raise ValueError(f"no {metric} results for {field} {value!r}")
+    return rows
 
 
 def _plot_similarity_lines(
