@@ -29,7 +29,8 @@ from pathlib import Path
 
 from classical_baselines import OUT_DIR as CLASSICAL
 from classical_baselines import committed_table
-from clipdenoise.builtin import BUILTIN_FILE, BUILTIN_MODEL, export_builtin
+from clipdenoise.builtin import BUILTIN_FILE, BUILTIN_MODEL
+from clipdenoise.checkpoints import export_builtin
 from clipdenoise.evaluation import ResultsTable, evaluate, plot_image_grid, restore_crops
 from clipdenoise.weights import default_cache_dir
 

@@ -41,25 +41,6 @@ def builtin_weights_path() -> Path:
     return path
 
 
-def export_builtin(checkpoint: str | Path, destination: str | Path) -> Path:
-    """Write a trained checkpoint as the built-in model's file: float16 storage (half the
-    size; loads back as float32), the training record of the checkpoint kept."""
-    import torch
-
-    from clipdenoise.checkpoints import load_checkpoint, read_checkpoint_metadata, save_checkpoint
-
-    model = load_checkpoint(checkpoint)
-    source = read_checkpoint_metadata(checkpoint)
-    kept = {k: source[k] for k in ("train_config", "iteration") if k in source}
-    return save_checkpoint(
-        model,
-        destination,
-        full=True,
-        metadata={"name": BUILTIN_MODEL, **kept},
-        storage_dtype=torch.float16,
-    )
-
-
 def builtin_card() -> str:
     """The built-in model's card (Markdown)."""
     return (resources.files("clipdenoise") / "resources" / BUILTIN_CARD).read_text("utf-8")
@@ -93,6 +74,5 @@ __all__ = [
     "PAPER_DEFAULT",
     "builtin_card",
     "builtin_weights_path",
-    "export_builtin",
     "resolve_auto",
 ]

@@ -40,6 +40,7 @@ import torch
 from clipdenoise import config as config_io
 from clipdenoise.atomic import atomic_output
 from clipdenoise.builtin import AUTO, BUILTIN_MODEL, builtin_weights_path, resolve_auto
+from clipdenoise.download import offline_reason
 from clipdenoise.encoder import CLIP_ARCHS
 from clipdenoise.errors import (
     ConfigError,
@@ -49,6 +50,7 @@ from clipdenoise.errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
+from clipdenoise.extras import install_hint
 from clipdenoise.model import CLIPDenoiser, ModelConfig
 from clipdenoise.weights import (
     ResolvedWeights,
@@ -181,6 +183,22 @@ def save_checkpoint(
     with atomic_output(path) as temporary:
         save_file(payload, str(temporary), metadata=info)
     return path
+
+
+def export_builtin(checkpoint: str | Path, destination: str | Path) -> Path:
+    """Write a trained checkpoint as the built-in model's file (:mod:`clipdenoise.builtin`):
+    float16 storage (half the size; loads back as float32), the training record of the
+    checkpoint kept."""
+    model = load_checkpoint(checkpoint)
+    source = read_checkpoint_metadata(checkpoint)
+    kept = {k: source[k] for k in ("train_config", "iteration") if k in source}
+    return save_checkpoint(
+        model,
+        destination,
+        full=True,
+        metadata={"name": BUILTIN_MODEL, **kept},
+        storage_dtype=torch.float16,
+    )
 
 
 def _try_read_trunk(path: Path) -> dict[str, torch.Tensor] | None:
@@ -739,9 +757,6 @@ def download_pretrained(name: str, *, force: bool = False, quiet: bool = False) 
         MissingExtraError: gdown is not installed (the message also says how to do it by hand).
         DownloadError: offline, or the folder did not hold the expected file.
     """
-    from clipdenoise.download import offline_reason
-    from clipdenoise.extras import install_hint
-
     spec = PRETRAINED.get(name)
     if spec is None:
         raise WeightsNotFoundError(

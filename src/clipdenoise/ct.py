@@ -46,6 +46,7 @@ from clipdenoise.errors import (
     ImageReadError,
     one_line,
 )
+from clipdenoise.image_io import encode_png16
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -590,8 +591,6 @@ def _pixel_bytes(stored: np.ndarray) -> bytes:
 def write_ct_png16(hu: np.ndarray, out_path: str | Path, *, offset: float = 1024.0) -> Path:
     """Write HU as a 16-bit grey PNG holding ``HU + offset`` (rounded, clipped to 0..65535),
     the format :func:`read_ct_slice` reads back; atomic."""
-    from clipdenoise.image_io import encode_png16
-
     values = np.clip(np.rint(np.asarray(hu, dtype=np.float64) + offset), 0, 65535)
     data = encode_png16(values.astype(np.uint16))
     return atomic_write(out_path, lambda stream: stream.write(data))

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from clipdenoise import __version__
+from clipdenoise.config import dumps_json
 from clipdenoise.errors import ConfigError
 from clipdenoise.image_io import atomic_write
 from clipdenoise.inference import pad_to_multiple
@@ -145,9 +147,6 @@ def export_onnx(
 
 
 def _add_metadata(proto, model: nn.Module, fp16: bool) -> None:
-    from clipdenoise import __version__
-    from clipdenoise.config import dumps_json
-
     entries = {
         "producer": f"clipdenoise {__version__}",
         "pad_multiple": str(model.config.pad_multiple),

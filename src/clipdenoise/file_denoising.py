@@ -32,7 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clipdenoise import ct, metrics
 from clipdenoise.atomic import remove_stale_temporaries
+from clipdenoise.ct import HU_MAX
+from clipdenoise.data import find_reference
 from clipdenoise.errors import (
     ClipDenoiseError,
     ConfigError,
@@ -53,6 +56,7 @@ from clipdenoise.image_io import (
     save_like,
 )
 from clipdenoise.inference import Denoiser
+from clipdenoise.noise import add_noise
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 CT_SUFFIXES = (*DICOM_SUFFIXES, ".npy")
@@ -459,26 +463,24 @@ def _load(job: Job, options: DenoiseFilesOptions, denoiser: Denoiser | None = No
     if denoiser is not None:
         _check_memory(denoiser, job.source)
     if is_ct(job.source):
-        planes, ct = _load_ct(job.source, options)
+        planes, ct_source = _load_ct(job.source, options)
         image = None
     else:
         image = load_image(job.source)
-        planes, ct = image.pixels, None
+        planes, ct_source = image.pixels, None
     clean = None
     if options.reference is not None:
         try:
-            clean = _load_reference(job, options, planes, ct is not None)
+            clean = _load_reference(job, options, planes, ct_source is not None)
         except (ClipDenoiseError, OSError) as error:  # scores are skipped, never the denoising
             result.warnings.append(f"not scored: {error}")
     if options.noise is not None:
         clean = planes
         planes = _add_noise(planes, options, job.relative)
-    return _Loaded(job, planes, clean, image, ct, result)
+    return _Loaded(job, planes, clean, image, ct_source, result)
 
 
 def _load_ct(path: Path, options: DenoiseFilesOptions):
-    from clipdenoise import ct
-
     if path.suffix.lower() == ".npy":
         hu = ct.read_ct_slice(path, npy_units=options.npy_units)
         stored = np.load(path, mmap_mode="r").dtype
@@ -488,8 +490,6 @@ def _load_ct(path: Path, options: DenoiseFilesOptions):
 
 
 def _load_reference(job: Job, options: DenoiseFilesOptions, planes: np.ndarray, ct_input: bool):
-    from clipdenoise.data import find_reference
-
     reference = Path(options.reference)
     if reference.is_dir():
         found = find_reference(job.relative, reference)
@@ -499,8 +499,6 @@ def _load_reference(job: Job, options: DenoiseFilesOptions, planes: np.ndarray, 
     elif not reference.is_file():
         raise ImageReadError(f"reference {reference} not found")
     if ct_input:
-        from clipdenoise import ct
-
         clean = ct.hu_to_model(ct.read_ct_slice(reference, npy_units=options.npy_units))[..., None]
     else:
         clean = load_image(reference).pixels
@@ -515,8 +513,6 @@ def _load_reference(job: Job, options: DenoiseFilesOptions, planes: np.ndarray, 
 
 
 def _add_noise(planes: np.ndarray, options: DenoiseFilesOptions, relative: Path) -> np.ndarray:
-    from clipdenoise.noise import add_noise
-
     generator = torch.Generator().manual_seed(_file_seed(options.seed, relative))
     clean = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)))
     noisy = add_noise(clean, options.noise, generator)
@@ -583,8 +579,6 @@ def _extra_path(item: _Loaded, tag: str) -> Path:
 def _save_extra(item: _Loaded, tag: str, planes: np.ndarray, options: DenoiseFilesOptions) -> None:
     path = _extra_path(item, tag)
     if item.ct is not None:
-        from clipdenoise import ct
-
         hu = ct.model_to_hu(planes[..., 0])
         atomic_write(path, lambda handle: np.save(handle, hu), overwrite=options.overwrite)
         return
@@ -600,8 +594,6 @@ def _write_ct(item: _Loaded, restored: np.ndarray, options: DenoiseFilesOptions)
 
 
 def _write_ct_to(item: _Loaded, planes: np.ndarray, path: Path, options) -> None:
-    from clipdenoise import ct
-
     hu = ct.model_to_hu(planes[..., 0])
     kind, info = item.ct
     if path.exists() and not options.overwrite:
@@ -630,8 +622,6 @@ def _write_ct_to(item: _Loaded, planes: np.ndarray, path: Path, options) -> None
 def _display(item: _Loaded, planes: np.ndarray) -> np.ndarray:
     """8-bit RGB rendering for the comparison strip (CT: the abdomen window)."""
     if item.ct is not None:
-        from clipdenoise import ct
-
         view = ct.apply_window(ct.model_to_hu(planes[..., 0]), "abdomen")[..., None]
     else:
         view = np.clip(planes, 0.0, 1.0)
@@ -665,11 +655,8 @@ def _write_compare(item: _Loaded, restored: np.ndarray, options: DenoiseFilesOpt
 
 
 def _score(result: FileResult, item: _Loaded, restored: np.ndarray) -> None:
-    from clipdenoise import metrics
-
     clean = item.clean
     if item.ct is not None:
-        from clipdenoise.ct import HU_MAX
 
         def psnr(a, b):
             return metrics.ct_psnr(a, b, norm_range_max=HU_MAX)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from clipdenoise.acceleration import prepare_for_inference
 from clipdenoise.decoder import CLIPDecoder, Window
 from clipdenoise.devices import resolve_device, resolve_dtype
 from clipdenoise.errors import (
@@ -788,8 +789,6 @@ class Denoiser:
         BatchNorm folded, cast to the compute dtype, channels-last, in eval mode (see
         :func:`clipdenoise.acceleration.prepare_for_inference`); the caller's model is left
         as it is."""
-        from clipdenoise.acceleration import prepare_for_inference
-
         return prepare_for_inference(model, device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ public API
@@ -874,8 +873,6 @@ class Denoiser:
     def _float32_model(self) -> nn.Module:
         """A float32 copy of the model, made on first need (float16 overflow on a tile)."""
         if self._fallback_model is None:
-            from clipdenoise.acceleration import prepare_for_inference
-
             self._fallback_model = prepare_for_inference(
                 self._source_model, device=self.device, dtype="float32"
             )

@@ -23,6 +23,7 @@ from torch import nn
 
 from clipdenoise.decoder import CLIPDecoder, Window
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES, CLIPResNetEncoder, arch_layers_width
+from clipdenoise.weights import load_clip_encoder_weights
 
 #: ``encoder_weights`` spellings meaning random initialisation (TOML cannot write None).
 RANDOM_INIT = ("random", "none")
@@ -346,8 +347,6 @@ def build_model(
         config = replace(config, **overrides)
     model = CLIPDenoiser(config)
     if load_encoder_weights and config.encoder_weights is not None:
-        from clipdenoise.weights import load_clip_encoder_weights
-
         load_clip_encoder_weights(model.encoder, config.encoder_weights, arch=config.arch)
     return model
 

@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Literal
 
 from torch import nn
 
+from clipdenoise.baselines import build_baseline, save_baseline
+from clipdenoise.checkpoints import save_checkpoint
+from clipdenoise.model import CLIPDenoiser, build_model
+
 if TYPE_CHECKING:
     from clipdenoise.training.recipe import ExperimentConfig
 
@@ -40,28 +44,20 @@ def network_channels(config: ExperimentConfig) -> int:
 def build_network(config: ExperimentConfig) -> nn.Module:
     """A freshly initialised network of ``config.network`` (CLIP weights loaded if asked)."""
     if config.network == "clipdenoiser":
-        from clipdenoise.model import build_model
-
         return build_model(config.model, load_encoder_weights=True)
-    from clipdenoise.baselines import build_baseline
 
     section = config.dncnn if config.network == "dncnn" else config.restormer
     return build_baseline(config.network, **asdict(section))
 
 
 def is_clip_denoiser(model: nn.Module) -> bool:
-    from clipdenoise.model import CLIPDenoiser
-
     return isinstance(model, CLIPDenoiser)
 
 
 def save_network(model: nn.Module, path: str | Path, metadata: Mapping[str, str]) -> Path:
     """Save ``model``'s weights in its kind's checkpoint format, with ``metadata`` (atomic)."""
     if is_clip_denoiser(model):
-        from clipdenoise.checkpoints import save_checkpoint
-
         return save_checkpoint(model, path, metadata=dict(metadata))
-    from clipdenoise.baselines import save_baseline
 
     return save_baseline(model, path, metadata=metadata)
 

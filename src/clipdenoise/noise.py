@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipdenoise.errors import NoiseSpecError
+from clipdenoise.isp import add_camera_noise
 
 if TYPE_CHECKING:
     import torch
@@ -562,12 +563,6 @@ def _srgb_camera_torch(clean: torch.Tensor, levels, generator) -> torch.Tensor:
 
 
 def _camera_noise(image: np.ndarray, levels, rng: np.random.Generator) -> np.ndarray:
-    try:
-        from clipdenoise.isp import add_camera_noise
-    except ImportError as error:  # pragma: no cover - defensive: isp ships with the package
-        raise NoiseSpecError(
-            f"srgb_camera noise needs clipdenoise.isp.add_camera_noise ({error})"
-        ) from error
     sigma_s, sigma_c = levels
     noisy = add_camera_noise(np.clip(image, 0.0, 1.0), sigma_s=sigma_s, sigma_c=sigma_c, rng=rng)
     return np.asarray(noisy, dtype=np.float32)

@@ -37,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clipdenoise import __version__
 from clipdenoise.atomic import atomic_write_bytes, atomic_write_text
 from clipdenoise.errors import ClipDenoiseError, ConfigError, ImageReadError
+from clipdenoise.image_io import IMAGE_SUFFIXES, encode_png16, read_image
 from clipdenoise.isp import CameraNoiseConfig, simulate_camera_noise
 
 MANIFEST_NAME = "manifest.json"
@@ -135,8 +137,6 @@ def file_seed_sequence(seed: int, relative_path: str) -> np.random.SeedSequence:
 
 def list_clean_images(input_dir: Path, recursive: bool) -> list[Path]:
     """Image files under ``input_dir`` (by suffix), sorted by relative path."""
-    from clipdenoise.image_io import IMAGE_SUFFIXES
-
     pattern = "**/*" if recursive else "*"
     found = [
         path
@@ -268,8 +268,6 @@ def _process_file(
     path: Path, relative: str, output_dir: Path, config: SynthConfig
 ) -> list[dict] | _Failure:
     """Write the clean/noisy pair(s) of one input file; its manifest records, or why not."""
-    from clipdenoise.image_io import read_image
-
     try:
         clean = read_image(path)
     except ImageReadError as error:
@@ -340,8 +338,6 @@ def _write_png(path: Path, image: np.ndarray, bit_depth: int, config: SynthConfi
 
     from PIL import Image
 
-    from clipdenoise.image_io import encode_png16
-
     if path.exists() and not config.overwrite:
         raise ConfigError(f"{path}: exists already (pass --overwrite to replace it)")
     if bit_depth == 8:
@@ -361,8 +357,6 @@ def _write_manifest(
     output_dir: Path, config: SynthConfig, records: list[dict], report: SynthReport
 ) -> Path:
     """Write ``manifest.json``: the settings, every written file's camera, failures, skips."""
-    from clipdenoise import __version__
-
     output_dir.mkdir(parents=True, exist_ok=True)
     settings = asdict(config)
     settings.pop("overwrite")

@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from clipdenoise.noise import NoiseSpec, parse_noise_spec
+
 #: Noise levels of the paper's Fig. 1 (left), as Gaussian std on [0, 1] images.
 PAPER_GAUSSIAN_STDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -36,8 +38,6 @@ CorruptionLike = Corruption | Callable[[torch.Tensor, torch.Generator], torch.Te
 def gaussian_std_spec(std: float) -> Any:
     """The noise spec of i.i.d. Gaussian noise with standard deviation ``std`` on [0, 1] images
     (the paper's Sec. 3.1 unit): ``gaussian`` with ``σ_255 = 255 · std``."""
-    from clipdenoise.noise import NoiseSpec
-
     if std < 0:
         raise ValueError(f"Gaussian std must be >= 0, got {std}")
     return NoiseSpec("gaussian", round(255.0 * float(std), 6))
@@ -45,8 +45,6 @@ def gaussian_std_spec(std: float) -> Any:
 
 def parse_corruption(text: str) -> Any:
     """Parse a noise spec string (``gaussian:25.5``, ``poisson:3.5``, …) with the noise module."""
-    from clipdenoise.noise import parse_noise_spec
-
     return parse_noise_spec(text)
 
 

@@ -27,8 +27,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clipdenoise.analysis.imagenet_resnet import (
+    IMAGENET_MEAN,
+    IMAGENET_RESNET_FEATURE_LAYERS,
+    IMAGENET_STD,
+    load_imagenet_resnet,
+)
+from clipdenoise.baselines import load_baseline
+from clipdenoise.checkpoints import load_model
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES, CLIPResNetEncoder, arch_layers_width
 from clipdenoise.errors import ConfigError
+from clipdenoise.weights import load_clip_encoder_weights
 
 
 class FeatureExtractor(nn.Module):
@@ -489,8 +498,6 @@ def clip_feature_extractor(
         torch.manual_seed(seed)
         encoder = CLIPResNetEncoder(layers, width, features=features, normalize=normalize)
     if weights is not None:
-        from clipdenoise.weights import load_clip_encoder_weights
-
         load_clip_encoder_weights(encoder, weights, arch=arch)
     return CLIPFeatureExtractor(encoder, label=spec.display_label, control=weights is None)
 
@@ -509,8 +516,6 @@ def checkpoint_feature_extractor(
     Raises:
         ConfigError: none of ``features`` is computed by this encoder.
     """
-    from clipdenoise.checkpoints import load_model
-
     model = load_model(spec)
     encoder = model.encoder
     kept = [name for name in encoder.feature_names if name in features]
@@ -546,13 +551,6 @@ def imagenet_feature_extractor(
         label: Legend name.
         normalize: Apply ImageNet mean/std first, as the weights were trained with.
     """
-    from clipdenoise.analysis.imagenet_resnet import (
-        IMAGENET_MEAN,
-        IMAGENET_RESNET_FEATURE_LAYERS,
-        IMAGENET_STD,
-        load_imagenet_resnet,
-    )
-
     network = load_imagenet_resnet(path)
     names = [name for name in FEATURE_NAMES if name in features]
     if not names:
@@ -580,8 +578,6 @@ def restormer_feature_extractor(
     there is no F5. Weights: our ``.safetensors`` or the official ``.pth``
     (:func:`clipdenoise.baselines.load_baseline`).
     """
-    from clipdenoise.baselines import load_baseline
-
     names = [
         name for name in FEATURE_NAMES if name in features and name in RESTORMER_FEATURE_LAYERS
     ]

@@ -16,6 +16,7 @@ from clipdenoise.analysis.invariance import SimilaritySummary
 from clipdenoise.analysis.tsne import TSNEResult
 from clipdenoise.atomic import atomic_write
 from clipdenoise.encoder import FEATURE_NAMES
+from clipdenoise.extras import missing_extra_error
 
 METRIC_TITLES = {"cosine": "Cosine similarity", "cka": "Linear CKA"}
 
@@ -25,8 +26,6 @@ def _new_figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - depends on the environment
-        from clipdenoise.extras import missing_extra_error
-
         raise missing_extra_error("matplotlib", "figures", "analysis") from error
     figure = Figure(figsize=(width, height), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)

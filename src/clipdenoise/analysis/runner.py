@@ -17,8 +17,11 @@ from typing import Any
 
 import torch
 
+from clipdenoise import __version__
 from clipdenoise.analysis.corruption import (
     PAPER_GAUSSIAN_STDS,
+    apply_corruption,
+    draw_generator,
     gaussian_std_spec,
     noise_id,
     noise_label,
@@ -29,7 +32,13 @@ from clipdenoise.analysis.extractors import (
     load_feature_extractor,
     parse_encoder_spec,
 )
-from clipdenoise.analysis.images import AnalysisImage, load_analysis_images, to_tensor
+from clipdenoise.analysis.figures import (
+    plot_image_grid,
+    plot_similarity_by_encoder,
+    plot_similarity_by_noise,
+    plot_tsne,
+)
+from clipdenoise.analysis.images import AnalysisImage, center_crop, load_analysis_images, to_tensor
 from clipdenoise.analysis.invariance import (
     METRICS,
     SimilarityResult,
@@ -50,9 +59,11 @@ from clipdenoise.analysis.outputs import (
 )
 from clipdenoise.analysis.tsne import TSNEResult, analyze_tsne
 from clipdenoise.atomic import atomic_write_text
+from clipdenoise.config import dumps_toml
 from clipdenoise.devices import resolve_device
 from clipdenoise.encoder import FEATURE_NAMES
-from clipdenoise.errors import ClipDenoiseError, ConfigError
+from clipdenoise.errors import ClipDenoiseError, ConfigError, WeightsNotFoundError
+from clipdenoise.weights import resolve_clip_weights
 
 #: Gaussian std (on [0, 1]) of the paper's t-SNE figure (Fig. 3).
 PAPER_TSNE_GAUSSIAN_STDS = (0.1, 0.2)
@@ -195,9 +206,6 @@ class AnalysisReport:
 def check_encoder_available(spec: EncoderSpec) -> None:
     """Fail fast, before any computation, when an encoder's weights cannot be found."""
     if spec.kind == "clip" and spec.weights is not None:
-        from clipdenoise.errors import WeightsNotFoundError
-        from clipdenoise.weights import resolve_clip_weights
-
         try:
             resolve_clip_weights(spec.weights, arch=spec.arch)
         except WeightsNotFoundError as error:
@@ -207,8 +215,6 @@ def check_encoder_available(spec: EncoderSpec) -> None:
                 "the architecture at random initialisation (a control)."
             ) from error
     elif spec.kind in ("imagenet", "restormer") and not Path(str(spec.weights)).is_file():
-        from clipdenoise.errors import WeightsNotFoundError
-
         what = "ImageNet ResNet" if spec.kind == "imagenet" else "Restormer"
         raise WeightsNotFoundError(f"{spec.weights}: {what} weights file not found")
 
@@ -383,8 +389,6 @@ def _analyze_encoder(
 
 
 def _write_tables(report: AnalysisReport, merged: SimilarityResult, config: AnalysisConfig) -> None:
-    from clipdenoise.config import dumps_toml
-
     out = report.out_dir
     # The resolved settings, re-runnable with `clipdenoise analyze --config`.
     report.add_file(
@@ -412,14 +416,6 @@ def _write_figures(
     images: list[AnalysisImage],
     noises: list[Any],
 ) -> None:
-    from clipdenoise.analysis.corruption import apply_corruption, draw_generator
-    from clipdenoise.analysis.figures import (
-        plot_image_grid,
-        plot_similarity_by_encoder,
-        plot_similarity_by_noise,
-        plot_tsne,
-    )
-
     out = report.out_dir
     for metric in config.metrics:
         for encoder in merged.encoder_labels:
@@ -446,8 +442,6 @@ def _write_figures(
     first = images[0]
     clean = to_tensor(first.pixels, first.pixels.shape[2])
     if config.crop_size:
-        from clipdenoise.analysis.images import center_crop
-
         clean = center_crop(clean, config.crop_size, config.crop_size)
     shown = [clean[0].permute(1, 2, 0).numpy()]
     titles = ["clean"]
@@ -473,8 +467,6 @@ def _write_report_json(
     images: list[AnalysisImage],
     merged: SimilarityResult,
 ) -> None:
-    from clipdenoise import __version__
-
     payload = {
         "clipdenoise_version": __version__,
         "torch_version": torch.__version__,

@@ -39,6 +39,7 @@ from clipdenoise.analysis.invariance import (
     noisy_batch,
     prepare_clean,
 )
+from clipdenoise.extras import missing_extra_error
 
 Reduction = Literal["subsample", "pool"]
 
@@ -220,8 +221,6 @@ def embed_tsne(
     try:
         from sklearn.manifold import TSNE
     except ImportError as error:  # pragma: no cover - depends on the environment
-        from clipdenoise.extras import missing_extra_error
-
         raise missing_extra_error("sklearn", "t-SNE", "analysis") from error
     count = vectors.shape[0]
     if count < 3:

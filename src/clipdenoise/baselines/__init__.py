@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipdenoise.errors import ConfigError
 from clipdenoise.extras import lazy_exports
 
 _EXPORTS = {
@@ -48,8 +49,6 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 def _module_for(kind: str):
     kind = kind.lower()
     if kind not in LEARNED_BASELINES:
-        from clipdenoise.errors import ConfigError
-
         raise ConfigError(
             f"unknown learned baseline {kind!r}; valid: {', '.join(LEARNED_BASELINES)}"
         )

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipdenoise.atomic import atomic_output
 from clipdenoise.errors import WeightsMismatchError, WeightsNotFoundError
 
 #: Keys under which published files nest their state dict (BasicSR, KAIR, plain trainers).
@@ -125,8 +126,6 @@ def save_checkpoint(
         ``path``.
     """
     from safetensors.torch import save_file
-
-    from clipdenoise.atomic import atomic_output
 
     path = Path(path)
     entries = {**(metadata or {}), "kind": fmt.kind, "config": json.dumps(asdict(model.config))}

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from clipdenoise.extras import import_optional
+
 __all__ = ["BM3DDenoiser", "NLMDenoiser", "NoisyInput", "estimate_noise_sigma"]
 
 
 def _require(module: str, extra: str = "baselines"):
-    from clipdenoise.extras import import_optional
-
     return import_optional(module, "this baseline", extra)
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from clipdenoise.baselines.checkpoint import CheckpointFormat, load_checkpoint, save_checkpoint
 from clipdenoise.errors import WeightsMismatchError
+from clipdenoise.model import pad_to_multiple
 
 __all__ = ["CHECKPOINT_FORMAT", "Restormer", "RestormerConfig", "build", "load", "save"]
 
@@ -218,8 +219,6 @@ class Restormer(nn.Module):
         self.output = nn.Conv2d(dim * 2, config.out_channels, 3, padding=1, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from clipdenoise.inference import pad_to_multiple
-
         padded, (height, width) = pad_to_multiple(x, 8)
         level1 = self.encoder_level1(self.patch_embed(padded))
         level2 = self.encoder_level2(self.down1_2(level1))

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from clipdenoise import __version__
 from clipdenoise.errors import ClipDenoiseError
+from clipdenoise.extras import EXTRA_OF_MODULE, missing_extra_error
 
 #: The subcommand modules of this package, in the order ``clipdenoise --help`` lists them: using
 #: a model, making one, measuring it, then the tools around it.
@@ -71,8 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"clipdenoise {args.command}: error: {error}", file=sys.stderr)
         return 2
     except ImportError as error:
-        from clipdenoise.extras import EXTRA_OF_MODULE, missing_extra_error
-
         missing = (getattr(error, "name", None) or "").split(".")[0]
         if missing not in EXTRA_OF_MODULE:
             raise

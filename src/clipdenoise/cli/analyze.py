@@ -14,7 +14,9 @@ import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from clipdenoise.analysis.runner import AnalysisConfig, run_analysis
 from clipdenoise.cli import print_failures
+from clipdenoise.config import from_dict, load_toml, to_dict
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES
 
 if TYPE_CHECKING:
@@ -191,9 +193,6 @@ _NOT_CONFIG = {"out", "config", "quiet", "func", "command"}
 
 def build_config(args: argparse.Namespace) -> AnalysisConfig:
     """The :class:`AnalysisConfig` of ``--config`` (if any) with the given flags applied."""
-    from clipdenoise.analysis.runner import AnalysisConfig
-    from clipdenoise.config import from_dict, load_toml, to_dict
-
     data = to_dict(load_toml(AnalysisConfig, args.config)) if "config" in args else {}
     given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
     if not given.get("inputs"):
@@ -204,8 +203,6 @@ def build_config(args: argparse.Namespace) -> AnalysisConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from clipdenoise.analysis.runner import run_analysis
-
     config = build_config(args)
     quiet = getattr(args, "quiet", False)
     log = (lambda message: None) if quiet else (lambda m: print(m, file=sys.stderr))

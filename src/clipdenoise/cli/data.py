@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from clipdenoise.data import BENCHMARKS, default_data_root
+from clipdenoise.data.store import dataset_rows, download_dataset, import_dataset, verify_dataset
+
 _EPILOG = """\
 Sets live in canonical folders under the data root (--data-root, else $CLIPDENOISE_DATA, else
 ~/.cache/clipdenoise/data): Kodak24/, CBSD68/, McMaster/, Urban100/, CBSD432/, Set12/, BSD68/,
@@ -55,9 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from clipdenoise.data import BENCHMARKS, default_data_root
-    from clipdenoise.data.store import dataset_rows
-
     print(f"data root: {default_data_root(args.data_root)}")
     print(f"{'name':10s} {'state':8s} {'files':9s} {'obtain':9s} {'hashes':24s} folder")
     for row in dataset_rows(args.data_root):
@@ -75,8 +75,6 @@ def _report(report) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from clipdenoise.data.store import download_dataset
-
     status = 0
     for name in args.names:
         status = max(status, _report(download_dataset(name, args.data_root)))
@@ -84,8 +82,6 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from clipdenoise.data.store import dataset_rows, verify_dataset
-
     names = args.names or [
         r["name"] for r in dataset_rows(args.data_root) if r["state"] == "present"
     ]
@@ -99,6 +95,4 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from clipdenoise.data.store import import_dataset
-
     return _report(import_dataset(args.name, args.source, args.data_root))

@@ -12,8 +12,18 @@ import sys
 import textwrap
 from pathlib import Path
 
+from clipdenoise.atomic import interrupt_on_termination
+from clipdenoise.checkpoints import DEFAULT_MODEL, load_model, resolve_model_name
 from clipdenoise.cli import print_failures
 from clipdenoise.errors import ConfigError
+from clipdenoise.file_denoising import (
+    DenoiseFilesOptions,
+    check_bit_depth,
+    denoise_files,
+    plan_jobs,
+)
+from clipdenoise.inference import Denoiser
+from clipdenoise.noise import parse_noise_spec
 
 DESCRIPTION = textwrap.dedent(
     """\
@@ -50,8 +60,6 @@ EPILOG = textwrap.dedent(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from clipdenoise.checkpoints import DEFAULT_MODEL
-
     parser = subparsers.add_parser(
         "denoise",
         help="denoise image files, folders and CT slices",
@@ -206,20 +214,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_denoise(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import load_model, resolve_model_name
-    from clipdenoise.file_denoising import (
-        DenoiseFilesOptions,
-        check_bit_depth,
-        denoise_files,
-        plan_jobs,
-    )
-    from clipdenoise.inference import Denoiser
-
     if args.batch_size < 1 or args.tile_batch_size < 1:
         raise ConfigError("--batch-size and --tile-batch-size must be at least 1")
     if args.add_noise is not None:
-        from clipdenoise.noise import parse_noise_spec
-
         parse_noise_spec(args.add_noise)  # a bad spec is a usage error, before any work
     if args.save_noisy and args.add_noise is None:
         raise ConfigError("--save-noisy needs --add-noise")
@@ -294,8 +291,6 @@ def run_denoise(args: argparse.Namespace) -> int:
 
             bar = tile_bar["bar"] = tqdm(total=total, unit="tile", leave=False, desc="tiles")
         bar.update(done - bar.n)
-
-    from clipdenoise.atomic import interrupt_on_termination
 
     with interrupt_on_termination():  # SIGTERM/SIGHUP: like Ctrl+C, no temporary file left
         report = denoise_files(

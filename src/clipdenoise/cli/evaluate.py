@@ -9,6 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from clipdenoise.evaluation import EvalProtocol, evaluate, plot_image_grid, restore_crops
+from clipdenoise.noise import NOISE_KINDS, parse_noise_spec
+
 DESCRIPTION = """\
 Score denoisers on the paper's benchmark suites with the reference protocol and write
 OUT/results.{md,csv,json} (rows dataset x noise x level, columns methods, PSNR/SSIM, best per
@@ -182,8 +185,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _protocol_from_args(args: argparse.Namespace):
-    from clipdenoise.evaluation import EvalProtocol
-
     preset = {
         "synthetic": EvalProtocol.synthetic,
         "real-srgb": EvalProtocol.real_srgb,
@@ -207,8 +208,6 @@ def _protocol_from_args(args: argparse.Namespace):
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation the arguments describe; exit 1 when some images failed."""
-    from clipdenoise.evaluation import evaluate
-
     protocol = _protocol_from_args(args)
     table = evaluate(
         args.methods,
@@ -231,12 +230,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if table is None:  # a non-zero torchrun rank
         return 0
     if args.grid:
-        from clipdenoise.evaluation import plot_image_grid, restore_crops
-
         noise = (args.noise or ["gaussian:25"])[0]
         if ":" not in noise:
-            from clipdenoise.noise import NOISE_KINDS, parse_noise_spec
-
             kind = parse_noise_spec(f"{noise}:1").kind
             noise = f"{kind}:{NOISE_KINDS[kind].paper_levels[-1]}"
         crops = restore_crops(

@@ -7,7 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from clipdenoise.checkpoints import DEFAULT_MODEL, load_model
 from clipdenoise.errors import ConfigError
+from clipdenoise.export import check_onnx_parity, export_onnx, export_torchscript
 
 DESCRIPTION = textwrap.dedent(
     """\
@@ -22,8 +24,6 @@ DESCRIPTION = textwrap.dedent(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from clipdenoise.checkpoints import DEFAULT_MODEL
-
     parser = subparsers.add_parser(
         "export",
         help="export a denoiser to ONNX or TorchScript",
@@ -62,9 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import load_model
-    from clipdenoise.export import check_onnx_parity, export_onnx, export_torchscript
-
     if args.onnx is None and args.torchscript is None:
         raise ConfigError("nothing to do: give --onnx FILE and/or --torchscript FILE")
     model = load_model(args.weights)

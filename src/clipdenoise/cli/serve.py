@@ -7,11 +7,12 @@ import ipaddress
 import sys
 
 from clipdenoise.errors import ConfigError
+from clipdenoise.web import InferenceSettings, build_catalogue, create_app
+from clipdenoise.web.server import uvicorn_options
+from clipdenoise.web.settings import ServeConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from clipdenoise.web.settings import ServeConfig
-
     defaults = ServeConfig()
     parser = subparsers.add_parser(
         "serve",
@@ -119,8 +120,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def serve_config_from_args(args: argparse.Namespace):
     """The :class:`~clipdenoise.web.settings.ServeConfig` the options describe."""
-    from clipdenoise.web.settings import ServeConfig
-
     return ServeConfig(
         host=args.host,
         port=args.port,
@@ -148,8 +147,6 @@ def is_loopback(host: str) -> bool:
 
 def build_app_from_args(args: argparse.Namespace):
     """The application ``clipdenoise serve`` runs (no server started)."""
-    from clipdenoise.web import InferenceSettings, build_catalogue, create_app
-
     config = serve_config_from_args(args)
     catalogue = build_catalogue(
         args.weights,
@@ -188,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"clipdenoise demo on http://{shown_host}:{config.port}/ (Ctrl+C to stop)", file=sys.stderr
     )
-    from clipdenoise.web.server import uvicorn_options
 
     uvicorn.run(
         app,

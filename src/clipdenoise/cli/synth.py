@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 from clipdenoise.cli import print_failures
+from clipdenoise.ct import patient_id_of, prepare_mayo_dataset
+from clipdenoise.isp import CameraNoiseConfig
+from clipdenoise.srgb_synthesis import MANIFEST_NAME, SynthConfig, synthesize_srgb_dataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -149,9 +152,6 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def run_srgb(args: argparse.Namespace) -> int:
     """Entry point of ``clipdenoise synth srgb``; returns the exit status."""
-    from clipdenoise.isp import CameraNoiseConfig
-    from clipdenoise.srgb_synthesis import MANIFEST_NAME, SynthConfig, synthesize_srgb_dataset
-
     levels = {
         "sigma_s": args.sigma_s,
         "sigma_c": args.sigma_c,
@@ -196,8 +196,6 @@ def run_srgb(args: argparse.Namespace) -> int:
 
 def run_mayo(args: argparse.Namespace) -> int:
     """Entry point of ``clipdenoise synth mayo``; returns the exit status."""
-    from clipdenoise.ct import patient_id_of, prepare_mayo_dataset
-
     written = prepare_mayo_dataset(
         args.input,
         args.output,

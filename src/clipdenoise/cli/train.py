@@ -7,6 +7,16 @@ import signal
 import sys
 from pathlib import Path
 
+from clipdenoise.errors import ConfigError
+from clipdenoise.training import (
+    RUN_CONFIG_NAME,
+    describe_config,
+    list_presets,
+    load_experiment_config,
+    preset_text,
+    train,
+)
+
 _EPILOG = """\
 examples:
   clipdenoise train --config tiny-cpu --run-dir runs/tiny --data-root /data
@@ -142,9 +152,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _config_source(args: argparse.Namespace) -> str | Path:
-    from clipdenoise.errors import ConfigError
-    from clipdenoise.training import RUN_CONFIG_NAME
-
     if args.config:
         return args.config
     if args.resume and args.run_dir and (args.run_dir / RUN_CONFIG_NAME).is_file():
@@ -159,8 +166,6 @@ def _config_source(args: argparse.Namespace) -> str | Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipdenoise.training import list_presets, load_experiment_config, preset_text, train
-
     if args.list_presets:
         for name in list_presets():
             first = next(
@@ -175,8 +180,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     config = load_experiment_config(_config_source(args), _overrides(args))
     if args.print_config:
-        from clipdenoise.training import describe_config
-
         sys.stdout.write(describe_config(config))
         return 0
     run_dir = args.run_dir

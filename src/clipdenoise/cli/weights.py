@@ -5,6 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from clipdenoise.builtin import AUTO, BUILTIN_MODEL, builtin_weights_path, resolve_auto
+from clipdenoise.checkpoints import (
+    FORMAT_NAME,
+    PRETRAINED,
+    check_model_output,
+    convert_reference_checkpoint,
+    download_pretrained,
+    import_checkpoint,
+    imported_model_info,
+    imported_models,
+    load_model,
+    models_dir,
+)
+from clipdenoise.errors import ClipDenoiseError, WeightsMismatchError, WeightsNotFoundError
+from clipdenoise.weights import (
+    CLIP_WEIGHTS,
+    HF_FILENAMES,
+    candidate_paths,
+    download_clip_weights,
+    extract_visual_trunk,
+    read_state_dict,
+    sha256_of,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -82,9 +106,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _where(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import imported_models, models_dir
-    from clipdenoise.weights import CLIP_WEIGHTS, HF_FILENAMES, candidate_paths
-
     print(f"CLIP {args.arch} weights are looked for, in order:")
     for path in candidate_paths(args.arch):
         print(f"  [{'found' if path.is_file() else 'missing'}] {path}")
@@ -97,11 +118,6 @@ def _where(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from clipdenoise.builtin import AUTO, BUILTIN_MODEL, builtin_weights_path, resolve_auto
-    from clipdenoise.checkpoints import PRETRAINED, imported_model_info, imported_models
-    from clipdenoise.errors import ClipDenoiseError
-    from clipdenoise.weights import sha256_of
-
     imported = set(imported_models())
 
     def hashes(name: str) -> str:
@@ -128,9 +144,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import download_pretrained
-    from clipdenoise.weights import CLIP_WEIGHTS, download_clip_weights
-
     if args.name in CLIP_WEIGHTS:
         path = download_clip_weights(args.name)
         print(f"CLIP {args.name}: {path} (sha256 {CLIP_WEIGHTS[args.name].sha256}, verified)")
@@ -141,8 +154,6 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import import_checkpoint
-
     destination = import_checkpoint(args.source, args.name, force=args.force)
     print(f"imported {args.source} as {args.name!r} -> {destination}")
     print(f"use it with: clipdenoise denoise INPUT -o OUTPUT --weights {args.name}")
@@ -150,9 +161,6 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import convert_reference_checkpoint
-    from clipdenoise.errors import ClipDenoiseError
-
     if args.destination.exists() and not args.overwrite:
         raise ClipDenoiseError(
             f"{args.destination}: already exists (use --overwrite to replace it)"
@@ -163,10 +171,6 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from clipdenoise.checkpoints import FORMAT_NAME, check_model_output, load_model
-    from clipdenoise.errors import ClipDenoiseError, WeightsMismatchError, WeightsNotFoundError
-    from clipdenoise.weights import CLIP_WEIGHTS, extract_visual_trunk, read_state_dict, sha256_of
-
     if args.file.is_dir():
         raise WeightsNotFoundError(f"{args.file}: is a folder, not a weights file")
     if not args.file.is_file():

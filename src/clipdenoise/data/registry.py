@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipdenoise.errors import DatasetError, DatasetNotFoundError
+from clipdenoise.weights import default_cache_dir
 
 DATA_ROOT_ENV = "CLIPDENOISE_DATA"
 
@@ -270,9 +271,6 @@ def default_data_root(data_root: str | Path | None = None) -> Path:
     value = os.environ.get(DATA_ROOT_ENV)
     if value:
         return Path(value).expanduser()
-    # Imported here: the weights module pulls in torch, which naming a folder does not need.
-    from clipdenoise.weights import default_cache_dir
-
     return default_cache_dir() / "data"
 
 

@@ -2,8 +2,9 @@
 
 Upload or pick a sample, optionally add seeded synthetic noise, denoise with a loaded model or a
 classical baseline, compare with a before/after slider, read PSNR/SSIM, download the result in
-the input's format and bit depth. Names are imported lazily: ``clipdenoise serve --help`` does
-not load torch or FastAPI (``pip install 'clipdenoise[serve]'`` for the server).
+the input's format and bit depth. Names resolve on first use, so ``import clipdenoise.web`` loads
+neither torch nor FastAPI; FastAPI is imported when :func:`create_app` is called
+(``pip install 'clipdenoise[serve]'`` for the server).
 
 Example:
     >>> from clipdenoise.web import build_catalogue, create_app

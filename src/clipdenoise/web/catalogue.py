@@ -17,8 +17,11 @@ from typing import Literal
 
 from torch import nn
 
+from clipdenoise.baselines.classical import BM3DDenoiser, NLMDenoiser
 from clipdenoise.builtin import BUILTIN_MODEL
+from clipdenoise.checkpoints import PRETRAINED, imported_models, load_model, resolve_model_name
 from clipdenoise.errors import ClipDenoiseError
+from clipdenoise.model import CLIPDenoiser, tiny_config
 
 TINY_DEMO_KEY = "tiny-demo-untrained"
 WEIGHTS_GUIDANCE = (
@@ -152,8 +155,6 @@ def tiny_demo_entry(in_channels: int = 3, seed: int = 0) -> ModelEntry:
     """A tiny random-init CLIPDenoiser (width 8), clearly marked as untrained."""
 
     def load() -> nn.Module:
-        from clipdenoise.model import CLIPDenoiser, tiny_config
-
         return CLIPDenoiser(tiny_config(in_channels=in_channels, init_seed=seed))
 
     return ModelEntry(
@@ -190,8 +191,6 @@ def network_entry_from_spec(spec: str, map_location: str = "cpu") -> ModelEntry:
     """
     from pathlib import Path
 
-    from clipdenoise.checkpoints import PRETRAINED, load_model
-
     name = Path(spec).name if Path(spec).suffix and spec != BUILTIN_MODEL else spec
     description = PRETRAINED[spec].description if spec in PRETRAINED else f"checkpoint {name}"
     if spec == BUILTIN_MODEL:
@@ -210,8 +209,6 @@ def network_entry_from_spec(spec: str, map_location: str = "cpu") -> ModelEntry:
 
 def imported_entries(skip: Iterable[str] = (), map_location: str = "cpu") -> list[ModelEntry]:
     """Entries for every model imported into the cache (loaded lazily on first use)."""
-    from clipdenoise.checkpoints import PRETRAINED, imported_models, load_model
-
     entries = []
     for name in imported_models():
         if slug(name) in skip:
@@ -231,10 +228,6 @@ def imported_entries(skip: Iterable[str] = (), map_location: str = "cpu") -> lis
 
 def baseline_entries() -> list[ModelEntry]:
     """BM3D and non-local means (σ estimated from the noisy image), if their packages exist."""
-    try:
-        from clipdenoise.baselines.classical import BM3DDenoiser, NLMDenoiser
-    except ImportError:
-        return []
     candidates = [
         ("nlm", "Non-local means (classical)", NLMDenoiser, "skimage", "scikit-image"),
         ("bm3d", "BM3D (classical)", BM3DDenoiser, "bm3d", "bm3d"),
@@ -261,8 +254,6 @@ def baseline_entries() -> list[ModelEntry]:
 
 def default_weights() -> list[str]:
     """What a server offers when no weights are named: ``auto``'s model and the built-in one."""
-    from clipdenoise.checkpoints import resolve_model_name
-
     chosen = str(resolve_model_name("auto"))
     return [chosen] if chosen == BUILTIN_MODEL else [chosen, BUILTIN_MODEL]
 

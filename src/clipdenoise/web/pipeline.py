@@ -19,6 +19,9 @@ import torch
 from torch import nn
 
 from clipdenoise.errors import ClipDenoiseError
+from clipdenoise.inference import Denoiser
+from clipdenoise.metrics import psnr, ssim, to_metric_scale
+from clipdenoise.noise import add_noise
 from clipdenoise.web.catalogue import ModelCatalogue, ModelEntry
 from clipdenoise.web.jobs import JobContext
 from clipdenoise.web.upload import (
@@ -122,8 +125,6 @@ def add_synthetic_noise(clean: np.ndarray, spec: NoiseSpec, seed: int) -> np.nda
     Raises:
         ClipDenoiseError: the kind needs colour and the image is grey.
     """
-    from clipdenoise.noise import add_noise
-
     if spec.kind == "srgb_camera" and clean.shape[2] != 3:
         raise ClipDenoiseError("camera (srgb_camera) noise needs a colour image; this one is grey")
     generator = torch.Generator().manual_seed(seed)
@@ -138,8 +139,6 @@ def score(clean: np.ndarray, image: np.ndarray) -> dict[str, float | None]:
     Computed by :mod:`clipdenoise.metrics` on the [0, 255] scale (the paper's protocol); SSIM is
     ``None`` for images smaller than its 11×11 window, PSNR ``None`` when infinite (identical).
     """
-    from clipdenoise.metrics import psnr, ssim, to_metric_scale
-
     clean255, image255 = to_metric_scale(clean), to_metric_scale(image)
     value = psnr(clean255, image255)
     try:
@@ -166,8 +165,6 @@ class DenoiserCache:
         self._lock = threading.Lock()
 
     def get(self, entry: ModelEntry):
-        from clipdenoise.inference import Denoiser
-
         with self._lock:
             if entry.key not in self._denoisers:
                 self._denoisers[entry.key] = Denoiser(

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from clipdenoise.atomic import atomic_write_bytes
+from clipdenoise.noise import add_reference_noise
 
 SUPERSAMPLE = 4  # anti-aliasing: render at 4× and average 4×4 blocks
 
@@ -240,8 +241,6 @@ def quickstart_png() -> bytes:
     """``resources/sample.png``: the clean scene with Gaussian noise σ = 25 (numpy seed 0, the
     reference test protocol), clipped and rounded to 8 bits."""
     from PIL import Image
-
-    from clipdenoise.noise import add_reference_noise
 
     noisy = add_reference_noise(quickstart_clean() / 255.0, QUICKSTART_NOISE, seed=0)
     pixels = np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from clipdenoise import __version__
+from clipdenoise.devices import resolve_device
 from clipdenoise.errors import ClipDenoiseError
+from clipdenoise.noise import NOISE_KINDS, parse_noise_spec
 from clipdenoise.web.catalogue import ModelCatalogue
 from clipdenoise.web.jobs import Job, JobManager, JobState
 from clipdenoise.web.pipeline import DenoiserCache, DenoiseRequest, InferenceSettings, run_denoise
@@ -51,7 +53,6 @@ def parse_noise_field(kind: str | None, level: str | None):
     kind = str(kind or "none").strip()
     if kind.lower() in ("", "none"):
         return None
-    from clipdenoise.noise import parse_noise_spec
 
     level = str(level or "").strip()
     return parse_noise_spec(f"{kind}:{level}" if level else kind)
@@ -76,10 +77,6 @@ def parse_seed(value: str | None) -> int:
 
 def noise_kinds_public() -> list[dict]:
     """The noise registry as the page needs it (kinds, units, paper levels, suggested level)."""
-    try:
-        from clipdenoise.noise import NOISE_KINDS
-    except ImportError:
-        return []
     return [
         {
             "name": kind.name,
@@ -120,8 +117,6 @@ class DemoService:
     def __init__(
         self, catalogue: ModelCatalogue, config: ServeConfig, settings: InferenceSettings
     ) -> None:
-        from clipdenoise.devices import resolve_device
-
         self.catalogue = catalogue
         self.config = config
         self.settings = settings
