@@ -1,9 +1,9 @@
 """Shared helpers of the performance benchmarks: machine description, matmul peaks, interleaved
 timing with medians, peak-RSS sampling, result files.
 
-Timings on a shared machine are noisy, so every benchmark interleaves the paths it compares
-(A, B, A, B, ...), repeats, and reports medians of both wall-clock and process CPU time; the
-CPU-time ratio is the more robust one when other jobs compete for the cores.
+Timings are noisy while other processes use the same cores, so every benchmark interleaves the
+paths it compares (A, B, A, B, ...), repeats, and reports medians of both wall-clock and process
+CPU time; the CPU-time ratio is the more robust one when other jobs compete for the cores.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def matmul_peaks(size: int = 2048, repeats: int = 7) -> dict[str, float]:
     """Square-matmul throughput for float32 and bfloat16, best of ``repeats``.
 
     ``<dtype>`` is GFLOP per wall-clock second; ``<dtype>_per_cpu_s`` is GFLOP per second of
-    process CPU time (all threads), which other jobs on a shared machine disturb much less and
+    process CPU time (all threads), which other processes on the same cores disturb much less and
     which is compared with the model's own GFLOP per CPU second.
     """
     peaks = {}

@@ -15,7 +15,7 @@ Per-image results are cached outside the repository, under ``--cache-dir`` (defa
 ``$CLIPDENOISE_CACHE/benchmarks/classical_baselines``, else
 ``~/.cache/clipdenoise/benchmarks/classical_baselines``), one folder per part (BM3D takes ~30 s
 per Kodak image on one core), so the script can be interrupted and resumed. Each run rewrites,
-from everything finished so far, ``results/classical_baselines/<part>/`` (summary tables and
+from every image finished in its cache, ``results/classical_baselines/<part>/`` (summary tables and
 ``per_image.csv``, committed) and ``classical_baselines.{md,csv,json}``. A part whose cache is
 absent (a fresh clone) is read back from its committed files instead, so ``--table-only`` works
 without the cache.
@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         "--max-images", type=int, default=None, help="first N images per set (smoke test)"
     )
     parser.add_argument(
-        "--table-only", action="store_true", help="only rebuild the table from the cache"
+        "--table-only",
+        action="store_true",
+        help="compute nothing; rebuild the tables from the cache (a part without one: from its "
+        "committed files)",
     )
     parser.add_argument(
         "--start",

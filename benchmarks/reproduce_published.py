@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compute-bm3d",
         action="store_true",
-        help="also run BM3D on images missing from the cache (slow: ~35 s per Kodak image)",
+        help="first run BM3D on the images missing from --classical-cache-dir (slow: ~35 s per "
+        "Kodak image)",
     )
     parser.add_argument("--max-images", type=int, help="first N images per set (smoke test)")
     parser.add_argument(

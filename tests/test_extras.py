@@ -10,7 +10,7 @@ from PIL import Image
 
 from clipdenoise.cli import main
 from clipdenoise.errors import MissingExtraError
-from clipdenoise.extras import import_optional, install_hint
+from clipdenoise.extras import import_optional, install_hint, lazy_exports
 
 
 def _hide(monkeypatch, *modules: str) -> None:
@@ -90,3 +90,16 @@ def test_analyze_tsne_without_scikit_learn(monkeypatch, capsys, tmp_path, make_i
     code = main(["analyze", str(folder), "--encoder", "avgpool", "--scales", "F1", "--tsne",
                  "--tsne-draws", "2", "--no-figures", "-q", "--out", str(tmp_path / "out")])  # fmt: skip
     _one_line_error(capsys, code, "pip install 'clipdenoise[analysis]'")
+
+
+def test_lazy_exports_import_a_name_on_first_use_and_keep_it():
+    import json
+
+    namespace = {"__all__": ["dumps", "other"]}
+    getattr_, dir_ = lazy_exports("pkg", {"dumps": "json"}, namespace)
+    assert "dumps" not in namespace
+    assert getattr_("dumps") is json.dumps
+    assert namespace["dumps"] is json.dumps  # later look-ups skip __getattr__
+    assert dir_() == ["dumps", "other"]
+    with pytest.raises(AttributeError, match="module 'pkg' has no attribute 'missing'"):
+        getattr_("missing")

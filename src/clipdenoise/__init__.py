@@ -9,10 +9,10 @@ tensor with values in [0, 1] and returns the restored image with the same shape.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
-from typing import Any
+
+from clipdenoise.extras import lazy_exports
 
 try:  # one source of truth: the version in pyproject.toml, as installed
     __version__ = _distribution_version("clipdenoise")
@@ -41,15 +41,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'clipdenoise' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -683,13 +683,27 @@ def sample_camera_params(
     weights = rng.random(4)
     weights = weights / weights.sum()
     pattern = config.bayer_patterns[int(rng.integers(len(config.bayer_patterns)))]
-    red_gain, blue_gain = rng.uniform(*WHITE_BALANCE_GAIN_RANGE, size=2)
-    if not config.white_balance:
-        red_gain = blue_gain = 1.0
+    gains = rng.uniform(*WHITE_BALANCE_GAIN_RANGE, size=2)
     sigma_s = _draw_level(rng, config.sigma_s, config.sigma_s_range)
     sigma_c = _draw_level(rng, config.sigma_c, config.sigma_c_range)
+    return _camera_from_draws(config, crf_index, weights, pattern, gains, sigma_s, sigma_c)
+
+
+def _camera_from_draws(
+    config: CameraNoiseConfig,
+    crf_index: int,
+    weights: np.ndarray,
+    pattern: str,
+    gains: Sequence[float],
+    sigma_s: float,
+    sigma_c: float,
+) -> CameraParams:
+    """The camera of one set of draws. The white-balance gains are drawn even when
+    ``config.white_balance`` is off (then both are 1), so that every later draw of the same
+    generator is the same either way."""
+    red_gain, blue_gain = gains if config.white_balance else (1.0, 1.0)
     return CameraParams(
-        crf_index=crf_index,
+        crf_index=int(crf_index),
         matrix_weights=tuple(float(w) for w in weights),
         bayer_pattern=pattern,
         red_gain=float(red_gain),
@@ -736,18 +750,10 @@ class ReferenceDraws:
         pattern = BAYER_PATTERNS[self.python.randint(0, len(BAYER_PATTERNS) - 1)]
         red_gain = self.python.uniform(*WHITE_BALANCE_GAIN_RANGE)
         blue_gain = self.python.uniform(*WHITE_BALANCE_GAIN_RANGE)
-        if not config.white_balance:
-            red_gain = blue_gain = 1.0
         sigma_s = self._level(config.sigma_s, config.sigma_s_range)
         sigma_c = self._level(config.sigma_c, config.sigma_c_range)
-        return CameraParams(
-            crf_index=crf_index,
-            matrix_weights=tuple(float(w) for w in weights),
-            bayer_pattern=pattern,
-            red_gain=float(red_gain),
-            blue_gain=float(blue_gain),
-            sigma_s=sigma_s,
-            sigma_c=sigma_c,
+        return _camera_from_draws(
+            config, crf_index, weights, pattern, (red_gain, blue_gain), sigma_s, sigma_c
         )
 
     def _level(self, fixed: float, bounds: tuple[float, float] | None) -> float:

@@ -267,6 +267,22 @@ def _ct_to_hu_truncated(
     return hu.clamp(hu_min, hu_max)
 
 
+def _ct_pair_to_hu(
+    clean: np.ndarray | torch.Tensor,
+    restored: np.ndarray | torch.Tensor,
+    hu_min: float,
+    hu_max: float,
+    norm_range_min: float,
+    norm_range_max: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both slices of a CT metric in truncated HU, checked to be the same shape."""
+    x = _ct_to_hu_truncated(clean, hu_min, hu_max, norm_range_min, norm_range_max)
+    y = _ct_to_hu_truncated(restored, hu_min, hu_max, norm_range_min, norm_range_max)
+    if x.shape != y.shape:
+        raise ValueError(f"slices differ in shape: {tuple(x.shape)} and {tuple(y.shape)}")
+    return x, y
+
+
 def ct_psnr(
     clean: np.ndarray | torch.Tensor,
     restored: np.ndarray | torch.Tensor,
@@ -300,10 +316,7 @@ def ct_psnr(
     Returns:
         PSNR in dB.
     """
-    x = _ct_to_hu_truncated(clean, hu_min, hu_max, norm_range_min, norm_range_max)
-    y = _ct_to_hu_truncated(restored, hu_min, hu_max, norm_range_min, norm_range_max)
-    if x.shape != y.shape:
-        raise ValueError(f"slices differ in shape: {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = _ct_pair_to_hu(clean, restored, hu_min, hu_max, norm_range_min, norm_range_max)
     data_range = hu_max - hu_min
     mse = ((x - y) ** 2).mean()
     if float(mse) == 0.0:
@@ -336,10 +349,7 @@ def ct_ssim(
     Returns:
         Mean SSIM.
     """
-    x = _ct_to_hu_truncated(clean, hu_min, hu_max, norm_range_min, norm_range_max)
-    y = _ct_to_hu_truncated(restored, hu_min, hu_max, norm_range_min, norm_range_max)
-    if x.shape != y.shape:
-        raise ValueError(f"slices differ in shape: {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = _ct_pair_to_hu(clean, restored, hu_min, hu_max, norm_range_min, norm_range_max)
     x, y = x[None, None], y[None, None]
     window = _gaussian_window_torch(SSIM_WINDOW_SIZE, SSIM_SIGMA)
     pad = SSIM_WINDOW_SIZE // 2

@@ -75,6 +75,27 @@ class FeatureExtractor(nn.Module):
         """Return one ``(B, C_i, H_i, W_i)`` tensor per name of :attr:`feature_names`."""
         raise NotImplementedError
 
+    def _register_input_statistics(
+        self, mean: Sequence[float] | None, std: Sequence[float] | None
+    ) -> None:
+        """Keep the per-channel ``mean`` / ``std`` the wrapped module's training normalised its
+        inputs with (both or neither), as non-persistent buffers that follow ``.to()``."""
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self.normalized = mean is not None
+        shape = (1, self.in_channels, 1, 1)
+        self.register_buffer(
+            "mean", torch.tensor(mean or [0.0] * self.in_channels).view(shape), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std or [1.0] * self.in_channels).view(shape), persistent=False
+        )
+
+    def _normalize_input(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in the buffers' dtype, normalised when statistics were given."""
+        x = images.to(self.mean.dtype)
+        return (x - self.mean) / self.std if self.normalized else x
+
     @property
     def device(self) -> torch.device:
         for tensor in (*self.parameters(), *self.buffers()):
@@ -194,16 +215,7 @@ class HookFeatureExtractor(FeatureExtractor):
         self.module = module.eval()
         self.layer_paths = dict(layers)
         self._hooked = {path: available[path] for path in self.layer_paths.values()}
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
-        self.normalized = mean is not None
-        shape = (1, in_channels, 1, 1)
-        self.register_buffer(
-            "mean", torch.tensor(mean or [0.0] * in_channels).view(shape), persistent=False
-        )
-        self.register_buffer(
-            "std", torch.tensor(std or [1.0] * in_channels).view(shape), persistent=False
-        )
+        self._register_input_statistics(mean, std)
 
     def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
         captured: dict[str, torch.Tensor] = {}
@@ -225,9 +237,7 @@ class HookFeatureExtractor(FeatureExtractor):
             submodule.register_forward_hook(capture(path))
             for path, submodule in self._hooked.items()
         ]
-        x = images.to(self.mean.dtype)
-        if self.normalized:
-            x = (x - self.mean) / self.std
+        x = self._normalize_input(images)
         try:
             self.module(x)
         except _FeaturesCaptured:
@@ -299,23 +309,12 @@ class ModuleFeatureExtractor(FeatureExtractor):
             raise ValueError(
                 f"{label}: select has {len(select)} positions for {len(self.feature_names)} names"
             )
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
+        self._register_input_statistics(mean, std)
         self.module = module.eval()
         self.select = None if select is None else tuple(select)
-        self.normalized = mean is not None
-        shape = (1, in_channels, 1, 1)
-        self.register_buffer(
-            "mean", torch.tensor(mean or [0.0] * in_channels).view(shape), persistent=False
-        )
-        self.register_buffer(
-            "std", torch.tensor(std or [1.0] * in_channels).view(shape), persistent=False
-        )
 
     def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = images.to(self.mean.dtype)
-        if self.normalized:
-            x = (x - self.mean) / self.std
+        x = self._normalize_input(images)
         output = self.module(x)
         if isinstance(output, Mapping):
             missing = [name for name in self.feature_names if name not in output]

@@ -61,42 +61,54 @@ def plot_similarity_by_noise(
     summaries: Sequence[SimilaritySummary], *, encoder: str, metric: str, path: str | Path
 ) -> Path:
     """Similarity vs scale, one line per noise, for one encoder (paper Fig. 1, left)."""
-    rows = [row for row in summaries if row.encoder == encoder and row.metric == metric]
-    if not rows:
-        raise ValueError(f"no {metric} results for encoder {encoder!r}")
-    scales = [name for name in FEATURE_NAMES if any(row.scale == name for row in rows)]
-    figure = _new_figure(6.4, 4.4)
-    axes = figure.add_subplot()
-    noises = list(dict.fromkeys(row.noise for row in rows))
-    for noise in noises:
-        line = {row.scale: row for row in rows if row.noise == noise}
-        x = [i for i, name in enumerate(scales) if name in line]
-        means = [line[scales[i]].mean for i in x]
-        spreads = [line[scales[i]].spread for i in x]
-        axes.errorbar(
-            x, means, yerr=spreads, marker="o", capsize=3, label=line[scales[x[0]]].noise_label
-        )
-    _scale_axis(axes, scales, metric)
-    axes.legend(title="noise", fontsize="small")
-    axes.set_title(
-        f"{METRIC_TITLES[metric]} of clean vs noisy features\n{encoder} — {_spread_note(rows)}",
-        fontsize="medium",
-    )
-    return _save(figure, path)
+    rows = _rows_of(summaries, metric, "encoder", encoder)
+    title = f"{METRIC_TITLES[metric]} of clean vs noisy features\n{encoder} — {_spread_note(rows)}"
+    return _plot_similarity_lines(rows, metric, "noise", "noise_label", title=title, path=path)
 
 
 def plot_similarity_by_encoder(
     summaries: Sequence[SimilaritySummary], *, noise: str, metric: str, path: str | Path
 ) -> Path:
     """Similarity vs scale, one line per encoder, for one noise (paper Fig. 1, right)."""
-    rows = [row for row in summaries if row.noise == noise and row.metric == metric]
+    rows = _rows_of(summaries, metric, "noise", noise)
+    title = (
+        f"{METRIC_TITLES[metric]} of clean vs noisy features per encoder\n"
+        f"{rows[0].noise_label} — {_spread_note(rows)}"
+    )
+    return _plot_similarity_lines(rows, metric, "encoder", "encoder", title=title, path=path)
+
+
+def _rows_of(
+    summaries: Sequence[SimilaritySummary], metric: str, field: str, value: str
+) -> list[SimilaritySummary]:
+    """The ``metric`` rows whose ``field`` (``"encoder"`` or ``"noise"``) is ``value``.
+
+    Raises:
+        ValueError: there are none.
+    """
+    rows = [row for row in summaries if getattr(row, field) == value and row.metric == metric]
     if not rows:
-        raise ValueError(f"no {metric} results for noise {noise!r}")
+        raise ValueError(f"no {metric} results for {field} {value!r}")
+    return rows
+
+
+def _plot_similarity_lines(
+    rows: Sequence[SimilaritySummary],
+    metric: str,
+    group: str,
+    label: str,
+    *,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Mean ± spread vs feature scale, one line per distinct value of the rows' ``group`` field
+    (``"noise"`` or ``"encoder"``, also the legend's title) in first-seen order, labelled with
+    the ``label`` field of its rows."""
     scales = [name for name in FEATURE_NAMES if any(row.scale == name for row in rows)]
     figure = _new_figure(6.4, 4.4)
     axes = figure.add_subplot()
-    for encoder in dict.fromkeys(row.encoder for row in rows):
-        line = {row.scale: row for row in rows if row.encoder == encoder}
+    for key in dict.fromkeys(getattr(row, group) for row in rows):
+        line = {row.scale: row for row in rows if getattr(row, group) == key}
         x = [i for i, name in enumerate(scales) if name in line]
         axes.errorbar(
             x,
@@ -104,15 +116,11 @@ def plot_similarity_by_encoder(
             yerr=[line[scales[i]].spread for i in x],
             marker="o",
             capsize=3,
-            label=encoder,
+            label=getattr(line[scales[x[0]]], label),
         )
     _scale_axis(axes, scales, metric)
-    axes.legend(title="encoder", fontsize="small")
-    axes.set_title(
-        f"{METRIC_TITLES[metric]} of clean vs noisy features per encoder\n"
-        f"{rows[0].noise_label} — {_spread_note(rows)}",
-        fontsize="medium",
-    )
+    axes.legend(title=group, fontsize="small")
+    axes.set_title(title, fontsize="medium")
     return _save(figure, path)
 
 

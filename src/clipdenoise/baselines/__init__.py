@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from clipdenoise.errors import ConfigError
+from clipdenoise.extras import lazy_exports
 
 _EXPORTS = {
     "DnCNN": "clipdenoise.baselines.dncnn",
@@ -42,11 +43,7 @@ LEARNED_BASELINES = ("dncnn", "restormer")
 __all__ = [*_EXPORTS, "LEARNED_BASELINES", "build_baseline", "load_baseline", "save_baseline"]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'clipdenoise.baselines' has no attribute {name!r}")
-    return getattr(importlib.import_module(module_name), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 def _module_for(kind: str):

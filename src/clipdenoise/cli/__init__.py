@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from clipdenoise import __version__
 from clipdenoise.errors import ClipDenoiseError
@@ -42,6 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
+
+
+def print_failures(failures: Iterable[tuple[object, object]], what: str) -> int:
+    """Print ``"<N> <what>:"`` and one ``"  <source>: <reason>"`` line per failure to stderr.
+
+    Returns:
+        The subcommand's exit status: 1 when anything failed, else 0.
+    """
+    failures = list(failures)
+    if not failures:
+        return 0
+    print(f"{len(failures)} {what}:", file=sys.stderr)
+    for source, reason in failures:
+        print(f"  {source}: {reason}", file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

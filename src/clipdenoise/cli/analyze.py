@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from clipdenoise.analysis.runner import AnalysisConfig, run_analysis
+from clipdenoise.cli import print_failures
 from clipdenoise.config import from_dict, load_toml, to_dict
 from clipdenoise.encoder import CLIP_ARCHS, FEATURE_NAMES
 
@@ -208,12 +209,7 @@ def run_command(args: argparse.Namespace) -> int:
     report = run_analysis(config, args.out, progress=not quiet, log=log)
     if not quiet:
         print(format_summary(report))
-    if report.failures:
-        print(f"{len(report.failures)} image(s) could not be read:", file=sys.stderr)
-        for path, message in report.failures:
-            print(f"  {path}: {message}", file=sys.stderr)
-        return 1
-    return 0
+    return print_failures(report.failures, "image(s) could not be read")
 
 
 def format_summary(report: AnalysisReport) -> str:

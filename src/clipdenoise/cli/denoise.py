@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clipdenoise.atomic import interrupt_on_termination
 from clipdenoise.checkpoints import DEFAULT_MODEL, load_model, resolve_model_name
+from clipdenoise.cli import print_failures
 from clipdenoise.errors import ConfigError
 from clipdenoise.file_denoising import (
     DenoiseFilesOptions,
@@ -241,8 +242,9 @@ def run_denoise(args: argparse.Namespace) -> int:
         args.inputs, args.output, recursive=args.recursive, format=args.format, suffix=args.suffix
     )
     if not jobs and failures:
-        _print_failures(failures)
-        return 1
+        return print_failures(
+            ((failure.source, failure.error) for failure in failures), "input(s) failed"
+        )
     check_bit_depth(jobs, options)
     model_name = resolve_model_name(args.weights)
     model = load_model(model_name)
@@ -333,9 +335,3 @@ def _print_result(result, progress) -> None:
         if result.input_psnr is not None:
             line += f" (input {result.input_psnr:.2f} dB, {result.input_ssim:.4f})"
     write(line)
-
-
-def _print_failures(failures) -> None:
-    print(f"{len(failures)} input(s) failed:", file=sys.stderr)
-    for failure in failures:
-        print(f"  {failure.source}: {failure.error}", file=sys.stderr)

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from clipdenoise.cli import print_failures
 from clipdenoise.ct import patient_id_of, prepare_mayo_dataset
 from clipdenoise.isp import CameraNoiseConfig
 from clipdenoise.srgb_synthesis import MANIFEST_NAME, SynthConfig, synthesize_srgb_dataset
@@ -190,12 +191,7 @@ def run_srgb(args: argparse.Namespace) -> int:
     print(f"wrote {len(report.written)} noisy/clean pairs to {Path(args.output)} ({MANIFEST_NAME})")
     for source, reason in report.skipped:
         print(f"skipped {source}: {reason}", file=sys.stderr)
-    if report.failed:
-        print(f"{len(report.failed)} image(s) failed:", file=sys.stderr)
-        for source, reason in report.failed:
-            print(f"  {source}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return print_failures(report.failed, "image(s) failed")
 
 
 def run_mayo(args: argparse.Namespace) -> int:

@@ -161,6 +161,42 @@ def format_problems(problems: Sequence[tuple[Path, str]], limit: int = 20) -> st
     return "; ".join(shown)
 
 
+def check_image_file(path: Path, verify: bool) -> tuple[int, np.ndarray | None, str | None]:
+    """Check one image file before a dataset uses it.
+
+    Args:
+        path: The file.
+        verify: Decode it fully (catches truncated files), not only its header.
+
+    Returns:
+        ``(channels, image, problem)``: the channel count (0 when unreadable), the decoded
+        ``(H, W, C)`` image when ``verify`` succeeded (else ``None``), and ``None`` or the
+        reason the file cannot be used.
+    """
+    found, problem = probe_image(path)
+    image = None
+    if problem is None and verify:
+        try:
+            image = read_image(path)
+            found = image.shape[-1]
+        except ImageReadError as error:
+            problem = strip_path(str(error), path)
+    return found, image, problem
+
+
+def warn_skipped(where: str, problems: Sequence[tuple[Path, str]], what: str) -> None:
+    """One :class:`SkippedImagesWarning` listing what a dataset left out (none: no warning).
+
+    Issued for the caller of the dataset's constructor (``where: skipped N <what>: ...``).
+    """
+    if problems:
+        warnings.warn(
+            f"{where}: skipped {len(problems)} {what}: {format_problems(problems)}",
+            SkippedImagesWarning,
+            stacklevel=4,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Clean image folders
 # --------------------------------------------------------------------------------------------
@@ -259,14 +295,7 @@ class ImageFolderDataset(Dataset):
         decoded: list[np.ndarray | None] = []
         problems: list[tuple[Path, str]] = []
         for path in paths:
-            found, problem = probe_image(path)
-            image = None
-            if problem is None and verify:
-                try:
-                    image = read_image(path)
-                    found = image.shape[-1]
-                except ImageReadError as error:
-                    problem = strip_path(str(error), path)
+            found, image, problem = check_image_file(path, verify)
             if problem is not None:
                 if not skip_bad:
                     raise ImageReadError(f"{path}: {problem}")
@@ -277,13 +306,7 @@ class ImageFolderDataset(Dataset):
             decoded.append(image if cache else None)
 
         self.skipped: list[tuple[Path, str]] = problems
-        if problems:
-            warnings.warn(
-                f"{where}: skipped {len(problems)} unreadable image(s): "
-                f"{format_problems(problems)}",
-                SkippedImagesWarning,
-                stacklevel=3,
-            )
+        warn_skipped(where, problems, "unreadable image(s)")
         if not good:
             raise DatasetError(f"{where}: none of the {len(paths)} image files could be read")
         self.paths: list[Path] = good

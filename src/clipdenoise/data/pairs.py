@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,10 @@ from torch.utils.data import Dataset
 
 from clipdenoise.data.folders import (
     ImageFolderDataset,
-    SkippedImagesWarning,
+    check_image_file,
     convert_channels,
-    format_problems,
     list_image_files,
-    probe_image,
-    strip_path,
+    warn_skipped,
 )
 from clipdenoise.data.registry import BenchmarkInfo, benchmark_info, resolve_dataset_dir
 from clipdenoise.errors import DatasetError, DatasetNotFoundError, ImageReadError
@@ -301,12 +298,7 @@ class PairedImageDataset(Dataset):
         for pair in pairs:
             problem = None
             for path in (pair.noisy, pair.clean):
-                _, problem = probe_image(path)
-                if problem is None and verify:
-                    try:
-                        read_image(path)
-                    except ImageReadError as error:
-                        problem = strip_path(str(error), path)
+                _, _, problem = check_image_file(path, verify)
                 if problem is not None:
                     if not skip_bad:
                         raise ImageReadError(f"{path}: {problem}")
@@ -315,13 +307,7 @@ class PairedImageDataset(Dataset):
             if problem is None:
                 kept.append(pair)
         self.skipped: list[tuple[Path, str]] = problems
-        if problems:
-            warnings.warn(
-                f"{self.root}: skipped {len(problems)} pair(s) with an unreadable file: "
-                f"{format_problems(problems)}",
-                SkippedImagesWarning,
-                stacklevel=3,
-            )
+        warn_skipped(str(self.root), problems, "pair(s) with an unreadable file")
         if not kept:
             raise DatasetError(f"{self.root}: none of the {len(pairs)} pairs could be read")
         self.pairs: list[ImagePair] = kept

@@ -352,6 +352,18 @@ class _Task:
     done: dict[str, set[str]] = field(default_factory=dict)
 
 
+@dataclass
+class _Run:
+    """What planning, computing and merging of one :func:`evaluate` call share."""
+
+    methods: list[Method]
+    protocol: EvalProtocol
+    dtype: str
+    cache: ResultCache | None
+    memory: dict[Path, list[ImageRecord]]  # records of this call, per cache entry
+    info: dict[str, Any]  # provenance written into every record and the tables
+
+
 def _normalise_methods(
     methods: Sequence[str | nn.Module | Method] | Mapping[str, str | nn.Module | Method],
     map_location: str | torch.device,
@@ -500,35 +512,32 @@ def evaluate(
     noise_list = _parse_noises(noises) if suite == "synthetic" else [None]
     if cache_dir is None and out_dir is not None:
         cache_dir = Path(out_dir) / "cache"
-    cache = ResultCache(cache_dir) if cache_dir is not None else None
-    memory: dict[Path, list[ImageRecord]] = {}
-    tasks = _plan_tasks(
-        test_sets, noise_list, method_list, protocol, dtype, cache, memory, record_meta=compute
+    run = _Run(
+        methods=method_list,
+        protocol=protocol,
+        dtype=dtype,
+        cache=ResultCache(cache_dir) if cache_dir is not None else None,
+        memory={},
+        info={
+            "package_version": __version__,
+            "git_commit": git_commit(),
+            "torch_version": torch.__version__,
+            "device": str(torch_device),
+            "dtype": dtype,
+            "suite": suite,
+            "world_size": world_size,
+            "rank": rank,
+        },
     )
-
-    run_info = {
-        "package_version": __version__,
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "device": str(torch_device),
-        "dtype": dtype,
-        "suite": suite,
-        "world_size": world_size,
-        "rank": rank,
-    }
+    tasks = _plan_tasks(test_sets, noise_list, run, record_meta=compute)
     failures = []
     if compute:
         failures = _run_tasks(
             tasks,
-            method_list,
-            protocol,
-            cache,
-            memory,
-            run_info,
+            run,
             rank=rank,
             world_size=world_size,
             device=torch_device,
-            dtype=dtype,
             batch_size=batch_size,
             out_dir=Path(out_dir) if out_dir is not None else None,
             save_images=save_images,
@@ -540,17 +549,7 @@ def evaluate(
             dist.destroy_process_group()
     if not merge or rank != 0:
         return None
-    return _merge_and_write(
-        tasks,
-        method_list,
-        protocol,
-        cache,
-        memory,
-        run_info,
-        failures,
-        out_dir if write_tables else None,
-        plots,
-    )
+    return _merge_and_write(tasks, run, failures, out_dir if write_tables else None, plots)
 
 
 def _collect_test_sets(
@@ -594,14 +593,11 @@ def _collect_test_sets(
 def _plan_tasks(
     test_sets: list[TestSet],
     noise_list: list[Any],
-    method_list: list[Method],
-    protocol: EvalProtocol,
-    dtype: str,
-    cache: ResultCache | None,
-    memory: dict[Path, list[ImageRecord]],
+    run: _Run,
     *,
     record_meta: bool = True,
 ) -> list[_Task]:
+    cache = run.cache
     tasks = []
     for test_set in test_sets:
         for noise in noise_list if not test_set.real_noise else [None]:
@@ -609,8 +605,8 @@ def _plan_tasks(
                 test_set.name, noise.kind if noise is not None else "real", _level_text(noise)
             )
             task = _Task(test_set, noise, row)
-            for method in method_list:
-                key = _cache_key(method, protocol, test_set, dtype)
+            for method in run.methods:
+                key = _cache_key(method, run.protocol, test_set, run.dtype)
                 entry = (
                     cache.entry(method.name, row, key)
                     if cache is not None
@@ -624,15 +620,15 @@ def _plan_tasks(
                         entry,
                         {
                             "method": method.describe(),
-                            "protocol": protocol.to_dict(),
+                            "protocol": run.protocol.to_dict(),
                             "dataset": test_set.name,
                             "dataset_folder": str(test_set.folder),
                             "dataset_identity": test_set.identity(),
                             "noise": str(noise) if noise is not None else "real",
-                            "dtype": dtype,
+                            "dtype": run.dtype,
                         },
                     )
-                memory.setdefault(entry, [])
+                run.memory.setdefault(entry, [])
             tasks.append(task)
     return tasks
 
@@ -655,16 +651,11 @@ def _batches(
 
 def _run_tasks(
     tasks: list[_Task],
-    method_list: list[Method],
-    protocol: EvalProtocol,
-    cache: ResultCache | None,
-    memory: dict[Path, list[ImageRecord]],
-    run_info: dict[str, Any],
+    run: _Run,
     *,
     rank: int,
     world_size: int,
     device: torch.device,
-    dtype: str,
     batch_size: int,
     out_dir: Path | None,
     save_images: bool,
@@ -680,11 +671,11 @@ def _run_tasks(
         pending = [
             (index, item)
             for index, item in shard
-            if any(item.name not in task.done[m.name] for m in method_list)
+            if any(item.name not in task.done[m.name] for m in run.methods)
         ]
         work.append((task, pending))
     total = sum(
-        sum(1 for _, item in pending for m in method_list if item.name not in task.done[m.name])
+        sum(1 for _, item in pending for m in run.methods if item.name not in task.done[m.name])
         for task, pending in work
     )
     failures: list[dict[str, str]] = []
@@ -696,14 +687,9 @@ def _run_tasks(
                 _run_batch(
                     task,
                     batch,
-                    method_list,
-                    protocol,
-                    cache,
-                    memory,
-                    run_info,
+                    run,
                     failures,
                     device=device,
-                    dtype=dtype,
                     out_dir=out_dir,
                     save_images=save_images,
                     bar=bar,
@@ -716,19 +702,15 @@ def _run_tasks(
 def _run_batch(
     task: _Task,
     batch: list[tuple[int, TestImage]],
-    method_list: list[Method],
-    protocol: EvalProtocol,
-    cache: ResultCache | None,
-    memory: dict[Path, list[ImageRecord]],
-    run_info: dict[str, Any],
+    run: _Run,
     failures: list[dict[str, str]],
     *,
     device: torch.device,
-    dtype: str,
     out_dir: Path | None,
     save_images: bool,
     bar: Any,
 ) -> None:
+    method_list, protocol, dtype, run_info = run.methods, run.protocol, run.dtype, run.info
     cleans, noisies, items = [], [], []
     # Grey photos scored by RGB networks are read as three equal channels, as the reference's
     # cv2.imread gives them (synthetic noise is then drawn for each channel).
@@ -814,9 +796,9 @@ def _run_batch(
                 )
             task.done[method.name].add(item.name)
         entry = task.entries[method.name]
-        memory[entry].extend(records)
-        if cache is not None:
-            cache.append(entry, records, rank=int(run_info.get("rank", 0)))
+        run.memory[entry].extend(records)
+        if run.cache is not None:
+            run.cache.append(entry, records, rank=int(run_info.get("rank", 0)))
         bar.update(len(todo))
 
 
@@ -840,23 +822,22 @@ def _check_channels(method: Method, module: nn.Module, channels: int, dataset: s
 
 def _merge_and_write(
     tasks: list[_Task],
-    method_list: list[Method],
-    protocol: EvalProtocol,
-    cache: ResultCache | None,
-    memory: dict[Path, list[ImageRecord]],
-    run_info: dict[str, Any],
+    run: _Run,
     failures: list[dict[str, str]],
     out_dir: str | Path | None,
     plots: bool,
 ) -> ResultsTable:
+    method_list, protocol, cache = run.methods, run.protocol, run.cache
     records: list[ImageRecord] = []
     for task in tasks:
         wanted = {item.name for item in task.test_set.images}
         for method in method_list:
             entry = task.entries[method.name]
-            found = cache.load(entry) if cache is not None else {r.image: r for r in memory[entry]}
+            found = (
+                cache.load(entry) if cache is not None else {r.image: r for r in run.memory[entry]}
+            )
             records.extend(found[name] for name in sorted(found) if name in wanted)
-    metadata = dict(run_info)
+    metadata = dict(run.info)
     metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     metadata["failures"] = failures
     table = ResultsTable.from_records(

@@ -125,7 +125,7 @@ def save_training_state(
         model_state: The model's ``state_dict`` (CPU tensors are not required).
         optimizer_state: ``optimizer.state_dict()``.
         scaler_state: The fp16 ``GradScaler`` state, or ``None``.
-        extra: Small loop counters (best PSNR so far, skipped steps, ...), plain types only.
+        extra: Small loop counters (best validation PSNR, skipped steps, ...), plain types only.
         config_json: The resolved experiment config as JSON.
         keep_last: How many state files to keep (older ones are deleted after the write).
 

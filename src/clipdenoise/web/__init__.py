@@ -13,8 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clipdenoise.extras import lazy_exports
 
 _EXPORTS = {
     "BackgroundServer": "clipdenoise.web.server",
@@ -46,14 +45,4 @@ def create_app(*args, **kwargs):
     return _create_app(*args, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'clipdenoise.web' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
