@@ -316,3 +316,22 @@ def data_root(tmp_path_factory) -> Path:
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def run_denoise(*args: str | Path) -> int:
+    """``clipdenoise denoise ARGS`` on the CPU in float32; returns the exit status."""
+    from clipdenoise.cli import main
+
+    return main(["denoise", *[str(a) for a in args], "--device", "cpu", "--dtype", "float32"])
+
+
+def save_png(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8/uint16 array as a PNG, making the parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def random_rgb8(rng: np.random.Generator, h: int = 40, w: int = 48) -> np.ndarray:
+    """A random ``(h, w, 3)`` uint8 image."""
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -223,32 +223,6 @@ def test_inference_conversion_is_the_model_with_a_folded_encoder(model, noisy, c
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # source untouched
 
 
-def test_model_inference_acceleration_imports_have_no_circle():
-    import ast
-    import importlib
-    import inspect
-
-    names = ("model", "decoder", "encoder", "inference", "acceleration")
-
-    def imported(name: str) -> set[str]:
-        module = importlib.import_module(f"clipdenoise.{name}")
-        found = set()
-        for node in ast.walk(ast.parse(inspect.getsource(module))):  # also imports in functions
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clipdenoise."):
-                found.add(node.module.removeprefix("clipdenoise."))
-        return found & set(names)
-
-    graph = {name: imported(name) for name in names}
-
-    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
-        return any(
-            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
-            for nxt in graph[start]
-        )
-
-    assert not [name for name in names if reaches(name, name)], graph
-
-
 # ------------------------------------------------------------------------------ training form
 def test_training_conversion_float32_matches_model_forward_and_gradients(model):
     clean = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))

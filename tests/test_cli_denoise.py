@@ -10,28 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from clipdenoise.cli import build_parser, main
 from clipdenoise.image_io import load_image, save_image
-
-
-def run(*args: str | Path) -> int:
-    return main(["denoise", *[str(a) for a in args], "--device", "cpu", "--dtype", "float32"])
-
-
-def _png(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
-
-
-def _rgb8(rng, h=40, w=48) -> np.ndarray:
-    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+from conftest import random_rgb8, run_denoise, save_png
 
 
 def test_missing_inputs_fail_with_exit_1(tmp_path, tiny_checkpoints, capsys):
-    code = run(
+    code = run_denoise(
         tmp_path / "nothing.png", "-o", tmp_path / "o.png", "--weights", tiny_checkpoints["rgb"]
     )
     assert code == 1
@@ -41,7 +27,7 @@ def test_missing_inputs_fail_with_exit_1(tmp_path, tiny_checkpoints, capsys):
 def test_tiled_cli_matches_untiled(tmp_path, rng, tiny_checkpoints):
     source = save_image(tmp_path / "big.png", rng.random((150, 200, 3)), bit_depth=16)
     assert (
-        run(
+        run_denoise(
             source,
             "-o",
             tmp_path / "whole.png",
@@ -53,7 +39,7 @@ def test_tiled_cli_matches_untiled(tmp_path, rng, tiny_checkpoints):
         == 0
     )
     assert (
-        run(
+        run_denoise(
             source,
             "-o",
             tmp_path / "tiled.png",
@@ -105,7 +91,7 @@ def test_help_documents_every_option():
 def test_unavailable_device_is_a_usage_error(tmp_path, rng, tiny_checkpoints, capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    source = _png(tmp_path / "a.png", _rgb8(rng))
+    source = save_png(tmp_path / "a.png", random_rgb8(rng))
     code = main(["denoise", str(source), "-o", str(tmp_path / "r.png"), "--weights",
                  str(tiny_checkpoints["rgb"]), "--device", "cuda:0"])  # fmt: skip
     assert code == 2 and "CUDA is not available" in capsys.readouterr().err
@@ -122,8 +108,10 @@ def test_unavailable_device_is_a_usage_error(tmp_path, rng, tiny_checkpoints, ca
 def test_impossible_output_settings_are_refused(
     tmp_path, rng, tiny_checkpoints, capsys, output, extra, message
 ):
-    source = _png(tmp_path / "in.png", _rgb8(rng))
-    code = run(source, "-o", tmp_path / output, "--weights", tiny_checkpoints["rgb"], *extra)
+    source = save_png(tmp_path / "in.png", random_rgb8(rng))
+    code = run_denoise(
+        source, "-o", tmp_path / output, "--weights", tiny_checkpoints["rgb"], *extra
+    )
     assert code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / output).exists()
@@ -134,7 +122,7 @@ def test_termination_signals_leave_no_temporary_file(tmp_path, rng, tiny_checkpo
     import subprocess
     import sys
 
-    source = _png(tmp_path / "in.png", _rgb8(rng))
+    source = save_png(tmp_path / "in.png", random_rgb8(rng))
     script = f"""
 import os, signal, sys, time
 import clipdenoise.image_io as image_io

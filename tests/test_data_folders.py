@@ -20,16 +20,7 @@ from clipdenoise.data import (
     pad_to_size,
 )
 from clipdenoise.errors import DatasetError, DatasetNotFoundError, ImageReadError
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-
-def _save(path, image: np.ndarray, **kwargs):
-    array = _to_uint8(image)
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, **kwargs)
-    return path
+from conftest import save_8bit_image
 
 
 @pytest.fixture
@@ -38,7 +29,7 @@ def folder(tmp_path, make_image):
     root = tmp_path / "clean"
     root.mkdir()
     for name, (h, w) in {"c": (40, 48), "a": (36, 52), "b10": (64, 64), "b2": (20, 24)}.items():
-        _save(root / f"{name}.png", make_image(h, w, seed=len(name) + h))
+        save_8bit_image(root / f"{name}.png", make_image(h, w, seed=len(name) + h))
     return root
 
 
@@ -60,17 +51,17 @@ def test_folder_is_sorted_and_reads_exact_values(folder):
 
 def test_formats_and_bit_depths(tmp_path, make_image):
     image = make_image(24, 32)
-    _save(tmp_path / "a.jpg", image, quality=95, subsampling=0)
-    _save(tmp_path / "b.bmp", image)
-    _save(tmp_path / "c.tif", image)
-    _save(tmp_path / "d.webp", image, lossless=True)
+    save_8bit_image(tmp_path / "a.jpg", image, quality=95, subsampling=0)
+    save_8bit_image(tmp_path / "b.bmp", image)
+    save_8bit_image(tmp_path / "c.tif", image)
+    save_8bit_image(tmp_path / "d.webp", image, lossless=True)
     grey16 = np.round(image[..., 0] * 65535).astype(np.uint16)
     Image.fromarray(grey16).save(tmp_path / "e16.png")
     (tmp_path / "notes.txt").write_text("not an image, ignored")
     with pytest.warns(ChannelConversionWarning, match=r"1 of 5 .*grey.*e16\.png"):
         dataset = ImageFolderDataset(tmp_path, channels=3)
     assert [path.name for path in dataset.paths] == ["a.jpg", "b.bmp", "c.tif", "d.webp", "e16.png"]
-    exact = _to_uint8(image).astype(np.float32) / 255
+    exact = np.round(np.clip(image, 0, 1) * 255).astype(np.float32) / 255
     for index in (1, 2, 3):
         np.testing.assert_array_equal(dataset[index], exact)
     decoded_jpeg = np.asarray(Image.open(tmp_path / "a.jpg"), dtype=np.float32) / 255
@@ -97,7 +88,7 @@ def test_no_warning_when_channels_match(folder):
 
 
 def test_channel_mismatch_without_conversion_names_the_file(folder, make_image):
-    _save(folder / "grey.png", make_image(16, 16, channels=1))
+    save_8bit_image(folder / "grey.png", make_image(16, 16, channels=1))
     with pytest.raises(ImageReadError, match=r"grey\.png: has 1 channel\(s\), .*needs 3"):
         ImageFolderDataset(folder, convert=False)
 
@@ -113,9 +104,9 @@ def test_convert_channels_rules():
 
 def test_recursive_listing(folder, make_image):
     (folder / "sub").mkdir()
-    _save(folder / "sub" / "z.png", make_image(16, 16))
+    save_8bit_image(folder / "sub" / "z.png", make_image(16, 16))
     (folder / ".hidden").mkdir()
-    _save(folder / ".hidden" / "x.png", make_image(16, 16))
+    save_8bit_image(folder / ".hidden" / "x.png", make_image(16, 16))
     assert len(ImageFolderDataset(folder)) == 4
     dataset = ImageFolderDataset(folder, recursive=True)
     assert len(dataset) == 5 and dataset.name(4) == "sub/z"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from clipdenoise.data import (
     ImageFolderDataset,
@@ -17,16 +16,7 @@ from clipdenoise.data import (
     open_benchmark,
 )
 from clipdenoise.errors import DatasetError, DatasetNotFoundError, ImageReadError
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-
-def _save(path, image: np.ndarray, **kwargs):
-    array = _to_uint8(image)
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, **kwargs)
-    return path
+from conftest import save_8bit_image
 
 
 def _write_pairs(root, names, make_image, noisy_fmt, clean_fmt):
@@ -36,13 +26,15 @@ def _write_pairs(root, names, make_image, noisy_fmt, clean_fmt):
         clean_path = root / clean_fmt.format(name)
         noisy_path.parent.mkdir(parents=True, exist_ok=True)
         clean_path.parent.mkdir(parents=True, exist_ok=True)
-        _save(noisy_path, np.clip(image + 0.05, 0, 1))
-        _save(clean_path, image)
+        save_8bit_image(noisy_path, np.clip(image + 0.05, 0, 1))
+        save_8bit_image(clean_path, image)
 
 
 def test_cc_and_polyu_naming(tmp_path, make_image):
     _write_pairs(tmp_path / "cc", ["d800_1", "5d_2"], make_image, "{}_real.png", "{}_mean.png")
-    _save(tmp_path / "cc" / "d800_1_ours.png", make_image(24, 24))  # other files are ignored
+    save_8bit_image(
+        tmp_path / "cc" / "d800_1_ours.png", make_image(24, 24)
+    )  # other files are ignored
     dataset = PairedImageDataset(tmp_path / "cc")
     assert dataset.layout == "real_mean" and [p.name for p in dataset.pairs] == ["5d_2", "d800_1"]
     name, noisy, clean = dataset[1]
@@ -60,7 +52,7 @@ def test_sidd_naming(tmp_path, make_image):
         for token, value in (("NOISY", np.clip(image + 0.1, 0, 1)), ("GT", image)):
             path = tmp_path / (scene.format(token) + ".PNG")
             path.parent.mkdir(parents=True, exist_ok=True)
-            _save(path, value)
+            save_8bit_image(path, value)
     dataset = PairedImageDataset(tmp_path)
     assert dataset.layout == "sidd"
     assert [pair.name for pair in dataset.pairs] == [
@@ -82,22 +74,22 @@ def test_noisy_clean_folders(tmp_path, make_image):
 
 def test_mismatched_pairs_are_reported_by_name(tmp_path, make_image):
     _write_pairs(tmp_path / "f", ["a", "b"], make_image, "noisy/{}.png", "clean/{}.png")
-    _save(tmp_path / "f" / "noisy" / "only_noisy.png", make_image(8, 8))
-    _save(tmp_path / "f" / "clean" / "only_clean.png", make_image(8, 8))
+    save_8bit_image(tmp_path / "f" / "noisy" / "only_noisy.png", make_image(8, 8))
+    save_8bit_image(tmp_path / "f" / "clean" / "only_clean.png", make_image(8, 8))
     with pytest.raises(
         DatasetError,
         match=r"2 unpaired.*noisy without clean: only_noisy.*clean without noisy: only_clean",
     ):
         PairedImageDataset(tmp_path / "f")
     _write_pairs(tmp_path / "cc", ["x"], make_image, "{}_real.png", "{}_mean.png")
-    _save(tmp_path / "cc" / "y_real.png", make_image(8, 8))
+    save_8bit_image(tmp_path / "cc" / "y_real.png", make_image(8, 8))
     with pytest.raises(DatasetError, match=r"noisy without clean: y_real\.png"):
         PairedImageDataset(tmp_path / "cc")
 
 
 def test_pair_size_mismatch_names_both_files(tmp_path, make_image):
-    _save(tmp_path / "a_real.png", make_image(16, 16))
-    _save(tmp_path / "a_mean.png", make_image(16, 20))
+    save_8bit_image(tmp_path / "a_real.png", make_image(16, 16))
+    save_8bit_image(tmp_path / "a_mean.png", make_image(16, 20))
     dataset = PairedImageDataset(tmp_path)
     with pytest.raises(ImageReadError, match=r"a_real\.png: size 16x16 differs .*a_mean\.png"):
         dataset[0]
@@ -114,7 +106,7 @@ def test_bad_pair_files_are_named_or_skipped(tmp_path, make_image):
 
 
 def test_layout_errors(tmp_path, make_image):
-    _save(tmp_path / "plain.png", make_image(8, 8))
+    save_8bit_image(tmp_path / "plain.png", make_image(8, 8))
     with pytest.raises(DatasetError, match=r"cannot tell the paired layout"):
         PairedImageDataset(tmp_path)
     with pytest.raises(DatasetError, match=r"unknown paired layout 'zip'"):
@@ -172,7 +164,7 @@ def test_sidd_mat_errors_name_the_file(tmp_path):
 
 def test_open_benchmark_picks_the_dataset_of_the_layout(tmp_path, make_image):
     (tmp_path / "Kodak24").mkdir()
-    _save(tmp_path / "Kodak24" / "kodim01.png", make_image(8, 8))
+    save_8bit_image(tmp_path / "Kodak24" / "kodim01.png", make_image(8, 8))
     assert isinstance(open_benchmark("kodak", tmp_path), ImageFolderDataset)
     _write_pairs(tmp_path / "mine", ["a"], make_image, "{}_real.png", "{}_mean.png")
     assert isinstance(open_benchmark(tmp_path / "mine"), PairedImageDataset)

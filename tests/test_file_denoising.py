@@ -12,34 +12,19 @@ import torch
 from PIL import Image, ImageCms
 
 from clipdenoise.checkpoints import load_model, save_checkpoint
-from clipdenoise.cli import main
 from clipdenoise.file_denoising import DenoiseFilesOptions, denoise_files, plan_jobs
 from clipdenoise.image_io import load_image, save_image
 from clipdenoise.inference import Denoiser
 from clipdenoise.model import CLIPDenoiser, tiny_config
-
-
-def run(*args: str | Path) -> int:
-    return main(["denoise", *[str(a) for a in args], "--device", "cpu", "--dtype", "float32"])
-
-
-def _png(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
-
-
-def _rgb8(rng, h=40, w=48) -> np.ndarray:
-    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-
+from conftest import random_rgb8, run_denoise, save_png
 
 # ----------------------------------------------------------------- Python API
 
 
 def test_python_api_plans_denoises_and_reports(tmp_path, rng, tiny_checkpoints):
     """What the module docstring shows: plan the jobs, denoise them, read the report."""
-    _png(tmp_path / "in" / "a.png", _rgb8(rng))
-    _png(tmp_path / "in" / "sub" / "b.png", _rgb8(rng))
+    save_png(tmp_path / "in" / "a.png", random_rgb8(rng))
+    save_png(tmp_path / "in" / "sub" / "b.png", random_rgb8(rng))
     jobs, missing = plan_jobs(
         [tmp_path / "in", tmp_path / "gone.png"], tmp_path / "out", recursive=True
     )
@@ -61,14 +46,14 @@ def test_python_api_plans_denoises_and_reports(tmp_path, rng, tiny_checkpoints):
 
 def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, rng, tiny_checkpoints, capsys):
     inputs = tmp_path / "in"
-    _png(inputs / "good1.png", _rgb8(rng))
-    _png(inputs / "sub" / "good2.png", _rgb8(rng))
+    save_png(inputs / "good1.png", random_rgb8(rng))
+    save_png(inputs / "sub" / "good2.png", random_rgb8(rng))
     (inputs / "empty.png").write_bytes(b"")
     (inputs / "truncated.png").write_bytes((inputs / "good1.png").read_bytes()[:150])
     (inputs / "notimage.jpg").write_text("hello")
-    _png(inputs / "tiny.png", _rgb8(rng, 5, 40))
+    save_png(inputs / "tiny.png", random_rgb8(rng, 5, 40))
     Image.new("I", (20, 20)).save(inputs / "int32.tif")  # 32-bit integer samples
-    code = run(
+    code = run_denoise(
         inputs, "-r", "-o", tmp_path / "out", "--weights", tiny_checkpoints["rgb"], "--no-progress"
     )
     err = capsys.readouterr().err
@@ -89,32 +74,42 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, rng, tiny_checkp
 
 
 def test_refuses_to_overwrite_outputs_and_inputs(tmp_path, rng, tiny_checkpoints, capsys):
-    source = _png(tmp_path / "a.png", _rgb8(rng))
+    source = save_png(tmp_path / "a.png", random_rgb8(rng))
     original = source.read_bytes()
     target = tmp_path / "restored.png"
     target.write_bytes(b"keep me")
-    assert run(source, "-o", target, "--weights", tiny_checkpoints["rgb"], "--no-progress") == 1
+    assert (
+        run_denoise(source, "-o", target, "--weights", tiny_checkpoints["rgb"], "--no-progress")
+        == 1
+    )
     assert "exists already" in capsys.readouterr().err and target.read_bytes() == b"keep me"
-    assert run(source, "-o", target, "--weights", tiny_checkpoints["rgb"], "--overwrite") == 0
+    assert (
+        run_denoise(source, "-o", target, "--weights", tiny_checkpoints["rgb"], "--overwrite") == 0
+    )
     assert load_image(target).pixels.shape == (40, 48, 3)
     # An input is never overwritten, even with --overwrite.
-    assert run(source, "-o", source, "--weights", tiny_checkpoints["rgb"], "--overwrite") == 1
+    assert (
+        run_denoise(source, "-o", source, "--weights", tiny_checkpoints["rgb"], "--overwrite") == 1
+    )
     assert "would overwrite an input" in capsys.readouterr().err
     assert source.read_bytes() == original
 
 
 def test_default_output_goes_beside_the_input(tmp_path, rng, tiny_checkpoints):
-    source = _png(tmp_path / "photo.png", _rgb8(rng))
-    assert run(source, "--weights", tiny_checkpoints["rgb"], "--no-progress") == 0
+    source = save_png(tmp_path / "photo.png", random_rgb8(rng))
+    assert run_denoise(source, "--weights", tiny_checkpoints["rgb"], "--no-progress") == 0
     assert (tmp_path / "photo_denoised.png").is_file()
 
 
 def test_batch_size_gives_the_same_results(tmp_path, rng, tiny_checkpoints):
     for i in range(3):
-        _png(tmp_path / "in" / f"{i}.png", _rgb8(rng))
-    assert run(tmp_path / "in", "-o", tmp_path / "b1", "--weights", tiny_checkpoints["rgb"]) == 0
+        save_png(tmp_path / "in" / f"{i}.png", random_rgb8(rng))
     assert (
-        run(
+        run_denoise(tmp_path / "in", "-o", tmp_path / "b1", "--weights", tiny_checkpoints["rgb"])
+        == 0
+    )
+    assert (
+        run_denoise(
             tmp_path / "in",
             "-o",
             tmp_path / "b3",
@@ -150,7 +145,7 @@ def test_16bit_alpha_icc_exif_are_kept(tmp_path, rng, tiny_checkpoints):
             exif=exif_bytes,
         )
         out = tmp_path / f"out{suffix}"
-        assert run(source, "-o", out, "--weights", tiny_checkpoints["rgb"]) == 0
+        assert run_denoise(source, "-o", out, "--weights", tiny_checkpoints["rgb"]) == 0
         restored = load_image(out)
         assert restored.bit_depth == 16 and restored.pixels.shape == (40, 48, 3)
         assert np.array_equal(restored.alpha, alpha)
@@ -160,9 +155,9 @@ def test_16bit_alpha_icc_exif_are_kept(tmp_path, rng, tiny_checkpoints):
 
 
 def test_jpeg_output_quality_and_warning(tmp_path, rng, tiny_checkpoints, capsys):
-    source = _png(tmp_path / "a.png", _rgb8(rng))
+    source = save_png(tmp_path / "a.png", random_rgb8(rng))
     assert (
-        run(
+        run_denoise(
             source,
             "-o",
             tmp_path / "q90.jpg",
@@ -175,7 +170,7 @@ def test_jpeg_output_quality_and_warning(tmp_path, rng, tiny_checkpoints, capsys
     )
     assert "adds block artefacts" in capsys.readouterr().err
     assert (
-        run(
+        run_denoise(
             source,
             "-o",
             tmp_path / "q20.jpg",
@@ -188,7 +183,7 @@ def test_jpeg_output_quality_and_warning(tmp_path, rng, tiny_checkpoints, capsys
     )
     assert (tmp_path / "q20.jpg").stat().st_size < (tmp_path / "q90.jpg").stat().st_size
     assert (
-        run(
+        run_denoise(
             source, "-o", tmp_path / "out", "--format", "webp", "--weights", tiny_checkpoints["rgb"]
         )
         == 0
@@ -197,19 +192,25 @@ def test_jpeg_output_quality_and_warning(tmp_path, rng, tiny_checkpoints, capsys
 
 
 def test_grey_images_with_rgb_and_grey_models(tmp_path, rng, tiny_checkpoints):
-    source = _png(tmp_path / "g.png", rng.integers(0, 256, (40, 48), dtype=np.uint8))
-    assert run(source, "-o", tmp_path / "rgbmodel.png", "--weights", tiny_checkpoints["rgb"]) == 0
-    assert run(source, "-o", tmp_path / "greymodel.png", "--weights", tiny_checkpoints["grey"]) == 0
+    source = save_png(tmp_path / "g.png", rng.integers(0, 256, (40, 48), dtype=np.uint8))
+    assert (
+        run_denoise(source, "-o", tmp_path / "rgbmodel.png", "--weights", tiny_checkpoints["rgb"])
+        == 0
+    )
+    assert (
+        run_denoise(source, "-o", tmp_path / "greymodel.png", "--weights", tiny_checkpoints["grey"])
+        == 0
+    )
     for name in ("rgbmodel.png", "greymodel.png"):
         with Image.open(tmp_path / name) as image:
             assert image.mode == "L" and image.size == (48, 40)
 
 
 def test_channel_mismatch_error_and_conversion(tmp_path, rng, tiny_checkpoints, capsys):
-    source = _png(tmp_path / "c.png", _rgb8(rng))
-    assert run(source, "-o", tmp_path / "x.png", "--weights", tiny_checkpoints["grey"]) == 1
+    source = save_png(tmp_path / "c.png", random_rgb8(rng))
+    assert run_denoise(source, "-o", tmp_path / "x.png", "--weights", tiny_checkpoints["grey"]) == 1
     assert "--channel-conversion" in capsys.readouterr().err
-    code = run(
+    code = run_denoise(
         source, "-o", tmp_path / "y.png", "--weights", tiny_checkpoints["grey"],
         "--channel-conversion", "per-channel",
     )  # fmt: skip
@@ -262,7 +263,7 @@ def test_dicom_in_dicom_out(tmp_path, rng, tiny_checkpoints):
     hu = _ct_slice(rng)
     source = _make_dicom(tmp_path / "slice.dcm", hu)
     out = tmp_path / "out" / "slice.dcm"
-    assert run(source, "-o", out, "--weights", tiny_checkpoints["grey"]) == 0
+    assert run_denoise(source, "-o", out, "--weights", tiny_checkpoints["grey"]) == 0
     before, after = pydicom.dcmread(source), pydicom.dcmread(out)
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "KVP", "PixelSpacing",
                     "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept"):  # fmt: skip
@@ -289,7 +290,9 @@ def test_dicom_without_suffix_in_a_folder(tmp_path, rng, tiny_checkpoints):
     (tmp_path / "series").mkdir()
     _make_dicom(tmp_path / "series" / "IM0001", _ct_slice(rng))
     (tmp_path / "series" / "README").write_text("not an image")
-    code = run(tmp_path / "series", "-o", tmp_path / "out", "--weights", tiny_checkpoints["grey"])
+    code = run_denoise(
+        tmp_path / "series", "-o", tmp_path / "out", "--weights", tiny_checkpoints["grey"]
+    )
     assert code == 0
     assert "denoised" in pydicom.dcmread(tmp_path / "out" / "IM0001.dcm").SeriesDescription
 
@@ -298,7 +301,9 @@ def test_npy_in_hu_keeps_dtype(tmp_path, rng, tiny_checkpoints):
     hu = _ct_slice(rng).astype(np.int16)
     np.save(tmp_path / "s.npy", hu)
     assert (
-        run(tmp_path / "s.npy", "-o", tmp_path / "o.npy", "--weights", tiny_checkpoints["grey"])
+        run_denoise(
+            tmp_path / "s.npy", "-o", tmp_path / "o.npy", "--weights", tiny_checkpoints["grey"]
+        )
         == 0
     )
     out = np.load(tmp_path / "o.npy")
@@ -316,7 +321,7 @@ def test_npy_in_hu_keeps_dtype(tmp_path, rng, tiny_checkpoints):
 
 
 def test_add_noise_is_seeded_and_scored(tmp_path, rng, tiny_checkpoints, capsys):
-    source = _png(tmp_path / "clean.png", _rgb8(rng))
+    source = save_png(tmp_path / "clean.png", random_rgb8(rng))
     args = [
         "--weights",
         tiny_checkpoints["rgb"],
@@ -325,9 +330,9 @@ def test_add_noise_is_seeded_and_scored(tmp_path, rng, tiny_checkpoints, capsys)
         "--save-noisy",
         "--compare",
     ]
-    assert run(source, "-o", tmp_path / "a" / "r.png", *args, "--seed", "1") == 0
-    assert run(source, "-o", tmp_path / "b" / "r.png", *args, "--seed", "1") == 0
-    assert run(source, "-o", tmp_path / "c" / "r.png", *args, "--seed", "2") == 0
+    assert run_denoise(source, "-o", tmp_path / "a" / "r.png", *args, "--seed", "1") == 0
+    assert run_denoise(source, "-o", tmp_path / "b" / "r.png", *args, "--seed", "1") == 0
+    assert run_denoise(source, "-o", tmp_path / "c" / "r.png", *args, "--seed", "2") == 0
     noisy = {k: np.asarray(Image.open(tmp_path / k / "r_noisy.png")) for k in "abc"}
     assert np.array_equal(noisy["a"], noisy["b"]) and not np.array_equal(noisy["a"], noisy["c"])
     clean = np.asarray(Image.open(source)).astype(float)
@@ -340,11 +345,11 @@ def test_add_noise_is_seeded_and_scored(tmp_path, rng, tiny_checkpoints, capsys)
 
 
 def test_reference_prints_metrics(tmp_path, rng, tiny_checkpoints, capsys):
-    clean = _rgb8(rng)
+    clean = random_rgb8(rng)
     noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
-    _png(tmp_path / "noisy" / "x.png", noisy)
-    _png(tmp_path / "clean" / "x.png", clean)
-    code = run(tmp_path / "noisy", "-o", tmp_path / "out", "--weights", tiny_checkpoints["rgb"],
+    save_png(tmp_path / "noisy" / "x.png", noisy)
+    save_png(tmp_path / "clean" / "x.png", clean)
+    code = run_denoise(tmp_path / "noisy", "-o", tmp_path / "out", "--weights", tiny_checkpoints["rgb"],
                "--reference", tmp_path / "clean")  # fmt: skip
     assert code == 0
     err = capsys.readouterr().err
@@ -363,17 +368,17 @@ def test_reference_pairs_cc_names_and_a_missing_one_only_skips_scores(
 
     expected = {}
     for name in ("d600_iso3200_1", "5dmark3_iso3200_2"):
-        clean = _rgb8(rng)
+        clean = random_rgb8(rng)
         noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.uint8)
-        _png(tmp_path / "cc" / f"{name}_real.png", noisy)
-        _png(tmp_path / "cc" / f"{name}_mean.png", clean)
-        _png(tmp_path / "noisy" / f"{name}_real.png", noisy)
+        save_png(tmp_path / "cc" / f"{name}_real.png", noisy)
+        save_png(tmp_path / "cc" / f"{name}_mean.png", clean)
+        save_png(tmp_path / "noisy" / f"{name}_real.png", noisy)
         expected[name] = psnr(clean.astype(float), noisy.astype(float))
-    _png(tmp_path / "noisy" / "orphan_real.png", _rgb8(rng))
+    save_png(tmp_path / "noisy" / "orphan_real.png", random_rgb8(rng))
     assert find_reference("d600_iso3200_1_real.png", tmp_path / "cc") == (
         tmp_path / "cc" / "d600_iso3200_1_mean.png"
     )  # not the noisy file of the same name beside it
-    code = run(tmp_path / "noisy", "-o", tmp_path / "out", "--weights", tiny_checkpoints["rgb"],
+    code = run_denoise(tmp_path / "noisy", "-o", tmp_path / "out", "--weights", tiny_checkpoints["rgb"],
                "--reference", tmp_path / "cc")  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
@@ -384,7 +389,7 @@ def test_reference_pairs_cc_names_and_a_missing_one_only_skips_scores(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "5dmark3_iso3200_2_real.png", "d600_iso3200_1_real.png", "orphan_real.png",
     ]  # fmt: skip
-    code = run(tmp_path / "noisy" / "orphan_real.png", "-o", tmp_path / "one.png",
+    code = run_denoise(tmp_path / "noisy" / "orphan_real.png", "-o", tmp_path / "one.png",
                "--weights", tiny_checkpoints["rgb"], "--reference", tmp_path / "missing.png")  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0 and (tmp_path / "one.png").is_file()
@@ -413,7 +418,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 def test_max_memory_is_checked_from_the_header_before_decoding(tmp_path, tiny_checkpoints, capsys):
     # Only the header is valid: decoding would fail with "truncated"; the refusal comes first.
     source = _png_header_only(tmp_path / "big.png", 16000, 10000)
-    code = run(
+    code = run_denoise(
         source,
         "-o",
         tmp_path / "o.png",
@@ -434,8 +439,8 @@ def test_nan_output_is_an_error_naming_the_file(tmp_path, rng, capsys):
     with torch.no_grad():
         model.decoder.head.weight.fill_(3e38)  # finite weights, overflowing output
     checkpoint = save_checkpoint(model, tmp_path / "overflow.safetensors")
-    source = _png(tmp_path / "in.png", _rgb8(rng))
-    code = run(source, "-o", tmp_path / "o.png", "--weights", checkpoint, "--no-progress")
+    source = save_png(tmp_path / "in.png", random_rgb8(rng))
+    code = run_denoise(source, "-o", tmp_path / "o.png", "--weights", checkpoint, "--no-progress")
     err = capsys.readouterr().err
     assert code == 1
     assert "in.png: the denoised image holds NaN or infinite values" in err
@@ -447,7 +452,7 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(tmp_path, rng, tiny_c
     import os
     import time
 
-    source = _png(tmp_path / "in.png", _rgb8(rng))
+    source = save_png(tmp_path / "in.png", random_rgb8(rng))
     out = tmp_path / "out"
     out.mkdir()
     stale = out / ".in.png.0badc0de.tmp"
@@ -458,6 +463,8 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(tmp_path, rng, tiny_c
     an_hour_ago = time.time() - 3600
     os.utime(stale, (an_hour_ago, an_hour_ago))
     os.utime(other, (an_hour_ago, an_hour_ago))
-    assert run(source, "-o", out, "--weights", tiny_checkpoints["rgb"], "--no-progress") == 0
+    assert (
+        run_denoise(source, "-o", out, "--weights", tiny_checkpoints["rgb"], "--no-progress") == 0
+    )
     assert (out / "in.png").is_file()
     assert not stale.exists() and fresh.exists() and other.exists()

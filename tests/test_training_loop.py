@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import importlib
 import importlib.util
-import inspect
 import json
 import math
 import os
@@ -616,28 +614,3 @@ def test_step_memory_check_works_for_every_network():
 
 
 # ------------------------------------------------------------------------------ the package
-def test_training_modules_import_each_other_without_a_cycle():
-    """Each module imports its siblings by their own path (never the package, whose
-    ``__init__`` imports them all), and those imports, also the ones inside functions, form no
-    cycle; nothing imports the loop."""
-    names = ("loop", "recipe", "patches", "state", "schedule", "distributed")
-
-    def imported(name: str) -> set[str]:
-        module = importlib.import_module(f"clipdenoise.training.{name}")
-        found = set()
-        for node in ast.walk(ast.parse(inspect.getsource(module))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clipdenoise."):
-                assert node.module != "clipdenoise.training", name
-                found.add(node.module.removeprefix("clipdenoise.training."))
-        return found & set(names)
-
-    graph = {name: imported(name) for name in names}
-
-    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
-        return any(
-            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
-            for nxt in graph[start]
-        )
-
-    assert not [name for name in names if reaches(name, name)], graph
-    assert not [name for name in names if "loop" in graph[name]], graph
