@@ -61,3 +61,27 @@ def test_dncnn_loads_dncnn_pytorch_layout_with_module_prefix(tmp_path):
     assert not loaded.config.bias and loaded.config.batchnorm and loaded.config.depth == 5
     x = torch.rand(1, 3, 12, 12)
     torch.testing.assert_close(loaded(x), reference.eval()(x))
+
+
+def test_the_committed_dncnn_denoises_its_training_noise(make_image):
+    from pathlib import Path
+
+    from clipdenoise.evaluation import resolve_method
+    from clipdenoise.metrics import psnr
+
+    checkpoint = (
+        Path(__file__).resolve().parents[1] / "benchmarks/models/dncnn-gaussian15.safetensors"
+    )
+    method = resolve_method(f"dncnn:{checkpoint}")
+    clean = torch.from_numpy(make_image(64, 64, 3, seed=5)).permute(2, 0, 1)[None]
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 15 / 255
+    noisy = clean + noise
+    with torch.no_grad():
+        restored = method.module.eval()(noisy).clamp(0, 1)
+
+    def score(image: torch.Tensor) -> float:
+        as_hwc = (image[0].permute(1, 2, 0) * 255).double().numpy()
+        return psnr((clean[0].permute(1, 2, 0) * 255).double().numpy(), as_hwc)
+
+    gain = score(restored) - score(noisy.clamp(0, 1))
+    assert gain > 5.0, f"PSNR gain {gain:.2f} dB"
